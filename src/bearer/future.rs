@@ -1,0 +1,91 @@
+//! The response future of [`BearerTokenService`](super::BearerTokenService).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::Response;
+use pin_project_lite::pin_project;
+
+use crate::error::BoxError;
+use crate::token::{TokenCache, TokenProvider};
+
+type Waiting<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+pin_project! {
+    /// Response future of [`BearerTokenService`](super::BearerTokenService).
+    ///
+    /// On the hot path it is the inner service's future plus a check for `401`; when the request
+    /// had to wait for a token it is boxed.
+    pub struct ResponseFuture<F, P, ResBody> {
+        #[pin]
+        kind: Kind<F, P, ResBody>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, P, ResBody> {
+        Direct {
+            #[pin]
+            future: F,
+            used: Option<(Arc<TokenCache<P>>, u64)>,
+        },
+        Waiting {
+            future: Waiting<Response<ResBody>>,
+        },
+    }
+}
+
+impl<F, P, ResBody> ResponseFuture<F, P, ResBody> {
+    pub(super) fn direct(future: F, used: Option<(Arc<TokenCache<P>>, u64)>) -> Self {
+        ResponseFuture {
+            kind: Kind::Direct { future, used },
+        }
+    }
+
+    pub(super) fn waiting(
+        future: impl Future<Output = Result<Response<ResBody>, BoxError>> + Send + 'static,
+    ) -> Self {
+        ResponseFuture {
+            kind: Kind::Waiting {
+                future: Box::pin(future),
+            },
+        }
+    }
+}
+
+/// Whether the server rejected the token: HTTP 401, or gRPC `UNAUTHENTICATED` (16) in the
+/// response headers (a trailers-only gRPC answer).
+pub(super) fn is_rejection<B>(response: &Response<B>) -> bool {
+    response.status() == http::StatusCode::UNAUTHORIZED
+        || response
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|status| status.as_bytes() == b"16")
+}
+
+impl<F, E, P, ResBody> Future for ResponseFuture<F, P, ResBody>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    E: Into<BoxError>,
+    P: TokenProvider,
+{
+    type Output = Result<Response<ResBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Direct { future, used } => {
+                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                if let Some((cache, generation)) = used.take()
+                    && is_rejection(&response)
+                {
+                    cache.invalidate_generation(generation);
+                }
+                Poll::Ready(Ok(response))
+            }
+            KindProj::Waiting { future } => future.as_mut().poll(cx),
+        }
+    }
+}

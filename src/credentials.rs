@@ -1,0 +1,365 @@
+//! Axra credentials: [`ApiKey`], [`ApiSecret`], [`Credentials`] and the [`Environment`] they belong to.
+//!
+//! Both are secrets: they are zeroed when dropped, their `Debug` shows at most the non-secret
+//! prefix (`bk_live_…`), they have no `Display`, and reading the value takes an explicit
+//! [`expose_secret`](ApiKey::expose_secret).
+//!
+//! # Example
+//!
+//! ```
+//! use axra_auth::{ApiKey, ApiSecret, Credentials, Environment};
+//!
+//! let key = ApiKey::new("bk_test_4f9c2a7d1e")?;
+//! assert_eq!(key.environment(), Some(Environment::Test));
+//! assert_eq!(format!("{key:?}"), "ApiKey(\"bk_test_…\")");
+//!
+//! let credentials = Credentials::new(key, ApiSecret::new("bs_test_88e01b")?);
+//! assert!(!format!("{credentials:?}").contains("4f9c2a7d1e"));
+//! # Ok::<(), axra_auth::CredentialError>(())
+//! ```
+
+use std::ffi::OsString;
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::{CredentialError, CredentialKind};
+
+/// The base URL of the Axra Pay API.
+pub const DEFAULT_BASE_URL: &str = "https://api.useaxra.com/api/v1";
+
+/// The longest credential accepted, in bytes. Axra's keys are a few dozen bytes; the bound only
+/// keeps absurd input (a whole file pasted into a variable) out of every request header.
+pub const MAX_CREDENTIAL_LEN: usize = 1024;
+
+/// Environment variable read by [`Credentials::from_env`] for the API key.
+pub const ENV_API_KEY: &str = "AXRA_API_KEY";
+/// Environment variable read by [`Credentials::from_env`] for the API secret.
+pub const ENV_API_SECRET: &str = "AXRA_API_SECRET";
+/// Fallback for [`ENV_API_SECRET`]: Axra's webhook secret is the same value as the API secret.
+pub const ENV_WEBHOOK_SECRET: &str = "AXRA_WEBHOOK_SECRET";
+
+/// Which Axra environment a credential belongs to, read from its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Environment {
+    /// Production: `bk_live_` keys, `bs_live_` secrets.
+    Live,
+    /// Sandbox: `bk_test_` keys, `bs_test_` secrets.
+    Test,
+}
+
+impl Environment {
+    /// `"live"` or `"test"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Live => "live",
+            Environment::Test => "test",
+        }
+    }
+
+    /// The API key prefix of this environment (`bk_live_` or `bk_test_`).
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            Environment::Live => "bk_live_",
+            Environment::Test => "bk_test_",
+        }
+    }
+
+    /// The API secret prefix of this environment (`bs_live_` or `bs_test_`).
+    pub fn secret_prefix(self) -> &'static str {
+        match self {
+            Environment::Live => "bs_live_",
+            Environment::Test => "bs_test_",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks that a credential can travel in an HTTP header: non-empty, bounded, visible ASCII only.
+fn validate(kind: CredentialKind, value: &str) -> Result<(), CredentialError> {
+    if value.is_empty() {
+        return Err(CredentialError::Empty { kind });
+    }
+    if value.len() > MAX_CREDENTIAL_LEN {
+        return Err(CredentialError::TooLong {
+            kind,
+            len: value.len(),
+        });
+    }
+    if let Some(position) = value.bytes().position(|b| !b.is_ascii_graphic()) {
+        return Err(CredentialError::InvalidCharacter { kind, position });
+    }
+    Ok(())
+}
+
+fn environment_of(value: &str, live: &str, test: &str) -> Option<Environment> {
+    if value.starts_with(live) {
+        Some(Environment::Live)
+    } else if value.starts_with(test) {
+        Some(Environment::Test)
+    } else {
+        None
+    }
+}
+
+macro_rules! secret_credential {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $live:literal, $test:literal) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            secret: SecretString,
+        }
+
+        impl $name {
+            /// Validates and wraps a credential.
+            ///
+            /// # Errors
+            ///
+            /// [`CredentialError`] when the value is empty, longer than [`MAX_CREDENTIAL_LEN`],
+            /// or holds anything but visible ASCII. The error never contains the value.
+            pub fn new(value: impl Into<String>) -> Result<Self, CredentialError> {
+                let secret = SecretString::from(value.into());
+                validate($kind, secret.expose_secret())?;
+                Ok($name { secret })
+            }
+
+            /// The environment named by the prefix
+            #[doc = concat!("(`", $live, "` or `", $test, "`), or `None` for another format")]
+            /// (self-hosted servers may use their own).
+            pub fn environment(&self) -> Option<Environment> {
+                environment_of(self.secret.expose_secret(), $live, $test)
+            }
+
+            /// The secret value. Every read of it is explicit and easy to audit.
+            pub fn expose_secret(&self) -> &str {
+                self.secret.expose_secret()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let shown = match self.environment() {
+                    Some(Environment::Live) => concat!($live, "…"),
+                    Some(Environment::Test) => concat!($test, "…"),
+                    None => "…",
+                };
+                f.debug_tuple(stringify!($name)).field(&shown).finish()
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = CredentialError;
+
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                $name::new(value)
+            }
+        }
+    };
+}
+
+secret_credential!(
+    /// An Axra API key (`bk_live_...` in production, `bk_test_...` in the sandbox).
+    ///
+    /// Zeroed on drop; `Debug` shows only the prefix; no `Display`.
+    ApiKey,
+    CredentialKind::ApiKey,
+    "bk_live_",
+    "bk_test_"
+);
+
+secret_credential!(
+    /// An Axra API secret (`bs_live_...` / `bs_test_...`). Axra's webhook secret is the same value.
+    ///
+    /// Zeroed on drop; `Debug` shows only the prefix; no `Display`.
+    ApiSecret,
+    CredentialKind::ApiSecret,
+    "bs_live_",
+    "bs_test_"
+);
+
+/// An API key and its secret: what the token exchange needs.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    api_key: ApiKey,
+    api_secret: ApiSecret,
+}
+
+impl Credentials {
+    /// Pairs a key with its secret.
+    pub fn new(api_key: ApiKey, api_secret: ApiSecret) -> Self {
+        Credentials {
+            api_key,
+            api_secret,
+        }
+    }
+
+    /// Reads `AXRA_API_KEY` and `AXRA_API_SECRET`, falling back to `AXRA_WEBHOOK_SECRET` for the
+    /// secret (Axra's docs: the webhook secret *is* the API secret).
+    ///
+    /// # Errors
+    ///
+    /// [`CredentialError::MissingEnvVar`] naming the missing variable,
+    /// [`CredentialError::EnvVarNotUnicode`], or [`CredentialError::InvalidEnvVar`] when a value
+    /// is not a valid credential. No error contains a value.
+    pub fn from_env() -> Result<Self, CredentialError> {
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    fn from_lookup(
+        lookup: impl Fn(&'static str) -> Option<OsString>,
+    ) -> Result<Self, CredentialError> {
+        let read = |name: &'static str| -> Result<Option<String>, CredentialError> {
+            match lookup(name) {
+                None => Ok(None),
+                Some(value) => value
+                    .into_string()
+                    .map(Some)
+                    .map_err(|_| CredentialError::EnvVarNotUnicode { name }),
+            }
+        };
+        let invalid = |name: &'static str| {
+            move |source: CredentialError| CredentialError::InvalidEnvVar {
+                name,
+                source: Box::new(source),
+            }
+        };
+
+        let key = read(ENV_API_KEY)?.ok_or(CredentialError::MissingEnvVar { name: ENV_API_KEY })?;
+        let api_key = ApiKey::new(key).map_err(invalid(ENV_API_KEY))?;
+        let (name, secret) = match read(ENV_API_SECRET)? {
+            Some(secret) => (ENV_API_SECRET, secret),
+            None => match read(ENV_WEBHOOK_SECRET)? {
+                Some(secret) => (ENV_WEBHOOK_SECRET, secret),
+                None => {
+                    return Err(CredentialError::MissingEnvVar {
+                        name: ENV_API_SECRET,
+                    });
+                }
+            },
+        };
+        let api_secret = ApiSecret::new(secret).map_err(invalid(name))?;
+        Ok(Credentials::new(api_key, api_secret))
+    }
+
+    /// The API key.
+    pub fn api_key(&self) -> &ApiKey {
+        &self.api_key
+    }
+
+    /// The API secret.
+    pub fn api_secret(&self) -> &ApiSecret {
+        &self.api_secret
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_keys_are_typed_errors() {
+        assert_eq!(
+            ApiKey::new("").unwrap_err(),
+            CredentialError::Empty {
+                kind: CredentialKind::ApiKey
+            }
+        );
+        for (bad, position) in [
+            ("bk_live_ x", 8),
+            ("bk_live_x\n", 9),
+            ("bk_live_é", 8),
+            ("\tbk", 0),
+            ("bk\u{7f}", 2),
+        ] {
+            assert_eq!(
+                ApiKey::new(bad).unwrap_err(),
+                CredentialError::InvalidCharacter {
+                    kind: CredentialKind::ApiKey,
+                    position
+                },
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            ApiSecret::new("x".repeat(MAX_CREDENTIAL_LEN + 1)).unwrap_err(),
+            CredentialError::TooLong { len, .. } if len == MAX_CREDENTIAL_LEN + 1
+        ));
+    }
+
+    #[test]
+    fn environment_comes_from_the_prefix() {
+        let env = |k: &str| ApiKey::new(k).unwrap().environment();
+        assert_eq!(env("bk_live_abc"), Some(Environment::Live));
+        assert_eq!(env("bk_test_abc"), Some(Environment::Test));
+        assert_eq!(env("sk_other"), None);
+        let env = |k: &str| ApiSecret::new(k).unwrap().environment();
+        assert_eq!(env("bs_live_abc"), Some(Environment::Live));
+        assert_eq!(env("bs_test_abc"), Some(Environment::Test));
+        assert_eq!(env("whsec_abc"), None);
+    }
+
+    #[test]
+    fn debug_shows_only_the_prefix() {
+        let key = ApiKey::new("bk_live_supersecretvalue").unwrap();
+        assert_eq!(format!("{key:?}"), "ApiKey(\"bk_live_…\")");
+        let custom = ApiSecret::new("whsec_supersecretvalue").unwrap();
+        assert_eq!(format!("{custom:?}"), "ApiSecret(\"…\")");
+        assert_eq!(key.expose_secret(), "bk_live_supersecretvalue");
+    }
+
+    fn env(vars: &[(&'static str, &str)]) -> impl Fn(&'static str) -> Option<OsString> {
+        let vars: Vec<(&'static str, OsString)> =
+            vars.iter().map(|(k, v)| (*k, OsString::from(v))).collect();
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn from_env_reads_key_and_secret_with_webhook_fallback() {
+        let c = Credentials::from_lookup(env(&[
+            (ENV_API_KEY, "bk_test_k1"),
+            (ENV_API_SECRET, "bs_test_s1"),
+            (ENV_WEBHOOK_SECRET, "bs_test_other"),
+        ]))
+        .unwrap();
+        assert_eq!(c.api_secret().expose_secret(), "bs_test_s1");
+
+        let c = Credentials::from_lookup(env(&[
+            (ENV_API_KEY, "bk_test_k1"),
+            (ENV_WEBHOOK_SECRET, "bs_test_wh"),
+        ]))
+        .unwrap();
+        assert_eq!(c.api_key().expose_secret(), "bk_test_k1");
+        assert_eq!(c.api_secret().expose_secret(), "bs_test_wh");
+    }
+
+    #[test]
+    fn from_env_names_the_missing_or_invalid_variable_never_the_value() {
+        let err = Credentials::from_lookup(env(&[])).unwrap_err();
+        assert_eq!(err, CredentialError::MissingEnvVar { name: ENV_API_KEY });
+        let err = Credentials::from_lookup(env(&[(ENV_API_KEY, "bk_test_k1")])).unwrap_err();
+        assert_eq!(
+            err,
+            CredentialError::MissingEnvVar {
+                name: ENV_API_SECRET
+            }
+        );
+        let err = Credentials::from_lookup(env(&[
+            (ENV_API_KEY, "bk_test_k1"),
+            (ENV_WEBHOOK_SECRET, "bs_test secret"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(ENV_WEBHOOK_SECRET), "{text}");
+        assert!(!text.contains("bs_test"), "{text}");
+        assert!(!format!("{err:?}").contains("bs_test"), "{err:?}");
+    }
+}

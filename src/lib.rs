@@ -1,0 +1,72 @@
+//! Composable [tower] layers that authenticate HTTP and gRPC traffic for the
+//! [Axra Pay API](https://docs.useaxra.com), on the client and on the server.
+//!
+//! Axra accepts two methods on every endpoint:
+//!
+//! 1. **API key header**: `x-api-key: bk_live_...` (production) or `bk_test_...` (sandbox) on
+//!    every request: [`ApiKeyLayer`].
+//! 2. **JWT token exchange**: `POST {base}/business/auth/token` with the key and secret returns a
+//!    one-hour token, sent as `Authorization: Bearer <token>`: [`BearerTokenLayer`] with
+//!    [`AxraTokenProvider`], over a shared, single-flight [`TokenCache`] that refreshes ahead of
+//!    expiry.
+//!
+//! Both wrap any tower `Service` taking `http::Request`: a hyper-util client, a tonic `Channel`.
+//!
+//! # Quickstart
+//!
+//! ```
+//! use axra_auth::{ApiKey, ApiKeyLayer};
+//! use http::{Request, Response};
+//! use std::convert::Infallible;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let client = ServiceBuilder::new()
+//!     .layer(ApiKeyLayer::new(ApiKey::new("bk_test_4f9c2a7d1e")?))
+//!     .service_fn(|req: Request<()>| async move {
+//!         // Your HTTP client goes here; this one echoes the header it got.
+//!         Ok::<_, Infallible>(Response::new(req.headers()["x-api-key"].clone()))
+//!     });
+//! let response = client.oneshot(Request::new(())).await?;
+//! assert_eq!(response.body(), "bk_test_4f9c2a7d1e");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `cargo run --example quickstart` runs both methods end to end against an in-process server.
+//!
+//! # Secrets
+//!
+//! API keys, secrets and access tokens are held in types that are zeroed on drop, show at most a
+//! non-secret prefix in `Debug` and have no `Display`; the headers carrying them are marked
+//! sensitive; no error message contains them.
+//!
+//! # Feature flags
+//!
+//! No feature is on by default.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `server` | verification layer, token endpoint, key store, JWT issuer (an Axra-compatible server) |
+//! | `reqwest` | `reqwest-middleware` middlewares and a reqwest transport for the token exchange |
+//! | `tracing` | `tracing` events for token fetches and server rejections, never carrying secrets |
+//!
+//! [tower]: https://docs.rs/tower
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod api_key;
+pub mod bearer;
+pub mod credentials;
+pub mod error;
+pub mod token;
+
+pub use api_key::{API_KEY_HEADER, ApiKeyLayer, ApiKeyService};
+pub use bearer::{BearerTokenLayer, BearerTokenService};
+pub use credentials::{ApiKey, ApiSecret, Credentials, DEFAULT_BASE_URL, Environment};
+pub use error::{
+    BoxError, CredentialError, CredentialKind, InvalidBaseUrl, TokenError, TokenErrorKind,
+};
+pub use token::{AccessToken, AxraTokenProvider, CacheStats, TokenCache, TokenProvider};

@@ -1,0 +1,477 @@
+//! [`AxraTokenProvider`]: Axra's `POST {base}/business/auth/token` over any tower HTTP client.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::{AccessToken, TokenProvider};
+use crate::credentials::{Credentials, DEFAULT_BASE_URL};
+use crate::error::{BoxError, InvalidBaseUrl, TokenError, TokenErrorKind};
+
+/// The token endpoint's path below the base URL.
+pub const TOKEN_PATH: &str = "/business/auth/token";
+
+/// The largest token response read. Axra's answer is well under 2 KiB; anything near this bound
+/// is not a token response, and reading it whole would let a broken proxy exhaust memory.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Tokens living longer than this are refused as absurd: Axra's live one hour.
+const MAX_EXPIRES_IN_SECS: u64 = 86_400;
+
+/// The longest server message kept in an error.
+const MAX_DETAIL_CHARS: usize = 200;
+
+/// Exchanges an API key and secret for an access token at Axra's token endpoint.
+///
+/// `C` is any tower HTTP client taking `http::Request<Full<Bytes>>`: hyper-util's legacy
+/// `Client` is the reference, and with the `reqwest` feature
+/// [`AxraTokenProvider::reqwest`] runs over a `reqwest::Client`. Plug it into a
+/// [`BearerTokenLayer`](crate::BearerTokenLayer) or a [`TokenCache`](crate::TokenCache); it performs
+/// one exchange per call and caches nothing itself.
+///
+/// Errors: 400 [`BadRequest`](TokenErrorKind::BadRequest), 401
+/// [`InvalidCredentials`](TokenErrorKind::InvalidCredentials) (permanent), 429
+/// [`RateLimited`](TokenErrorKind::RateLimited) and 5xx
+/// [`ServerError`](TokenErrorKind::ServerError) (transient, with `Retry-After` in seconds when
+/// sent), other statuses [`UnexpectedStatus`](TokenErrorKind::UnexpectedStatus), and a body that
+/// is not the documented envelope (or over 64 KiB) [`InvalidResponse`](TokenErrorKind::InvalidResponse).
+///
+/// # Example
+///
+/// ```no_run
+/// use axra_auth::{AxraTokenProvider, BearerTokenLayer, Credentials};
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+/// let provider = AxraTokenProvider::new(client.clone(), Credentials::from_env()?)
+///     .with_base_url("http://127.0.0.1:4010/api/v1")?;
+/// let authed = tower::ServiceBuilder::new()
+///     .layer(BearerTokenLayer::new(provider))
+///     .service(client);
+/// # let _ = authed;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AxraTokenProvider<C> {
+    client: C,
+    credentials: Credentials,
+    token_uri: Uri,
+}
+
+impl<C> fmt::Debug for AxraTokenProvider<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AxraTokenProvider")
+            .field("token_uri", &self.token_uri)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns a base URL into the token endpoint's URI.
+pub(crate) fn token_uri(base_url: &str) -> Result<Uri, InvalidBaseUrl> {
+    let base = base_url.trim_end_matches('/');
+    let uri: Uri = format!("{base}{TOKEN_PATH}")
+        .parse()
+        .map_err(|_| InvalidBaseUrl::new("it is not a valid URI"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(_) => return Err(InvalidBaseUrl::new("its scheme is neither http nor https")),
+        None => return Err(InvalidBaseUrl::new("it has no scheme (http:// or https://)")),
+    }
+    if uri.authority().is_none() {
+        return Err(InvalidBaseUrl::new("it has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(InvalidBaseUrl::new("it has a query string"));
+    }
+    Ok(uri)
+}
+
+impl<C> AxraTokenProvider<C> {
+    /// A provider that exchanges `credentials` at [`DEFAULT_BASE_URL`] through `client`.
+    pub fn new(client: C, credentials: Credentials) -> Self {
+        AxraTokenProvider {
+            client,
+            credentials,
+            token_uri: token_uri(DEFAULT_BASE_URL).expect("the default base URL is valid"),
+        }
+    }
+
+    /// Uses another base URL (a sandbox, a local mock server), such as
+    /// `http://127.0.0.1:4010/api/v1`. The token endpoint is `{base_url}/business/auth/token`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidBaseUrl`] when the URL is not absolute `http`/`https` with a host.
+    pub fn with_base_url(mut self, base_url: &str) -> Result<Self, InvalidBaseUrl> {
+        self.token_uri = token_uri(base_url)?;
+        Ok(self)
+    }
+
+    /// The URI the exchange is posted to.
+    pub fn token_uri(&self) -> &Uri {
+        &self.token_uri
+    }
+
+    /// The credentials exchanged.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The HTTP client.
+    pub fn client(&self) -> &C {
+        &self.client
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenRequest<'a> {
+    api_key: &'a str,
+    api_secret: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    success: Option<bool>,
+    data: Option<TokenData>,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenData {
+    access_token: Option<String>,
+    token_type: Option<String>,
+    expires_in: Option<serde_json::Value>,
+    business_id: Option<String>,
+    business_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+}
+
+fn invalid(detail: &str) -> TokenError {
+    TokenError::new(TokenErrorKind::InvalidResponse).with_detail(detail)
+}
+
+impl<C, RB> AxraTokenProvider<C>
+where
+    C: Service<Request<Full<Bytes>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
+    C::Future: Send,
+    C::Error: Into<BoxError>,
+    RB: Body + Send,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    async fn exchange(&self) -> Result<AccessToken, TokenError> {
+        let body = serde_json::to_vec(&TokenRequest {
+            api_key: self.credentials.api_key().expose_secret(),
+            api_secret: self.credentials.api_secret().expose_secret(),
+        })
+        .map_err(|_| invalid("the token request could not be encoded"))?;
+        let request = Request::post(self.token_uri.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| invalid("the token request could not be built"))?;
+
+        let transport = |e: BoxError| TokenError::new(TokenErrorKind::Transport).with_source(e);
+        let mut client = self.client.clone();
+        poll_fn(|cx| client.poll_ready(cx))
+            .await
+            .map_err(|e| transport(e.into()))?;
+        // The token's lifetime counts from here, not from when the answer is parsed.
+        let sent_at = Instant::now();
+        let response = client.call(request).await.map_err(|e| transport(e.into()))?;
+        let (parts, body) = response.into_parts();
+        let bytes = Limited::new(body, MAX_TOKEN_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    invalid("the answer is larger than 64 KiB")
+                } else {
+                    transport(e)
+                }
+            })?
+            .to_bytes();
+        self.parse(parts.status, &parts.headers, &bytes, sent_at)
+    }
+
+    fn parse(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        sent_at: Instant,
+    ) -> Result<AccessToken, TokenError> {
+        if !status.is_success() {
+            let kind = match status {
+                StatusCode::BAD_REQUEST => TokenErrorKind::BadRequest,
+                StatusCode::UNAUTHORIZED => TokenErrorKind::InvalidCredentials,
+                StatusCode::TOO_MANY_REQUESTS => TokenErrorKind::RateLimited,
+                s if s.is_server_error() => TokenErrorKind::ServerError,
+                _ => TokenErrorKind::UnexpectedStatus,
+            };
+            let mut error = TokenError::new(kind).with_status(status);
+            if let Some(retry_after) = retry_after(headers) {
+                error = error.with_retry_after(retry_after);
+            }
+            let message = serde_json::from_slice::<ErrorBody>(body)
+                .ok()
+                .and_then(|b| b.message);
+            if let Some(detail) = message.and_then(|m| self.sanitize(&m)) {
+                error = error.with_detail(detail);
+            }
+            return Err(error);
+        }
+
+        let envelope: Envelope = serde_json::from_slice(body)
+            .map_err(|_| invalid("the answer is not the documented JSON envelope"))?;
+        if envelope.success != Some(true) {
+            let mut error = invalid("the answer does not say success: true");
+            if let Some(detail) = envelope.message.and_then(|m| self.sanitize(&m)) {
+                error = error.with_detail(detail);
+            }
+            return Err(error);
+        }
+        let data = envelope
+            .data
+            .ok_or_else(|| invalid("the answer has no data"))?;
+        let token = data
+            .access_token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| invalid("accessToken is missing or empty"))?;
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("accessToken is not a valid header value"));
+        }
+        match data.token_type.as_deref() {
+            Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+            Some(_) => return Err(invalid("tokenType is not Bearer")),
+            None => return Err(invalid("tokenType is missing")),
+        }
+        let expires_in = match data.expires_in {
+            None => return Err(invalid("expiresIn is missing")),
+            Some(value) => value
+                .as_u64()
+                .filter(|&s| s > 0)
+                .ok_or_else(|| invalid("expiresIn is not a positive whole number of seconds"))?,
+        };
+        if expires_in > MAX_EXPIRES_IN_SECS {
+            return Err(invalid("expiresIn is more than a day"));
+        }
+        Ok(
+            AccessToken::starting_at(token, sent_at, Duration::from_secs(expires_in))
+                .with_business(data.business_id, data.business_name),
+        )
+    }
+
+    /// A server message fit for an error: printable, bounded, and with the credentials redacted
+    /// should the server have echoed them.
+    fn sanitize(&self, message: &str) -> Option<String> {
+        let mut text: String = message
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_DETAIL_CHARS)
+            .collect();
+        for secret in [
+            self.credentials.api_key().expose_secret(),
+            self.credentials.api_secret().expose_secret(),
+        ] {
+            if text.contains(secret) {
+                text = text.replace(secret, "[redacted]");
+            }
+            // A truncated echo can still hold most of a secret.
+            if let Some(start) = longest_secret_tail(&text, secret) {
+                text.truncate(start);
+                text.push_str("[redacted]");
+            }
+        }
+        (!text.trim().is_empty()).then_some(text)
+    }
+}
+
+/// Where `text` ends with a prefix of `secret` at least 8 bytes long (a cut-off echo of it).
+fn longest_secret_tail(text: &str, secret: &str) -> Option<usize> {
+    (8..secret.len().min(text.len()) + 1)
+        .rev()
+        .find(|&n| text.ends_with(&secret[..n]))
+        .map(|n| text.len() - n)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+impl<C, RB> TokenProvider for AxraTokenProvider<C>
+where
+    C: Service<Request<Full<Bytes>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
+    C::Future: Send,
+    C::Error: Into<BoxError>,
+    RB: Body + Send,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    fn fetch_token(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send {
+        self.exchange()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ApiKey, ApiSecret};
+    use std::convert::Infallible;
+
+    type Client = tower::util::ServiceFn<
+        fn(Request<Full<Bytes>>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+    >;
+
+    fn provider() -> AxraTokenProvider<Client> {
+        fn unused(
+            _: Request<Full<Bytes>>,
+        ) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
+            std::future::ready(Ok(Response::new(Full::default())))
+        }
+        let credentials = Credentials::new(
+            ApiKey::new("bk_test_key1234567890").unwrap(),
+            ApiSecret::new("bs_test_secret1234567890").unwrap(),
+        );
+        AxraTokenProvider::new(tower::service_fn(unused as _), credentials)
+    }
+
+    fn parse(status: u16, body: &str) -> Result<AccessToken, TokenError> {
+        provider().parse(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body.as_bytes(),
+            Instant::now(),
+        )
+    }
+
+    fn ok_body(data: &str) -> String {
+        format!(r#"{{"success": true, "data": {data}}}"#)
+    }
+
+    #[test]
+    fn parses_the_documented_envelope() {
+        let token = parse(
+            200,
+            &ok_body(
+                r#"{"accessToken": "eyJ.a.b", "tokenType": "Bearer", "expiresIn": 3600,
+                    "businessId": "biz_1", "businessName": "Acme"}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(token.expose_secret(), "eyJ.a.b");
+        assert_eq!(token.lifetime(), Duration::from_secs(3600));
+        assert_eq!(token.business_id(), Some("biz_1"));
+        assert_eq!(token.business_name(), Some("Acme"));
+        // Case-insensitive token type.
+        parse(
+            200,
+            &ok_body(r#"{"accessToken": "t", "tokenType": "bearer", "expiresIn": 60}"#),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn malformed_answers_are_typed_errors() {
+        let cases = [
+            "not json",
+            "",
+            r#"{"success": false, "message": "nope"}"#,
+            r#"{"success": true}"#,
+            &ok_body(r#"{"tokenType": "Bearer", "expiresIn": 3600}"#),
+            &ok_body(r#"{"accessToken": "", "tokenType": "Bearer", "expiresIn": 3600}"#),
+            &ok_body(r#"{"accessToken": "a b", "tokenType": "Bearer", "expiresIn": 3600}"#),
+            &ok_body(r#"{"accessToken": "t", "tokenType": "MAC", "expiresIn": 3600}"#),
+            &ok_body(r#"{"accessToken": "t", "expiresIn": 3600}"#),
+            &ok_body(r#"{"accessToken": "t", "tokenType": "Bearer", "expiresIn": 0}"#),
+            &ok_body(r#"{"accessToken": "t", "tokenType": "Bearer", "expiresIn": -5}"#),
+            &ok_body(r#"{"accessToken": "t", "tokenType": "Bearer", "expiresIn": 1.5}"#),
+            &ok_body(r#"{"accessToken": "t", "tokenType": "Bearer", "expiresIn": "3600"}"#),
+            &ok_body(r#"{"accessToken": "t", "tokenType": "Bearer", "expiresIn": 86401}"#),
+            &ok_body(r#"{"accessToken": "t", "tokenType": "Bearer"}"#),
+            &ok_body(r#"{"accessToken": 5, "tokenType": "Bearer", "expiresIn": 60}"#),
+        ];
+        for body in cases {
+            let err = parse(200, body).unwrap_err();
+            assert_eq!(err.kind(), TokenErrorKind::InvalidResponse, "{body}");
+            assert!(!err.is_transient(), "{body}");
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_kinds() {
+        for (status, kind, transient) in [
+            (400, TokenErrorKind::BadRequest, false),
+            (401, TokenErrorKind::InvalidCredentials, false),
+            (429, TokenErrorKind::RateLimited, true),
+            (500, TokenErrorKind::ServerError, true),
+            (503, TokenErrorKind::ServerError, true),
+            (302, TokenErrorKind::UnexpectedStatus, false),
+            (404, TokenErrorKind::UnexpectedStatus, false),
+        ] {
+            let err = parse(status, r#"{"success": false, "message": "Invalid API key"}"#)
+                .unwrap_err();
+            assert_eq!(err.kind(), kind, "{status}");
+            assert_eq!(err.is_transient(), transient, "{status}");
+            assert_eq!(err.status().map(|s| s.as_u16()), Some(status));
+            assert_eq!(err.detail(), Some("Invalid API key"));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "7".parse().unwrap());
+        let err = provider()
+            .parse(StatusCode::TOO_MANY_REQUESTS, &headers, b"", Instant::now())
+            .unwrap_err();
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn echoed_credentials_are_redacted_from_server_messages() {
+        for message in [
+            "bad key bk_test_key1234567890 given",
+            "secret bs_test_secret1234567890",
+            "truncated echo bs_test_secret12",
+        ] {
+            let body = format!(r#"{{"success": false, "message": "{message}"}}"#);
+            let err = parse(401, &body).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("key1234567890"), "{text}");
+            assert!(!text.contains("secret12"), "{text}");
+            assert!(text.contains("[redacted]"), "{text}");
+        }
+    }
+
+    #[test]
+    fn base_urls_are_checked() {
+        let uri = token_uri("http://127.0.0.1:4010/api/v1/").unwrap();
+        assert_eq!(uri, "http://127.0.0.1:4010/api/v1/business/auth/token");
+        assert_eq!(
+            token_uri(DEFAULT_BASE_URL).unwrap(),
+            "https://api.useaxra.com/api/v1/business/auth/token"
+        );
+        for bad in ["", "api.useaxra.com/api/v1", "ftp://x/y", "http://", "http://a b"] {
+            assert!(token_uri(bad).is_err(), "{bad}");
+        }
+    }
+}
