@@ -80,6 +80,22 @@ impl fmt::Display for Environment {
     }
 }
 
+impl serde::Serialize for Environment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Environment {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match &*<std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)? {
+            "live" => Ok(Environment::Live),
+            "test" => Ok(Environment::Test),
+            _ => Err(serde::de::Error::custom("environment is neither live nor test")),
+        }
+    }
+}
+
 /// Checks that a credential can travel in an HTTP header: non-empty, bounded, visible ASCII only.
 fn validate(kind: CredentialKind, value: &str) -> Result<(), CredentialError> {
     if value.is_empty() {

@@ -61,6 +61,9 @@ pub mod api_key;
 pub mod bearer;
 pub mod credentials;
 pub mod error;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 pub mod token;
 
 pub use api_key::{API_KEY_HEADER, ApiKeyLayer, ApiKeyService};

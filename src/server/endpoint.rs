@@ -1,0 +1,261 @@
+//! [`TokenEndpoint`]: the `POST /business/auth/token` service, as Axra documents it.
+//!
+//! | request | answer |
+//! |---|---|
+//! | JSON `{"apiKey", "apiSecret"}` matching a business | `200` `{"success": true, "data": {"accessToken", "tokenType": "Bearer", "expiresIn": 3600, "businessId", "businessName"}}` |
+//! | `apiKey` or `apiSecret` missing, empty or not a string; malformed JSON | `400` |
+//! | wrong key or wrong secret (the same answer for both) | `401` |
+//! | body over 16 KiB | `413` |
+//! | a method other than `POST` | `405` |
+//! | the key store cannot answer | `503` |
+//!
+//! Errors are `{"success": false, "message": "..."}`; no message echoes the input.
+//!
+//! # Example
+//!
+//! ```
+//! use axra_auth::server::{MemoryKeyStore, TokenEndpoint, TokenIssuer};
+//! use axra_auth::Environment;
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let store = MemoryKeyStore::new();
+//! let issued = store.create_business("Acme", Environment::Test);
+//! let endpoint = TokenEndpoint::new(store, TokenIssuer::random());
+//!
+//! let body = serde_json::json!({
+//!     "apiKey": issued.api_key().expose_secret(),
+//!     "apiSecret": issued.api_secret().expose_secret(),
+//! });
+//! let request = Request::post("/business/auth/token").body(body.to_string())?;
+//! let response = endpoint.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! let request = Request::post("/business/auth/token").body("{}".to_string())?;
+//! assert_eq!(endpoint.oneshot(request).await?.status(), StatusCode::BAD_REQUEST);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde_json::{Value, json};
+use tower_service::Service;
+
+use super::jwt::TokenIssuer;
+use super::store::{KeyDigest, KeyStore};
+
+/// The largest request body read. A token request is under 200 bytes.
+pub const MAX_TOKEN_REQUEST_BYTES: usize = 16 * 1024;
+
+/// The token endpoint service. `Clone`, error `Infallible`: mount it with axum's
+/// `route_service`. See the [module docs](self).
+pub struct TokenEndpoint<K> {
+    shared: Arc<Shared<K>>,
+}
+
+struct Shared<K> {
+    store: K,
+    issuer: TokenIssuer,
+}
+
+impl<K> Clone for TokenEndpoint<K> {
+    fn clone(&self) -> Self {
+        TokenEndpoint {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<K> fmt::Debug for TokenEndpoint<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenEndpoint")
+            .field("issuer", &self.shared.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: KeyStore> TokenEndpoint<K> {
+    /// Exchanges keys found in `store` for tokens issued by `issuer`.
+    pub fn new(store: K, issuer: TokenIssuer) -> Self {
+        TokenEndpoint {
+            shared: Arc::new(Shared { store, issuer }),
+        }
+    }
+}
+
+fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn failure(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut response = answer(status, json!({ "success": false, "message": message }));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"axra\""),
+        );
+    }
+    response
+}
+
+/// Reads `apiKey` and `apiSecret`; `Err` is the 400 message.
+fn fields(body: &[u8]) -> Result<(String, String), &'static str> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| "request body is not valid JSON")?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    match (field("apiKey"), field("apiSecret")) {
+        (Some(key), Some(secret)) => Ok((key, secret)),
+        (None, _) => Err("apiKey is required"),
+        (_, None) => Err("apiSecret is required"),
+    }
+}
+
+impl<K: KeyStore> Shared<K> {
+    async fn exchange<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body,
+        B::Error: Into<crate::BoxError>,
+    {
+        if req.method() != Method::POST {
+            let mut response = failure(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+        let body = match Limited::new(req.into_body(), MAX_TOKEN_REQUEST_BYTES)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(e) if e.is::<LengthLimitError>() => {
+                return failure(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large");
+            }
+            Err(_) => return failure(StatusCode::BAD_REQUEST, "request body could not be read"),
+        };
+        let (key, secret) = match fields(&body) {
+            Ok(fields) => fields,
+            Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+        };
+        let secret_digest = KeyDigest::of(&secret);
+        drop(secret);
+        let key_digest = KeyDigest::of(&key);
+        drop(key);
+
+        let record = match self.shared_lookup(&key_digest).await {
+            Ok(record) => record,
+            Err(()) => {
+                return failure(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "authentication is temporarily unavailable",
+                );
+            }
+        };
+        // Compare a digest whether or not the key matched, so a wrong key and a wrong secret
+        // take the same path and get the same answer.
+        let (expected, key_matches) = match &record {
+            Some(record) => (record.secret_digest, record.key_digest.ct_eq(&key_digest)),
+            None => (KeyDigest::from_bytes([0; 32]), false),
+        };
+        let secret_matches = expected.ct_eq(&secret_digest);
+        let record = match record {
+            Some(record) if key_matches & secret_matches => record,
+            _ => return failure(StatusCode::UNAUTHORIZED, "invalid API key or secret"),
+        };
+        match self.issuer.issue(&record.business) {
+            Ok(token) => answer(
+                StatusCode::OK,
+                json!({
+                    "success": true,
+                    "data": {
+                        "accessToken": token.expose_secret(),
+                        "tokenType": "Bearer",
+                        "expiresIn": self.issuer.lifetime().as_secs(),
+                        "businessId": &*record.business.id,
+                        "businessName": &*record.business.name,
+                    }
+                }),
+            ),
+            Err(_) => failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the token could not be issued",
+            ),
+        }
+    }
+
+    async fn shared_lookup(
+        &self,
+        key_digest: &KeyDigest,
+    ) -> Result<Option<super::store::KeyRecord>, ()> {
+        self.store.find_by_key(key_digest).await.map_err(|_| ())
+    }
+}
+
+impl<K, B> Service<Request<B>> for TokenEndpoint<K>
+where
+    K: KeyStore,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<crate::BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { Ok(shared.exchange(req).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_must_be_non_empty_strings() {
+        assert_eq!(
+            fields(br#"{"apiKey": "k", "apiSecret": "s"}"#),
+            Ok(("k".into(), "s".into()))
+        );
+        assert_eq!(fields(br#"{"apiSecret": "s"}"#), Err("apiKey is required"));
+        assert_eq!(fields(br#"{"apiKey": "k"}"#), Err("apiSecret is required"));
+        assert_eq!(
+            fields(br#"{"apiKey": "", "apiSecret": "s"}"#),
+            Err("apiKey is required")
+        );
+        assert_eq!(
+            fields(br#"{"apiKey": 5, "apiSecret": "s"}"#),
+            Err("apiKey is required")
+        );
+        assert_eq!(fields(b"{"), Err("request body is not valid JSON"));
+        assert_eq!(fields(b"[]"), Err("apiKey is required"));
+    }
+}

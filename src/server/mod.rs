@@ -1,0 +1,73 @@
+//! The server half (feature `server`): verify Axra-style credentials in axum and tonic servers,
+//! and serve the token endpoint, enough to run an Axra-compatible server locally.
+//!
+//! - [`RequireAxraAuthLayer`]: accepts `x-api-key` or `Authorization: Bearer`, inserts an
+//!   [`AuthenticatedBusiness`] into the request extensions, answers 401 (or gRPC
+//!   `UNAUTHENTICATED`) otherwise.
+//! - [`TokenEndpoint`]: `POST /business/auth/token`.
+//! - [`KeyStore`] / [`MemoryKeyStore`]: businesses and the SHA-256 digests of their keys.
+//! - [`TokenIssuer`]: the one-hour HS256 tokens.
+//!
+//! # Example
+//!
+//! ```
+//! use axra_auth::server::{AuthenticatedBusiness, MemoryKeyStore, RequireAxraAuthLayer, TokenEndpoint, TokenIssuer};
+//! use axra_auth::Environment;
+//! use axum::{routing::{get, post}, Extension, Router};
+//!
+//! let store = MemoryKeyStore::new();
+//! let issued = store.create_business("Acme", Environment::Test);
+//! let issuer = TokenIssuer::random();
+//!
+//! let app: Router = Router::new()
+//!     .route("/api/v1/whoami", get(|Extension(b): Extension<AuthenticatedBusiness>| async move {
+//!         b.business_name.to_string()
+//!     }))
+//!     .route_layer(RequireAxraAuthLayer::new(store.clone(), issuer.clone()))
+//!     .route_service("/api/v1/business/auth/token", TokenEndpoint::new(store, issuer));
+//! # let _ = (app, issued);
+//! ```
+
+mod endpoint;
+mod jwt;
+mod require;
+mod store;
+
+use std::sync::Arc;
+
+use crate::credentials::Environment;
+
+pub use endpoint::{MAX_TOKEN_REQUEST_BYTES, TokenEndpoint};
+pub use jwt::{
+    DEFAULT_ISSUER, DEFAULT_LEEWAY, DEFAULT_TOKEN_LIFETIME, IssuerError, MIN_SIGNING_KEY_LEN,
+    TokenIssuer, VerifiedToken, VerifyError,
+};
+pub use require::{Rejection, RequireAxraAuth, RequireAxraAuthLayer, ResponseFuture};
+pub use store::{
+    BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, MemoryKeyStore,
+    StoreError, StoreErrorKind,
+};
+
+/// How a request authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// With the `x-api-key` header.
+    ApiKey,
+    /// With `Authorization: Bearer <token>`.
+    Bearer,
+}
+
+/// The business a request authenticated as: put into the request extensions by
+/// [`RequireAxraAuthLayer`]. An axum handler takes `Extension<AuthenticatedBusiness>`; a tonic
+/// handler reads `request.extensions().get::<AuthenticatedBusiness>()`. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedBusiness {
+    /// The business id.
+    pub business_id: Arc<str>,
+    /// The registered name.
+    pub business_name: Arc<str>,
+    /// Live or test.
+    pub environment: Environment,
+    /// Which method it used.
+    pub method: AuthMethod,
+}
