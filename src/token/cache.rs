@@ -78,8 +78,14 @@ impl Entry {
     pub(crate) fn phase(&self) -> Phase {
         match self.phase.load(Ordering::Acquire) {
             FRESH => Phase::Fresh,
-            REFRESH_DUE => Phase::RefreshDue,
             EXPIRED => Phase::Expired,
+            // In the refresh window (minutes an hour, and only until the refresh lands) and
+            // without a timer, read the clock: a timer that runs late must not stretch a token
+            // past its usable time.
+            REFRESH_DUE => match self.phase_by_clock(Instant::now()) {
+                Phase::Fresh => Phase::RefreshDue,
+                phase => phase,
+            },
             _ => self.phase_by_clock(Instant::now()),
         }
     }
