@@ -91,7 +91,9 @@ impl<'de> serde::Deserialize<'de> for Environment {
         match &*<std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)? {
             "live" => Ok(Environment::Live),
             "test" => Ok(Environment::Test),
-            _ => Err(serde::de::Error::custom("environment is neither live nor test")),
+            _ => Err(serde::de::Error::custom(
+                "environment is neither live nor test",
+            )),
         }
     }
 }

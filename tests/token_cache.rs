@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axra_auth::{
-    AccessToken, BearerTokenLayer, BoxError, TokenCache, TokenError, TokenErrorKind,
-    TokenProvider,
+    AccessToken, BearerTokenLayer, BoxError, TokenCache, TokenError, TokenErrorKind, TokenProvider,
 };
 use http::header::AUTHORIZATION;
 use http::{Request, Response};
@@ -161,7 +160,10 @@ async fn a_ten_second_token_is_not_fetched_per_request() {
     }
     // 60 s of traffic; each token serves from about 3 s (refresh due) to 7.5 s (usable until).
     let calls = provider.calls();
-    assert!((10..=30).contains(&calls), "{calls} exchanges for 6000 requests");
+    assert!(
+        (10..=30).contains(&calls),
+        "{calls} exchanges for 6000 requests"
+    );
     assert_eq!(cache.stats().waits, 1, "only the very first request waited");
 }
 
@@ -223,7 +225,11 @@ async fn a_dropped_caller_does_not_abort_the_fetch_others_wait_on() {
 
     let second = send(&svc).await.unwrap();
     assert_eq!(second, "Bearer tok-1");
-    assert_eq!(provider.calls(), 1, "the second caller joined the same fetch");
+    assert_eq!(
+        provider.calls(),
+        1,
+        "the second caller joined the same fetch"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -301,9 +307,16 @@ async fn nothing_outlives_the_client() {
     let svc = layer.layer(service_fn(|_: Request<()>| async {
         Ok::<_, BoxError>(Response::new(String::new()))
     }));
-    let baseline = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     svc.clone().oneshot(Request::new(())).await.unwrap();
-    assert!(tokio::runtime::Handle::current().metrics().num_alive_tasks() > baseline);
+    assert!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            > baseline
+    );
     assert!(Arc::strong_count(&marker) > 1);
 
     drop(svc);
@@ -313,7 +326,9 @@ async fn nothing_outlives_the_client() {
     }
     assert_eq!(Arc::strong_count(&marker), 1, "the provider was dropped");
     assert_eq!(
-        tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
         baseline,
         "no background task is left"
     );

@@ -118,7 +118,8 @@ fn failure(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 
 /// Reads `apiKey` and `apiSecret`; `Err` is the 400 message.
 fn fields(body: &[u8]) -> Result<(String, String), &'static str> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| "request body is not valid JSON")?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| "request body is not valid JSON")?;
     let field = |name: &str| {
         value
             .get(name)

@@ -187,7 +187,8 @@ impl TokenIssuer {
         let decoding = DecodingKey::from_secret(signing_key).map_err(|_| IssuerError::Signing)?;
         Ok(TokenIssuer {
             inner: Arc::new(IssuerInner {
-                encoding: EncodingKey::from_secret(signing_key).map_err(|_| IssuerError::Signing)?,
+                encoding: EncodingKey::from_secret(signing_key)
+                    .map_err(|_| IssuerError::Signing)?,
                 decoding,
                 validation: Self::validation(DEFAULT_ISSUER),
                 issuer: DEFAULT_ISSUER.to_owned(),
@@ -311,18 +312,19 @@ impl TokenIssuer {
     ///
     /// [`VerifyError`] saying which check failed.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature => VerifyError::Signature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    VerifyError::Algorithm
-                }
-                ErrorKind::InvalidIssuer
-                | ErrorKind::MissingRequiredClaim(_)
-                | ErrorKind::InvalidSubject => VerifyError::Claims,
-                ErrorKind::ExpiredSignature => VerifyError::Expired,
-                _ => VerifyError::Malformed,
-            })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::InvalidSignature => VerifyError::Signature,
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        VerifyError::Algorithm
+                    }
+                    ErrorKind::InvalidIssuer
+                    | ErrorKind::MissingRequiredClaim(_)
+                    | ErrorKind::InvalidSubject => VerifyError::Claims,
+                    ErrorKind::ExpiredSignature => VerifyError::Expired,
+                    _ => VerifyError::Malformed,
+                })?;
         let claims = data.claims;
         self.check_expiry(claims.exp)?;
         Ok(VerifiedToken {
@@ -429,7 +431,10 @@ mod tests {
             .with_clock(move || UNIX_EPOCH + Duration::from_secs(clock.load(Ordering::SeqCst)));
         let token = issuer.issue(&business()).unwrap();
         now.fetch_add(3600 + 5, Ordering::SeqCst);
-        assert!(issuer.verify(token.expose_secret()).is_ok(), "within leeway");
+        assert!(
+            issuer.verify(token.expose_secret()).is_ok(),
+            "within leeway"
+        );
         now.fetch_add(1, Ordering::SeqCst);
         assert_eq!(
             issuer.verify(token.expose_secret()).unwrap_err(),
@@ -442,7 +447,10 @@ mod tests {
         let a = TokenIssuer::new(KEY).unwrap();
         let b = TokenIssuer::new(KEY).unwrap().with_issuer("someone-else");
         let token = b.issue(&business()).unwrap();
-        assert_eq!(a.verify(token.expose_secret()).unwrap_err(), VerifyError::Claims);
+        assert_eq!(
+            a.verify(token.expose_secret()).unwrap_err(),
+            VerifyError::Claims
+        );
     }
 
     fn base64url(bytes: &[u8]) -> String {

@@ -44,8 +44,8 @@ pub use jwt::{
 };
 pub use require::{Rejection, RequireAxraAuth, RequireAxraAuthLayer, ResponseFuture};
 pub use store::{
-    BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, MemoryKeyStore,
-    StoreError, StoreErrorKind,
+    BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, MemoryKeyStore, StoreError,
+    StoreErrorKind,
 };
 
 /// How a request authenticated.

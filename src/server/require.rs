@@ -131,7 +131,10 @@ impl Rejection {
             let mut response = Response::new(Full::default());
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-            headers.insert("grpc-status", HeaderValue::from(u16::from(self.grpc_code())));
+            headers.insert(
+                "grpc-status",
+                HeaderValue::from(u16::from(self.grpc_code())),
+            );
             // The messages are fixed printable ASCII without '%', valid as grpc-message as is.
             headers.insert("grpc-message", HeaderValue::from_static(self.message()));
             return response;
@@ -184,10 +187,7 @@ fn presented<B>(req: &Request<B>) -> Result<Presented<'_>, Rejection> {
         }
         return Ok(Presented::ApiKey(key));
     }
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or(Rejection::Missing)?;
+    let header = req.headers().get(AUTHORIZATION).ok_or(Rejection::Missing)?;
     let header = header.to_str().map_err(|_| Rejection::Malformed)?;
     let (scheme, token) = header.split_once(' ').ok_or(Rejection::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer")
@@ -469,7 +469,10 @@ mod tests {
                 .body(())
                 .unwrap()
         };
-        assert!(matches!(presented(&Request::new(())), Err(Rejection::Missing)));
+        assert!(matches!(
+            presented(&Request::new(())),
+            Err(Rejection::Missing)
+        ));
         assert!(matches!(
             presented(&req("authorization", b"bEaReR abc")),
             Ok(Presented::Bearer("abc"))
@@ -483,7 +486,10 @@ mod tests {
             b"Bearer \xff",
         ] {
             assert!(
-                matches!(presented(&req("authorization", bad)), Err(Rejection::Malformed)),
+                matches!(
+                    presented(&req("authorization", bad)),
+                    Err(Rejection::Malformed)
+                ),
                 "{bad:?}"
             );
         }
@@ -497,13 +503,19 @@ mod tests {
     fn rejections_answer_json_or_grpc() {
         let response = Rejection::InvalidApiKey.to_response(false);
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(response.headers()[WWW_AUTHENTICATE], "Bearer realm=\"axra\"");
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"axra\""
+        );
         let response = Rejection::Unavailable.to_response(false);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         let response = Rejection::ExpiredToken.to_response(true);
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["grpc-status"], "16");
         assert_eq!(response.headers()["grpc-message"], "token expired");
-        assert_eq!(Rejection::Unavailable.to_response(true).headers()["grpc-status"], "14");
+        assert_eq!(
+            Rejection::Unavailable.to_response(true).headers()["grpc-status"],
+            "14"
+        );
     }
 }

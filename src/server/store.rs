@@ -434,7 +434,10 @@ mod tests {
         assert!(live.api_secret().expose_secret().starts_with("bs_live_"));
         let test = store.create_business("Acme", Environment::Test);
         assert!(test.api_key().expose_secret().starts_with("bk_test_"));
-        assert_ne!(live.api_key().expose_secret(), test.api_key().expose_secret());
+        assert_ne!(
+            live.api_key().expose_secret(),
+            test.api_key().expose_secret()
+        );
         assert_ne!(live.business_id(), test.business_id());
     }
 
@@ -451,8 +454,14 @@ mod tests {
                 .ct_eq(&KeyDigest::of(issued.api_secret().expose_secret()))
         );
         let debug = format!("{store:?} {record:?} {issued:?}");
-        assert!(!debug.contains(&issued.api_key().expose_secret()[8..]), "{debug}");
-        assert!(!debug.contains(&issued.api_secret().expose_secret()[8..]), "{debug}");
+        assert!(
+            !debug.contains(&issued.api_key().expose_secret()[8..]),
+            "{debug}"
+        );
+        assert!(
+            !debug.contains(&issued.api_secret().expose_secret()[8..]),
+            "{debug}"
+        );
     }
 
     #[test]

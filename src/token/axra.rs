@@ -90,7 +90,11 @@ pub(crate) fn token_uri(base_url: &str) -> Result<Uri, InvalidBaseUrl> {
     match uri.scheme_str() {
         Some("http" | "https") => {}
         Some(_) => return Err(InvalidBaseUrl::new("its scheme is neither http nor https")),
-        None => return Err(InvalidBaseUrl::new("it has no scheme (http:// or https://)")),
+        None => {
+            return Err(InvalidBaseUrl::new(
+                "it has no scheme (http:// or https://)",
+            ));
+        }
     }
     if uri.authority().is_none() {
         return Err(InvalidBaseUrl::new("it has no host"));
@@ -199,7 +203,10 @@ where
             .map_err(|e| transport(e.into()))?;
         // The token's lifetime counts from here, not from when the answer is parsed.
         let sent_at = Instant::now();
-        let response = client.call(request).await.map_err(|e| transport(e.into()))?;
+        let response = client
+            .call(request)
+            .await
+            .map_err(|e| transport(e.into()))?;
         let (parts, body) = response.into_parts();
         let bytes = Limited::new(body, MAX_TOKEN_RESPONSE_BYTES)
             .collect()
@@ -317,7 +324,13 @@ fn longest_secret_tail(text: &str, secret: &str) -> Option<usize> {
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(seconds))
 }
 
@@ -431,8 +444,11 @@ mod tests {
             (302, TokenErrorKind::UnexpectedStatus, false),
             (404, TokenErrorKind::UnexpectedStatus, false),
         ] {
-            let err = parse(status, r#"{"success": false, "message": "Invalid API key"}"#)
-                .unwrap_err();
+            let err = parse(
+                status,
+                r#"{"success": false, "message": "Invalid API key"}"#,
+            )
+            .unwrap_err();
             assert_eq!(err.kind(), kind, "{status}");
             assert_eq!(err.is_transient(), transient, "{status}");
             assert_eq!(err.status().map(|s| s.as_u16()), Some(status));
@@ -470,7 +486,13 @@ mod tests {
             token_uri(DEFAULT_BASE_URL).unwrap(),
             "https://api.useaxra.com/api/v1/business/auth/token"
         );
-        for bad in ["", "api.useaxra.com/api/v1", "ftp://x/y", "http://", "http://a b"] {
+        for bad in [
+            "",
+            "api.useaxra.com/api/v1",
+            "ftp://x/y",
+            "http://",
+            "http://a b",
+        ] {
             assert!(token_uri(bad).is_err(), "{bad}");
         }
     }

@@ -357,7 +357,6 @@ impl<P> TokenCache<P> {
     pub fn provider(&self) -> &P {
         &self.shared.provider
     }
-
 }
 
 impl<P: TokenProvider> TokenCache<P> {
@@ -639,7 +638,6 @@ fn record_failure(state: &mut FetchState, config: &Config, error: TokenError) {
         consecutive,
     });
 }
-
 
 /// The wait before the next fetch after `consecutive` failures: doubling from the initial value
 /// up to the maximum (at once for permanent errors), jittered between half and all of it, and at

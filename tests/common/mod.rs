@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axra_auth::server::{
-    AuthenticatedBusiness, AuthMethod, MemoryKeyStore, RequireAxraAuthLayer, TokenEndpoint,
+    AuthMethod, AuthenticatedBusiness, MemoryKeyStore, RequireAxraAuthLayer, TokenEndpoint,
     TokenIssuer,
 };
 use axra_auth::{Environment, server::IssuedCredentials};
@@ -55,23 +55,27 @@ pub fn axra_app(store: MemoryKeyStore, issuer: TokenIssuer) -> Router {
     let protected = Router::new()
         .route(
             "/api/v1/business/checkout/session",
-            post(|Extension(b): Extension<AuthenticatedBusiness>| async move {
-                Json(json!({
-                    "success": true,
-                    "data": {
-                        "businessId": &*b.business_id,
-                        "businessName": &*b.business_name,
-                        "environment": b.environment.as_str(),
-                        "method": method_name(b.method),
-                    }
-                }))
-            }),
+            post(
+                |Extension(b): Extension<AuthenticatedBusiness>| async move {
+                    Json(json!({
+                        "success": true,
+                        "data": {
+                            "businessId": &*b.business_id,
+                            "businessName": &*b.business_name,
+                            "environment": b.environment.as_str(),
+                            "method": method_name(b.method),
+                        }
+                    }))
+                },
+            ),
         )
         .route(
             "/api/v1/whoami",
-            get(|Extension(b): Extension<AuthenticatedBusiness>| async move {
-                b.business_name.to_string()
-            }),
+            get(
+                |Extension(b): Extension<AuthenticatedBusiness>| async move {
+                    b.business_name.to_string()
+                },
+            ),
         )
         .route_layer(RequireAxraAuthLayer::new(store.clone(), issuer.clone()));
     protected.route_service(
