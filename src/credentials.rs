@@ -225,7 +225,7 @@ impl Credentials {
     /// [`CredentialError::EnvVarNotUnicode`], or [`CredentialError::InvalidEnvVar`] when a value
     /// is not a valid credential. No error contains a value.
     pub fn from_env() -> Result<Self, CredentialError> {
-        Self::from_lookup(|name| std::env::var_os(name))
+        Self::from_lookup(std::env::var_os)
     }
 
     fn from_lookup(

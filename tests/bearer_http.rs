@@ -187,7 +187,13 @@ async fn exchange_error(addr: std::net::SocketAddr) -> TokenError {
 
 #[tokio::test]
 async fn malformed_and_failed_answers_over_http_are_typed_errors() {
-    let cases: Vec<(StatusCode, &'static [(&str, &str)], Bytes, TokenErrorKind)> = vec![
+    type Case = (
+        StatusCode,
+        &'static [(&'static str, &'static str)],
+        Bytes,
+        TokenErrorKind,
+    );
+    let cases: Vec<Case> = vec![
         (StatusCode::OK, &[], Bytes::from_static(b"<html>"), TokenErrorKind::InvalidResponse),
         (
             StatusCode::OK,

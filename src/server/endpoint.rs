@@ -51,7 +51,8 @@ use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tower_service::Service;
 
 use super::jwt::TokenIssuer;
@@ -96,8 +97,32 @@ impl<K: KeyStore> TokenEndpoint<K> {
     }
 }
 
-fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+/// `{"success": false, "message": ...}`, fields in the documented order.
+#[derive(Serialize)]
+pub(crate) struct Failure<'a> {
+    pub(crate) success: bool,
+    pub(crate) message: &'a str,
+}
+
+#[derive(Serialize)]
+struct Success<'a> {
+    success: bool,
+    data: TokenData<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenData<'a> {
+    access_token: &'a str,
+    token_type: &'a str,
+    expires_in: u64,
+    business_id: &'a str,
+    business_name: &'a str,
+}
+
+fn answer(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -106,7 +131,13 @@ fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
 }
 
 fn failure(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    let mut response = answer(status, json!({ "success": false, "message": message }));
+    let mut response = answer(
+        status,
+        &Failure {
+            success: false,
+            message,
+        },
+    );
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             WWW_AUTHENTICATE,
@@ -189,16 +220,16 @@ impl<K: KeyStore> Shared<K> {
         match self.issuer.issue(&record.business) {
             Ok(token) => answer(
                 StatusCode::OK,
-                json!({
-                    "success": true,
-                    "data": {
-                        "accessToken": token.expose_secret(),
-                        "tokenType": "Bearer",
-                        "expiresIn": self.issuer.lifetime().as_secs(),
-                        "businessId": &*record.business.id,
-                        "businessName": &*record.business.name,
-                    }
-                }),
+                &Success {
+                    success: true,
+                    data: TokenData {
+                        access_token: token.expose_secret(),
+                        token_type: "Bearer",
+                        expires_in: self.issuer.lifetime().as_secs(),
+                        business_id: &record.business.id,
+                        business_name: &record.business.name,
+                    },
+                },
             ),
             Err(_) => failure(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -28,10 +28,10 @@
 //! # let _ = (app, issued);
 //! ```
 
-mod endpoint;
-mod jwt;
-mod require;
-mod store;
+pub mod endpoint;
+pub mod jwt;
+pub mod require;
+pub mod store;
 
 use std::sync::Arc;
 

@@ -58,6 +58,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::endpoint::Failure;
 use super::jwt::{TokenIssuer, VerifiedToken, VerifyError};
 use super::store::{KeyDigest, KeyStore};
 use super::{AuthMethod, AuthenticatedBusiness};
@@ -139,8 +140,12 @@ impl Rejection {
             headers.insert("grpc-message", HeaderValue::from_static(self.message()));
             return response;
         }
-        let body = serde_json::json!({ "success": false, "message": self.message() });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        let body = serde_json::to_vec(&Failure {
+            success: false,
+            message: self.message(),
+        })
+        .unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -34,7 +34,7 @@ const MAX_DETAIL_CHARS: usize = 200;
 ///
 /// `C` is any tower HTTP client taking `http::Request<Full<Bytes>>`: hyper-util's legacy
 /// `Client` is the reference, and with the `reqwest` feature
-/// [`AxraTokenProvider::reqwest`] runs over a `reqwest::Client`. Plug it into a
+/// `AxraTokenProvider::reqwest` runs over a `reqwest::Client`. Plug it into a
 /// [`BearerTokenLayer`](crate::BearerTokenLayer) or a [`TokenCache`](crate::TokenCache); it performs
 /// one exchange per call and caches nothing itself.
 ///

@@ -29,8 +29,8 @@
 //! # }
 //! ```
 
-mod axra;
-mod cache;
+pub mod axra;
+pub mod cache;
 
 use std::fmt;
 use std::future::Future;

@@ -4,19 +4,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axra_auth::server::{
-    AuthMethod, AuthenticatedBusiness, MemoryKeyStore, RequireAxraAuthLayer, TokenEndpoint,
-    TokenIssuer,
-};
+use axra_auth::server::{MemoryKeyStore, TokenIssuer};
 use axra_auth::{Environment, server::IssuedCredentials};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 
 pub type HyperClient = Client<HttpConnector, Full<Bytes>>;
@@ -42,47 +38,9 @@ pub async fn body_json(response: http::Response<hyper::body::Incoming>) -> (u16,
     (status, value)
 }
 
-fn method_name(method: AuthMethod) -> &'static str {
-    match method {
-        AuthMethod::ApiKey => "api_key",
-        AuthMethod::Bearer => "bearer",
-    }
-}
-
-/// An Axra-compatible app: the token endpoint and a protected checkout route that echoes the
-/// authenticated business.
-pub fn axra_app(store: MemoryKeyStore, issuer: TokenIssuer) -> Router {
-    let protected = Router::new()
-        .route(
-            "/api/v1/business/checkout/session",
-            post(
-                |Extension(b): Extension<AuthenticatedBusiness>| async move {
-                    Json(json!({
-                        "success": true,
-                        "data": {
-                            "businessId": &*b.business_id,
-                            "businessName": &*b.business_name,
-                            "environment": b.environment.as_str(),
-                            "method": method_name(b.method),
-                        }
-                    }))
-                },
-            ),
-        )
-        .route(
-            "/api/v1/whoami",
-            get(
-                |Extension(b): Extension<AuthenticatedBusiness>| async move {
-                    b.business_name.to_string()
-                },
-            ),
-        )
-        .route_layer(RequireAxraAuthLayer::new(store.clone(), issuer.clone()));
-    protected.route_service(
-        "/api/v1/business/auth/token",
-        TokenEndpoint::new(store, issuer),
-    )
-}
+#[path = "../../examples/common/mod.rs"]
+mod app;
+pub use app::axra_app;
 
 pub struct AxraServer {
     pub addr: SocketAddr,

@@ -1,0 +1,112 @@
+//! Property tests: hostile input never panics and never authenticates. These mirror the fuzz
+//! targets so the normal suite exercises the same code paths.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axra_auth::server::{MemoryKeyStore, RequireAxraAuthLayer, TokenEndpoint, TokenIssuer};
+use axra_auth::{ApiKey, ApiSecret, AxraTokenProvider, Credentials, Environment, TokenProvider};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use proptest::prelude::*;
+use tower::{Layer, ServiceExt, service_fn};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_credential_headers_never_authenticate(
+        bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        as_bearer in any::<bool>(),
+        prefix_bearer in any::<bool>(),
+    ) {
+        let store = MemoryKeyStore::new();
+        store.create_business("Acme", Environment::Test);
+        let called = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&called);
+        let svc = RequireAxraAuthLayer::new(store, TokenIssuer::random()).layer(service_fn(
+            move |_: Request<()>| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())) }
+            },
+        ));
+        let mut value = if prefix_bearer { b"Bearer ".to_vec() } else { Vec::new() };
+        value.extend_from_slice(&bytes);
+        let Ok(value) = HeaderValue::from_bytes(&value) else { return Ok(()) };
+        let name = if as_bearer { "authorization" } else { "x-api-key" };
+        let request = Request::builder().header(name, value).body(()).unwrap();
+        let response = runtime().block_on(svc.oneshot(request)).unwrap();
+        prop_assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        prop_assert_eq!(called.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn arbitrary_token_request_bodies_never_issue_a_token(
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let store = MemoryKeyStore::new();
+        store.create_business("Acme", Environment::Test);
+        let endpoint = TokenEndpoint::new(store, TokenIssuer::random());
+        let request = Request::post("/business/auth/token").body(Full::new(Bytes::from(body))).unwrap();
+        let response = runtime().block_on(endpoint.oneshot(request)).unwrap();
+        prop_assert!(matches!(response.status().as_u16(), 400 | 401), "{}", response.status());
+    }
+
+    #[test]
+    fn arbitrary_token_responses_are_errors_not_panics(
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+        status in prop::sample::select(vec![200u16, 201, 400, 401, 429, 500, 503, 302]),
+    ) {
+        let answer = Bytes::from(body);
+        let client = service_fn(move |_: Request<Full<Bytes>>| {
+            let mut response = Response::new(Full::new(answer.clone()));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let credentials = Credentials::new(
+            ApiKey::new("bk_test_k").unwrap(),
+            ApiSecret::new("bs_test_s").unwrap(),
+        );
+        let provider = AxraTokenProvider::new(client, credentials);
+        let result = runtime().block_on(provider.fetch_token());
+        prop_assert!(result.is_err());
+    }
+
+    #[test]
+    fn arbitrary_well_formed_envelopes_parse_or_fail_cleanly(
+        token in "[ -~]{0,40}",
+        token_type in prop::sample::select(vec!["Bearer", "bearer", "MAC", ""]),
+        expires_in in prop::sample::select(vec![
+            serde_json::json!(3600), serde_json::json!(0), serde_json::json!(-1),
+            serde_json::json!(1.5), serde_json::json!(86_401), serde_json::json!("3600"),
+            serde_json::json!(null), serde_json::json!(u64::MAX),
+        ]),
+    ) {
+        let body = serde_json::json!({"success": true, "data": {
+            "accessToken": token, "tokenType": token_type, "expiresIn": expires_in}});
+        let answer = Bytes::from(body.to_string());
+        let client = service_fn(move |_: Request<Full<Bytes>>| {
+            let response = Response::new(Full::new(answer.clone()));
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let credentials = Credentials::new(
+            ApiKey::new("bk_test_k").unwrap(),
+            ApiSecret::new("bs_test_s").unwrap(),
+        );
+        let result = runtime().block_on(AxraTokenProvider::new(client, credentials).fetch_token());
+        let valid = !token.is_empty()
+            && token.bytes().all(|b| b.is_ascii_graphic())
+            && token_type.eq_ignore_ascii_case("bearer")
+            && expires_in == serde_json::json!(3600);
+        prop_assert_eq!(result.is_ok(), valid);
+    }
+}
