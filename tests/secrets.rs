@@ -1,0 +1,163 @@
+//! No key, secret or token appears in the `Debug` or `Display` of any public type or error, after
+//! a full flow: both methods, a refresh, a 401, a failed exchange.
+
+mod common;
+
+use std::sync::Arc;
+
+use axra_auth::server::{RequireAxraAuthLayer, TokenEndpoint};
+use axra_auth::{
+    ApiKey, ApiKeyLayer, ApiSecret, AxraTokenProvider, BearerTokenLayer, CredentialError,
+    Credentials, TokenCache,
+};
+use bytes::Bytes;
+use common::{AxraServer, hyper_client};
+use http::Request;
+use http_body_util::Full;
+use tower::{Layer, ServiceExt};
+
+/// The part of a secret that must never show: everything after the documented prefix.
+fn secret_part(value: &str) -> &str {
+    for prefix in ["bk_live_", "bk_test_", "bs_live_", "bs_test_"] {
+        if let Some(rest) = value.strip_prefix(prefix) {
+            return rest;
+        }
+    }
+    value
+}
+
+fn assert_clean(texts: &[String], secrets: &[String]) {
+    for text in texts {
+        for secret in secrets {
+            let part = secret_part(secret);
+            assert!(
+                part.len() >= 8,
+                "test secrets must be long enough to search for"
+            );
+            assert!(!text.contains(part), "secret leaked in: {text}");
+            // Nor a long piece of it (a truncated echo).
+            assert!(
+                !text.contains(&part[..part.len() / 2]),
+                "secret piece leaked in: {text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_public_type_or_error_shows_a_secret() {
+    let server = AxraServer::start().await;
+    let business = &server.business;
+    let mut texts = Vec::new();
+    let mut secrets = common::secrets_of(business);
+    macro_rules! record {
+        ($($value:expr),* $(,)?) => {$(
+            texts.push(format!("{:?}", $value));
+            texts.push(format!("{:#?}", $value));
+        )*};
+    }
+
+    // Credentials and the API key method.
+    let key_layer = ApiKeyLayer::new(business.api_key().clone());
+    let key_client = key_layer.layer(hyper_client());
+    let response = key_client
+        .clone()
+        .oneshot(
+            Request::post(server.url("/api/v1/business/checkout/session"))
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    record!(
+        business,
+        business.api_key(),
+        business.api_secret(),
+        business.credentials(),
+        key_layer,
+        key_client
+    );
+
+    // The bearer method: an exchange, a refresh (invalidate), uses.
+    let provider = AxraTokenProvider::new(hyper_client(), business.credentials().clone())
+        .with_base_url(&server.base_url())
+        .unwrap();
+    let cache = Arc::new(TokenCache::new(provider.clone()));
+    let bearer_layer = BearerTokenLayer::from_cache(Arc::clone(&cache));
+    let bearer_client = bearer_layer.layer(hyper_client());
+    let first = cache.token().await.unwrap();
+    cache.invalidate(&first);
+    let second = cache.token().await.unwrap();
+    secrets.push(first.expose_secret().to_owned());
+    secrets.push(second.expose_secret().to_owned());
+    let response = bearer_client
+        .clone()
+        .oneshot(
+            Request::post(server.url("/api/v1/business/checkout/session"))
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    record!(provider, cache, bearer_layer, bearer_client, first, second);
+
+    // A 401 from the API: the old token after the key was regenerated.
+    let fresh = server.store.regenerate(business.business_id()).unwrap();
+    secrets.extend(common::secrets_of(&fresh));
+    let response = bearer_client
+        .clone()
+        .oneshot(
+            Request::post(server.url("/api/v1/business/checkout/session"))
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    record!(response.headers(), fresh);
+
+    // A failed exchange (the old credentials no longer work).
+    let err = bearer_client
+        .clone()
+        .oneshot(
+            Request::post(server.url("/api/v1/business/checkout/session"))
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    texts.push(err.to_string());
+    record!(err, cache);
+
+    // Construction errors.
+    let long_secret = format!("bk_test_{}", "x".repeat(2000));
+    for bad in [
+        "bk_live_ leaked_value_1".to_owned(),
+        "bk_live_leaked_value_2\n".to_owned(),
+        long_secret.clone(),
+    ] {
+        let err: CredentialError = ApiKey::new(bad).unwrap_err();
+        texts.push(err.to_string());
+        record!(err);
+        let err = ApiSecret::new("bs_test_ leaked_value_3").unwrap_err();
+        texts.push(err.to_string());
+    }
+    secrets.extend(
+        ["leaked_value_1", "leaked_value_2", "leaked_value_3"]
+            .into_iter()
+            .map(String::from),
+    );
+    secrets.push(long_secret);
+
+    // The server side.
+    let layer = RequireAxraAuthLayer::new(server.store.clone(), server.issuer.clone());
+    let endpoint = TokenEndpoint::new(server.store.clone(), server.issuer.clone());
+    record!(server.store, server.issuer, layer, endpoint);
+    let credentials = Credentials::new(fresh.api_key().clone(), fresh.api_secret().clone());
+    record!(credentials);
+
+    assert!(texts.len() > 30);
+    assert_clean(&texts, &secrets);
+}
