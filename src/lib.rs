@@ -10,7 +10,21 @@
 //!    [`AxraTokenProvider`], over a shared, single-flight [`TokenCache`] that refreshes ahead of
 //!    expiry.
 //!
-//! Both wrap any tower `Service` taking `http::Request`: a hyper-util client, a tonic `Channel`.
+//! Both wrap any tower `Service` taking `http::Request`: a hyper-util client, a tonic `Channel`;
+//! the `reqwest` feature adds the same two as reqwest-middleware middlewares.
+//!
+//! # Choosing a method
+//!
+//! | | API key header | JWT token exchange |
+//! |---|---|---|
+//! | set-up | minimal: [`ApiKeyLayer::new`] | [`BearerTokenLayer::new`] with [`AxraTokenProvider`]; refresh is automatic |
+//! | best for | server-side integrations, scripts, internal tools | architectures that require short-lived credentials |
+//! | lifetime | long-lived, until the key is regenerated | one hour, refreshed ahead of expiry in the background |
+//! | revocation | regenerate the key | tokens expire on their own |
+//!
+//! With the `server` feature the crate also *verifies* both methods in axum and tonic servers
+//! (`server::RequireAxraAuthLayer`) and serves the token endpoint
+//! (`server::TokenEndpoint`), enough to run an Axra-compatible server locally.
 //!
 //! # Quickstart
 //!
@@ -57,10 +71,21 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// `tracing::event!` with the `tracing` feature, nothing without. Fields must never carry a secret.
+macro_rules! trace_event {
+    ($($arg:tt)*) => {
+        #[cfg(feature = "tracing")]
+        tracing::event!($($arg)*);
+    };
+}
+
 pub mod api_key;
 pub mod bearer;
 pub mod credentials;
 pub mod error;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;

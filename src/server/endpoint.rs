@@ -263,7 +263,15 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { Ok(shared.exchange(req).await) })
+        Box::pin(async move {
+            let response = shared.exchange(req).await;
+            trace_event!(
+                tracing::Level::DEBUG,
+                status = response.status().as_u16(),
+                "axra_auth: token endpoint answered"
+            );
+            Ok(response)
+        })
     }
 }
 

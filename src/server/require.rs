@@ -171,6 +171,24 @@ impl From<VerifyError> for Rejection {
     }
 }
 
+fn trace_rejection(rejection: Rejection, grpc: bool) {
+    if rejection == Rejection::Unavailable {
+        trace_event!(
+            tracing::Level::WARN,
+            grpc,
+            "axra_auth: key store unavailable, answering 503"
+        );
+    } else {
+        trace_event!(
+            tracing::Level::DEBUG,
+            reason = rejection.message(),
+            grpc,
+            "axra_auth: request rejected"
+        );
+    }
+    let _ = grpc;
+}
+
 /// Whether a request is gRPC (`content-type: application/grpc...`).
 pub(crate) fn is_grpc<B>(req: &Request<B>) -> bool {
     req.headers()
@@ -406,6 +424,7 @@ pin_project! {
 
 impl<S: Service<Request<ReqBody>>, ReqBody> ResponseFuture<S, ReqBody> {
     fn reject(rejection: Rejection, grpc: bool) -> Self {
+        trace_rejection(rejection, grpc);
         ResponseFuture {
             state: State::Reject {
                 response: Some(rejection.to_response(grpc)),
@@ -442,6 +461,7 @@ where
                             this.state.set(State::Call { future });
                         }
                         Err(rejection) => {
+                            trace_rejection(rejection, *grpc);
                             let response = rejection.to_response(*grpc);
                             return Poll::Ready(Ok(response.map(Either::Right)));
                         }

@@ -407,6 +407,10 @@ impl<P: TokenProvider> TokenCache<P> {
         {
             entry.phase.store(EXPIRED, Ordering::Release);
             self.shared.current.compare_and_swap(&*current, None);
+            trace_event!(
+                tracing::Level::INFO,
+                "axra_auth: token rejected, cache invalidated"
+            );
         }
     }
 
@@ -444,6 +448,10 @@ impl<P: TokenProvider> TokenCache<P> {
             return Ok(entry);
         }
         self.shared.counters.waits.fetch_add(1, Ordering::Relaxed);
+        trace_event!(
+            tracing::Level::DEBUG,
+            "axra_auth: no usable token, request waits for a fetch"
+        );
         let mut outcome = {
             let mut state = self.shared.state.lock().await;
             // Double-check: whoever held the lock before us may have stored a fresh token.
@@ -459,7 +467,7 @@ impl<P: TokenProvider> TokenCache<P> {
                     {
                         return Err(failure.error.clone());
                     }
-                    Shared::start_fetch(&self.shared, &mut state)
+                    Shared::start_fetch(&self.shared, &mut state, "cold")
                 }
             }
         };
@@ -491,7 +499,17 @@ impl<P: TokenProvider> TokenCache<P> {
 
 impl<P: TokenProvider> Shared<P> {
     /// Spawns the one fetch; the caller holds the state lock.
-    fn start_fetch(this: &Arc<Self>, state: &mut FetchState) -> watch::Receiver<Outcome> {
+    fn start_fetch(
+        this: &Arc<Self>,
+        state: &mut FetchState,
+        reason: &'static str,
+    ) -> watch::Receiver<Outcome> {
+        trace_event!(
+            tracing::Level::DEBUG,
+            reason,
+            "axra_auth: token fetch started"
+        );
+        let _ = reason;
         let (tx, rx) = watch::channel(None);
         state.inflight = Some(rx.clone());
         this.counters.started.fetch_add(1, Ordering::Relaxed);
@@ -528,13 +546,34 @@ impl<P: TokenProvider> Shared<P> {
         state.inflight = None;
         let outcome = result.and_then(|token| self.install(token, started));
         match &outcome {
-            Ok(_) => {
+            Ok(entry) => {
                 self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
                 state.failure = None;
+                trace_event!(
+                    tracing::Level::INFO,
+                    outcome = "ok",
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    lifetime_s = entry.token.lifetime().as_secs(),
+                    usable_for_s = entry
+                        .usable_until
+                        .saturating_duration_since(Instant::now())
+                        .as_secs(),
+                    "axra_auth: token fetch finished"
+                );
+                let _ = entry;
             }
             Err(error) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
                 record_failure(&mut state, &self.config, error.clone());
+                trace_event!(
+                    tracing::Level::WARN,
+                    outcome = "error",
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    error = %error,
+                    transient = error.is_transient(),
+                    backoff_ms = state.failure.as_ref().map_or(0, |f| f.retry_at.saturating_duration_since(Instant::now()).as_millis() as u64),
+                    "axra_auth: token fetch failed"
+                );
                 // Let the next caller that sees the refresh due start another attempt; it waits
                 // out the backoff first.
                 if let Some(current) = self.current.load().as_ref() {
@@ -610,7 +649,7 @@ impl<P: TokenProvider> Shared<P> {
                 tokio::time::sleep_until(retry_at).await;
                 continue;
             }
-            Self::start_fetch(&shared, &mut state);
+            Self::start_fetch(&shared, &mut state, "refresh_ahead");
             return;
         }
     }

@@ -1,0 +1,212 @@
+//! reqwest integration (feature `reqwest`): [`reqwest_middleware`] middlewares with the same
+//! semantics as the tower layers, and a reqwest transport for the token exchange.
+//!
+//! - [`ApiKeyMiddleware`] sets a sensitive `x-api-key`; an `x-api-key` already on the request wins.
+//! - [`BearerTokenMiddleware`] sets `Authorization: Bearer <token>` from a shared, single-flight
+//!   [`TokenCache`]; an `Authorization` already on the request wins; a `401` answer invalidates
+//!   the token it used (the request is not retried). A token failure is
+//!   `reqwest_middleware::Error::Middleware`, which downcasts to [`TokenError`].
+//! - [`AxraTokenProvider::reqwest`] runs the exchange over a `reqwest::Client`, so a reqwest user
+//!   needs no second HTTP client.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axra_auth::reqwest::BearerTokenMiddleware;
+//! use axra_auth::{AxraTokenProvider, Credentials};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let http = reqwest::Client::new();
+//! let provider = AxraTokenProvider::reqwest(http.clone(), Credentials::from_env()?);
+//! let client = reqwest_middleware::ClientBuilder::new(http)
+//!     .with(BearerTokenMiddleware::new(provider))
+//!     .build();
+//! let response = client
+//!     .post("https://api.useaxra.com/api/v1/business/checkout/session")
+//!     .send()
+//!     .await?;
+//! # let _ = response;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{Extensions, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Full};
+use reqwest_middleware::{Middleware, Next};
+use tower_service::Service;
+
+use crate::api_key::{API_KEY_HEADER, sensitive_header};
+use crate::credentials::{ApiKey, Credentials};
+use crate::error::{BoxError, TokenError};
+use crate::token::{AxraTokenProvider, TokenCache, TokenProvider};
+
+/// Sets `x-api-key` on every request. See the [module docs](self).
+#[derive(Clone)]
+pub struct ApiKeyMiddleware {
+    header: HeaderValue,
+}
+
+impl ApiKeyMiddleware {
+    /// A middleware that sends this key.
+    pub fn new(key: ApiKey) -> Self {
+        ApiKeyMiddleware {
+            header: sensitive_header(key.expose_secret()),
+        }
+    }
+}
+
+impl fmt::Debug for ApiKeyMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyMiddleware")
+            .field("header", &self.header)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for ApiKeyMiddleware {
+    async fn handle(
+        &self,
+        mut req: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        if let http::header::Entry::Vacant(slot) = req.headers_mut().entry(API_KEY_HEADER) {
+            slot.insert(self.header.clone());
+        }
+        next.run(req, extensions).await
+    }
+}
+
+/// Sets `Authorization: Bearer <token>` from a shared token cache. See the [module docs](self).
+pub struct BearerTokenMiddleware<P> {
+    cache: Arc<TokenCache<P>>,
+}
+
+impl<P: TokenProvider> BearerTokenMiddleware<P> {
+    /// A middleware with its own [`TokenCache`] (default settings) in front of `provider`.
+    pub fn new(provider: P) -> Self {
+        Self::from_cache(Arc::new(TokenCache::new(provider)))
+    }
+
+    /// A middleware sharing `cache` with other clients and layers.
+    pub fn from_cache(cache: Arc<TokenCache<P>>) -> Self {
+        BearerTokenMiddleware { cache }
+    }
+
+    /// The token cache.
+    pub fn cache(&self) -> &Arc<TokenCache<P>> {
+        &self.cache
+    }
+}
+
+impl<P> Clone for BearerTokenMiddleware<P> {
+    fn clone(&self) -> Self {
+        BearerTokenMiddleware {
+            cache: Arc::clone(&self.cache),
+        }
+    }
+}
+
+impl<P> fmt::Debug for BearerTokenMiddleware<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerTokenMiddleware")
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl<P: TokenProvider> Middleware for BearerTokenMiddleware<P> {
+    async fn handle(
+        &self,
+        mut req: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        if req.headers().contains_key(AUTHORIZATION) {
+            return next.run(req, extensions).await;
+        }
+        let used = self.cache.with_usable(|entry| {
+            req.headers_mut()
+                .insert(AUTHORIZATION, entry.header.clone());
+            entry.generation
+        });
+        let generation = match used {
+            Some(generation) => generation,
+            None => {
+                let entry = self
+                    .cache
+                    .entry()
+                    .await
+                    .map_err(reqwest_middleware::Error::middleware)?;
+                req.headers_mut()
+                    .insert(AUTHORIZATION, entry.header.clone());
+                entry.generation
+            }
+        };
+        let response = next.run(req, extensions).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.cache.invalidate_generation(generation);
+        }
+        Ok(response)
+    }
+}
+
+/// A tower HTTP client over a `reqwest::Client`, for [`AxraTokenProvider::reqwest`].
+#[derive(Clone, Debug)]
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+}
+
+impl ReqwestTransport {
+    /// Wraps a reqwest client.
+    pub fn new(client: reqwest::Client) -> Self {
+        ReqwestTransport { client }
+    }
+}
+
+impl Service<http::Request<Full<Bytes>>> for ReqwestTransport {
+    type Response = http::Response<reqwest::Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await?.to_bytes();
+            let req = reqwest::Request::try_from(http::Request::from_parts(parts, body))?;
+            let response = client.execute(req).await?;
+            Ok(http::Response::from(response))
+        })
+    }
+}
+
+impl AxraTokenProvider<ReqwestTransport> {
+    /// A provider that runs the exchange over `client` (at [`crate::DEFAULT_BASE_URL`]; change
+    /// it with [`with_base_url`](AxraTokenProvider::with_base_url)).
+    pub fn reqwest(client: reqwest::Client, credentials: Credentials) -> Self {
+        AxraTokenProvider::new(ReqwestTransport::new(client), credentials)
+    }
+}
+
+/// The [`TokenError`] inside a middleware error, if that is what it is.
+pub fn token_error(error: &reqwest_middleware::Error) -> Option<&TokenError> {
+    match error {
+        reqwest_middleware::Error::Middleware(error) => error.downcast_ref::<TokenError>(),
+        _ => None,
+    }
+}
