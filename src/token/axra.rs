@@ -1,4 +1,32 @@
 //! [`AxraTokenProvider`]: Axra's `POST {base}/business/auth/token` over any tower HTTP client.
+//!
+//! # Example
+//!
+//! ```
+//! use axra_auth::{AxraTokenProvider, ApiKey, ApiSecret, Credentials, TokenProvider};
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use std::convert::Infallible;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Any tower HTTP client works; this one answers as Axra's token endpoint does.
+//! let client = tower::service_fn(|req: Request<Full<Bytes>>| async move {
+//!     assert_eq!(req.uri().path(), "/api/v1/business/auth/token");
+//!     let body = r#"{"success": true, "data": {"accessToken": "eyJ.a.b", "tokenType": "Bearer",
+//!                    "expiresIn": 3600, "businessId": "biz_1", "businessName": "Acme"}}"#;
+//!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+//! });
+//! let credentials = Credentials::new(ApiKey::new("bk_test_k1")?, ApiSecret::new("bs_test_s1")?);
+//! let provider = AxraTokenProvider::new(client, credentials);
+//!
+//! let token = provider.fetch_token().await?;
+//! assert_eq!(token.expose_secret(), "eyJ.a.b");
+//! assert_eq!(token.business_name(), Some("Acme"));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::future::poll_fn;

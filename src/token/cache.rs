@@ -1,4 +1,31 @@
 //! [`TokenCache`]: expiry, refresh-ahead, single-flight, timeout, backoff and invalidation.
+//!
+//! # Example
+//!
+//! ```
+//! use axra_auth::{AccessToken, TokenCache, TokenError};
+//! use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let exchanges = Arc::new(AtomicUsize::new(0));
+//! let counter = Arc::clone(&exchanges);
+//! let cache = Arc::new(TokenCache::new(move || {
+//!     counter.fetch_add(1, Ordering::SeqCst);
+//!     async { Ok::<_, TokenError>(AccessToken::new("t", Duration::from_secs(3600))) }
+//! }));
+//!
+//! // A hundred concurrent callers on a cold cache: one exchange.
+//! let callers: Vec<_> = (0..100)
+//!     .map(|_| { let cache = Arc::clone(&cache); tokio::spawn(async move { cache.token().await }) })
+//!     .collect();
+//! for caller in callers {
+//!     caller.await.unwrap().unwrap();
+//! }
+//! assert_eq!(exchanges.load(Ordering::SeqCst), 1);
+//! # }
+//! ```
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
