@@ -42,7 +42,9 @@ pub use jwt::{
     DEFAULT_ISSUER, DEFAULT_LEEWAY, DEFAULT_TOKEN_LIFETIME, IssuerError, MIN_SIGNING_KEY_LEN,
     TokenIssuer, VerifiedToken, VerifyError,
 };
-pub use require::{Rejection, RequireAxraAuth, RequireAxraAuthLayer, ResponseFuture};
+pub use require::{
+    DEFAULT_VERIFIED_TOKEN_CACHE, Rejection, RequireAxraAuth, RequireAxraAuthLayer, ResponseFuture,
+};
 pub use store::{
     BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, MemoryKeyStore, StoreError,
     StoreErrorKind,

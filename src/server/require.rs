@@ -44,10 +44,11 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -55,12 +56,13 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use pin_project_lite::pin_project;
+use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::endpoint::Failure;
 use super::jwt::{TokenIssuer, VerifiedToken, VerifyError};
-use super::store::{KeyDigest, KeyStore};
+use super::store::{BusinessRecord, KeyDigest, KeyRecord, KeyStore, StoreError};
 use super::{AuthMethod, AuthenticatedBusiness};
 use crate::api_key::API_KEY_HEADER;
 
@@ -222,71 +224,189 @@ fn presented<B>(req: &Request<B>) -> Result<Presented<'_>, Rejection> {
     Ok(Presented::Bearer(token))
 }
 
-/// The store and issuer, shared by every clone of the service.
+/// How many verified tokens [`RequireAxraAuthLayer`] remembers by default. A client reuses one
+/// token for an hour, so this covers thousands of clients; each entry is about 150 bytes.
+pub const DEFAULT_VERIFIED_TOKEN_CACHE: usize = 4096;
+
+const CACHE_SHARDS: usize = 16;
+
+type Shard = HashMap<[u8; 32], VerifiedToken>;
+
+/// Tokens that passed signature verification, keyed by the SHA-256 digest of the whole token
+/// (so the raw token is not kept). Sharded to keep lock contention low; each shard is bounded,
+/// dropping expired entries first and then an arbitrary one. Only verified tokens enter, so a
+/// flood of forged tokens cannot fill it; expiry and key generation are still checked on every
+/// hit.
+struct VerifiedCache {
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+}
+
+impl VerifiedCache {
+    fn new(capacity: usize) -> Self {
+        VerifiedCache {
+            shards: (0..CACHE_SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: capacity.div_ceil(CACHE_SHARDS).max(1),
+        }
+    }
+
+    fn shard(&self, digest: &[u8; 32]) -> MutexGuard<'_, Shard> {
+        self.shards[usize::from(digest[0]) % CACHE_SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<VerifiedToken> {
+        self.shard(digest).get(digest).cloned()
+    }
+
+    fn insert(&self, digest: [u8; 32], token: VerifiedToken, now_unix: u64) {
+        let mut shard = self.shard(&digest);
+        if shard.len() >= self.per_shard {
+            shard.retain(|_, t| t.expires_at_unix >= now_unix);
+            if shard.len() >= self.per_shard
+                && let Some(victim) = shard.keys().next().copied()
+            {
+                shard.remove(&victim);
+            }
+        }
+        shard.insert(digest, token);
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+}
+
+/// The store, the issuer and the verified-token cache, shared by every clone of the service.
+#[derive(Clone)]
 struct Verifier<K> {
     store: K,
     issuer: TokenIssuer,
+    verified: Option<Arc<VerifiedCache>>,
 }
 
 type Verdict = Result<AuthenticatedBusiness, Rejection>;
 
-impl<K: KeyStore> Verifier<K> {
-    async fn api_key(self: Arc<Self>, digest: KeyDigest) -> Verdict {
-        let record = self
-            .store
-            .find_by_key(&digest)
-            .await
-            .map_err(|_| Rejection::Unavailable)?
-            .ok_or(Rejection::InvalidApiKey)?;
-        if !record.key_digest.ct_eq(&digest) {
-            return Err(Rejection::InvalidApiKey);
+fn key_verdict(found: Result<Option<KeyRecord>, StoreError>, digest: &KeyDigest) -> Verdict {
+    let record = found
+        .map_err(|_| Rejection::Unavailable)?
+        .ok_or(Rejection::InvalidApiKey)?;
+    if !record.key_digest.ct_eq(digest) {
+        return Err(Rejection::InvalidApiKey);
+    }
+    Ok(AuthenticatedBusiness {
+        business_id: record.business.id,
+        business_name: record.business.name,
+        environment: record.business.environment,
+        method: AuthMethod::ApiKey,
+    })
+}
+
+fn token_verdict(
+    found: Result<Option<BusinessRecord>, StoreError>,
+    token: &VerifiedToken,
+) -> Verdict {
+    let business = found
+        .map_err(|_| Rejection::Unavailable)?
+        .ok_or(Rejection::RevokedToken)?;
+    if business.key_generation != token.key_generation {
+        return Err(Rejection::RevokedToken);
+    }
+    Ok(AuthenticatedBusiness {
+        business_id: business.id,
+        business_name: business.name,
+        environment: business.environment,
+        method: AuthMethod::Bearer,
+    })
+}
+
+/// A verdict now, or a store lookup to await.
+enum Verification {
+    Now(Verdict),
+    Later(Pin<Box<dyn Future<Output = Verdict> + Send>>),
+}
+
+impl<K: KeyStore + Clone> Verifier<K> {
+    fn verify_token(&self, token: &str) -> Result<VerifiedToken, Rejection> {
+        let Some(cache) = &self.verified else {
+            return Ok(self.issuer.verify(token)?);
+        };
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(verified) = cache.get(&digest) {
+            self.issuer.check_expiry(verified.expires_at_unix)?;
+            return Ok(verified);
         }
-        Ok(AuthenticatedBusiness {
-            business_id: record.business.id,
-            business_name: record.business.name,
-            environment: record.business.environment,
-            method: AuthMethod::ApiKey,
-        })
+        let verified = self.issuer.verify(token)?;
+        cache.insert(digest, verified.clone(), self.issuer.now_unix());
+        Ok(verified)
     }
 
-    async fn bearer(self: Arc<Self>, token: VerifiedToken) -> Verdict {
-        let business = self
-            .store
-            .find_business(&token.business_id)
-            .await
-            .map_err(|_| Rejection::Unavailable)?
-            .ok_or(Rejection::RevokedToken)?;
-        if business.key_generation != token.key_generation {
-            return Err(Rejection::RevokedToken);
+    fn verify<B>(&self, req: &Request<B>) -> Verification {
+        match presented(req) {
+            Err(rejection) => Verification::Now(Err(rejection)),
+            Ok(Presented::ApiKey(key)) => {
+                let digest = KeyDigest::of_bytes(key);
+                match self.store.try_find_by_key(&digest) {
+                    Some(found) => Verification::Now(key_verdict(found, &digest)),
+                    None => {
+                        let store = self.store.clone();
+                        Verification::Later(Box::pin(async move {
+                            key_verdict(store.find_by_key(&digest).await, &digest)
+                        }))
+                    }
+                }
+            }
+            Ok(Presented::Bearer(token)) => match self.verify_token(token) {
+                Err(rejection) => Verification::Now(Err(rejection)),
+                Ok(verified) => match self.store.try_find_business(&verified.business_id) {
+                    Some(found) => Verification::Now(token_verdict(found, &verified)),
+                    None => {
+                        let store = self.store.clone();
+                        Verification::Later(Box::pin(async move {
+                            let found = store.find_business(&verified.business_id).await;
+                            token_verdict(found, &verified)
+                        }))
+                    }
+                },
+            },
         }
-        Ok(AuthenticatedBusiness {
-            business_id: business.id,
-            business_name: business.name,
-            environment: business.environment,
-            method: AuthMethod::Bearer,
-        })
     }
 }
 
 /// Layer that requires an Axra API key or bearer token. See the [module docs](self).
+#[derive(Clone)]
 pub struct RequireAxraAuthLayer<K> {
-    verifier: Arc<Verifier<K>>,
+    verifier: Verifier<K>,
 }
 
-impl<K: KeyStore> RequireAxraAuthLayer<K> {
-    /// Accepts keys found in `store` and tokens verified by `issuer`.
+impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
+    /// Accepts keys found in `store` and tokens verified by `issuer`, remembering up to
+    /// [`DEFAULT_VERIFIED_TOKEN_CACHE`] verified tokens.
     pub fn new(store: K, issuer: TokenIssuer) -> Self {
         RequireAxraAuthLayer {
-            verifier: Arc::new(Verifier { store, issuer }),
+            verifier: Verifier {
+                store,
+                issuer,
+                verified: Some(Arc::new(VerifiedCache::new(DEFAULT_VERIFIED_TOKEN_CACHE))),
+            },
         }
     }
-}
 
-impl<K> Clone for RequireAxraAuthLayer<K> {
-    fn clone(&self) -> Self {
-        RequireAxraAuthLayer {
-            verifier: Arc::clone(&self.verifier),
-        }
+    /// Remembers up to `capacity` verified tokens (keyed by their SHA-256 digest), so a token
+    /// seen before skips the signature check; expiry and key regeneration are still checked on
+    /// every request. `0` turns the cache off.
+    pub fn verified_token_cache(mut self, capacity: usize) -> Self {
+        self.verifier.verified = (capacity > 0).then(|| Arc::new(VerifiedCache::new(capacity)));
+        self
+    }
+
+    /// How many verified tokens are remembered now.
+    pub fn verified_tokens_cached(&self) -> usize {
+        self.verifier.verified.as_ref().map_or(0, |c| c.len())
     }
 }
 
@@ -294,17 +414,25 @@ impl<K> fmt::Debug for RequireAxraAuthLayer<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireAxraAuthLayer")
             .field("issuer", &self.verifier.issuer)
+            .field(
+                "verified_token_cache",
+                &self
+                    .verifier
+                    .verified
+                    .as_ref()
+                    .map(|c| c.per_shard * CACHE_SHARDS),
+            )
             .finish_non_exhaustive()
     }
 }
 
-impl<S, K> Layer<S> for RequireAxraAuthLayer<K> {
+impl<S, K: Clone> Layer<S> for RequireAxraAuthLayer<K> {
     type Service = RequireAxraAuth<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RequireAxraAuth {
             inner,
-            verifier: Arc::clone(&self.verifier),
+            verifier: Arc::new(self.verifier.clone()),
         }
     }
 }
@@ -352,7 +480,7 @@ impl<S: fmt::Debug, K> fmt::Debug for RequireAxraAuth<S, K> {
 impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for RequireAxraAuth<S, K>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    K: KeyStore,
+    K: KeyStore + Clone,
 {
     type Response = Response<Either<ResBody, Full<Bytes>>>;
     type Error = S::Error;
@@ -362,29 +490,32 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let grpc = is_grpc(&req);
-        let verify: Pin<Box<dyn Future<Output = Verdict> + Send>> = match presented(&req) {
-            Err(rejection) => return ResponseFuture::reject(rejection, grpc),
-            Ok(Presented::ApiKey(key)) => {
-                let digest = KeyDigest::of_bytes(key);
-                Box::pin(Arc::clone(&self.verifier).api_key(digest))
+        match self.verifier.verify(&req) {
+            Verification::Now(Ok(business)) => {
+                // The store answered at once: call the service that was polled ready, no box.
+                req.extensions_mut().insert(business);
+                ResponseFuture {
+                    state: State::Call {
+                        future: self.inner.call(req),
+                    },
+                }
             }
-            Ok(Presented::Bearer(token)) => match self.verifier.issuer.verify(token) {
-                Err(error) => return ResponseFuture::reject(error.into(), grpc),
-                Ok(verified) => Box::pin(Arc::clone(&self.verifier).bearer(verified)),
-            },
-        };
-        // The service that was polled ready goes with the request; a clone stays behind.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture {
-            state: State::Verify {
-                verify,
-                inner: Some(inner),
-                req: Some(req),
-                grpc,
-            },
+            Verification::Now(Err(rejection)) => ResponseFuture::reject(rejection, grpc),
+            Verification::Later(verify) => {
+                // The service that was polled ready goes with the request; a clone stays behind.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Verify {
+                        verify,
+                        inner: Some(inner),
+                        req: Some(req),
+                        grpc,
+                    },
+                }
+            }
         }
     }
 }
@@ -522,6 +653,107 @@ mod tests {
             presented(&req("x-api-key", b"bk\xe9")),
             Err(Rejection::Malformed)
         ));
+    }
+
+    use crate::credentials::Environment;
+    use crate::server::MemoryKeyStore;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, UNIX_EPOCH};
+    use tower::{ServiceExt, service_fn};
+
+    fn bearer(token: &str) -> Request<()> {
+        Request::builder()
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+    }
+
+    async fn status<S>(svc: &S, req: Request<()>) -> StatusCode
+    where
+        S: Service<Request<()>, Response = Response<Either<Full<Bytes>, Full<Bytes>>>> + Clone,
+        S::Error: fmt::Debug,
+    {
+        svc.clone().oneshot(req).await.unwrap().status()
+    }
+
+    fn ok_service() -> impl Service<
+        Request<()>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone {
+        service_fn(|_: Request<()>| async { Ok(Response::new(Full::default())) })
+    }
+
+    #[tokio::test]
+    async fn cached_tokens_still_honour_expiry_and_regeneration() {
+        let now = Arc::new(AtomicU64::new(1_900_000_000));
+        let clock = Arc::clone(&now);
+        let issuer = TokenIssuer::random()
+            .with_clock(move || UNIX_EPOCH + Duration::from_secs(clock.load(Ordering::SeqCst)));
+        let store = MemoryKeyStore::new();
+        let issued = store.create_business("Acme", Environment::Test);
+        let record = store.lookup_business_for_tests(issued.business_id());
+        let layer = RequireAxraAuthLayer::new(store.clone(), issuer.clone());
+        let svc = layer.layer(ok_service());
+
+        let token = issuer.issue(&record).unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                status(&svc, bearer(token.expose_secret())).await,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(layer.verified_tokens_cached(), 1);
+
+        now.fetch_add(3600 + 6, Ordering::SeqCst);
+        assert_eq!(
+            status(&svc, bearer(token.expose_secret())).await,
+            StatusCode::UNAUTHORIZED,
+            "a cached token still expires"
+        );
+
+        now.fetch_sub(3600 + 6, Ordering::SeqCst);
+        assert_eq!(
+            status(&svc, bearer(token.expose_secret())).await,
+            StatusCode::OK
+        );
+        store.regenerate(issued.business_id()).unwrap();
+        assert_eq!(
+            status(&svc, bearer(token.expose_secret())).await,
+            StatusCode::UNAUTHORIZED,
+            "a cached token of a regenerated key fails at once"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_verified_cache_stays_bounded() {
+        let now = Arc::new(AtomicU64::new(1_900_000_000));
+        let clock = Arc::clone(&now);
+        let issuer = TokenIssuer::random()
+            .with_clock(move || UNIX_EPOCH + Duration::from_secs(clock.load(Ordering::SeqCst)));
+        let store = MemoryKeyStore::new();
+        let issued = store.create_business("Acme", Environment::Test);
+        let record = store.lookup_business_for_tests(issued.business_id());
+        let layer = RequireAxraAuthLayer::new(store, issuer.clone()).verified_token_cache(32);
+        let svc = layer.layer(ok_service());
+        for _ in 0..500 {
+            now.fetch_add(1, Ordering::SeqCst); // a new iat: a distinct token
+            let token = issuer.issue(&record).unwrap();
+            assert_eq!(
+                status(&svc, bearer(token.expose_secret())).await,
+                StatusCode::OK
+            );
+        }
+        assert!(
+            layer.verified_tokens_cached() <= 32,
+            "{}",
+            layer.verified_tokens_cached()
+        );
+        // Forged tokens never enter it.
+        let off = RequireAxraAuthLayer::new(MemoryKeyStore::new(), issuer).verified_token_cache(0);
+        assert_eq!(off.verified_tokens_cached(), 0);
     }
 
     #[test]

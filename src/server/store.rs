@@ -189,9 +189,43 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         business_id: &str,
     ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send;
+
+    /// [`find_by_key`](KeyStore::find_by_key) without awaiting, when the store can answer at once
+    /// (an in-memory store, a cache hit); `None` to take the async path. The default is `None`.
+    fn try_find_by_key(
+        &self,
+        key_digest: &KeyDigest,
+    ) -> Option<Result<Option<KeyRecord>, StoreError>> {
+        let _ = key_digest;
+        None
+    }
+
+    /// [`find_business`](KeyStore::find_business) without awaiting, when the store can answer at
+    /// once; `None` to take the async path. The default is `None`.
+    fn try_find_business(
+        &self,
+        business_id: &str,
+    ) -> Option<Result<Option<BusinessRecord>, StoreError>> {
+        let _ = business_id;
+        None
+    }
 }
 
 impl<K: KeyStore> KeyStore for Arc<K> {
+    fn try_find_by_key(
+        &self,
+        key_digest: &KeyDigest,
+    ) -> Option<Result<Option<KeyRecord>, StoreError>> {
+        (**self).try_find_by_key(key_digest)
+    }
+
+    fn try_find_business(
+        &self,
+        business_id: &str,
+    ) -> Option<Result<Option<BusinessRecord>, StoreError>> {
+        (**self).try_find_business(business_id)
+    }
+
     fn find_by_key(
         &self,
         key_digest: &KeyDigest,
@@ -236,16 +270,12 @@ impl IssuedCredentials {
     }
 }
 
-struct StoredBusiness {
-    record: BusinessRecord,
-    key_digest: KeyDigest,
-    secret_digest: KeyDigest,
-}
-
 #[derive(Default)]
 struct MemoryInner {
-    by_key: HashMap<KeyDigest, Arc<str>>,
-    by_id: HashMap<Arc<str>, StoredBusiness>,
+    /// Key digest -> the business and its secret's digest: one lookup per request.
+    by_key: HashMap<KeyDigest, KeyRecord>,
+    /// Business id -> its current key digest.
+    by_id: HashMap<Arc<str>, KeyDigest>,
 }
 
 /// An in-memory [`KeyStore`] holding only digests. Clones share one store.
@@ -337,8 +367,8 @@ impl MemoryKeyStore {
 
     fn insert(&self, id: &Arc<str>, name: &str, environment: Environment, c: &Credentials) {
         let key_digest = KeyDigest::of(c.api_key().expose_secret());
-        let stored = StoredBusiness {
-            record: BusinessRecord {
+        let record = KeyRecord {
+            business: BusinessRecord {
                 id: Arc::clone(id),
                 name: Arc::from(name),
                 environment,
@@ -348,8 +378,8 @@ impl MemoryKeyStore {
             secret_digest: KeyDigest::of(c.api_secret().expose_secret()),
         };
         let mut inner = self.write();
-        inner.by_key.insert(key_digest, Arc::clone(id));
-        inner.by_id.insert(Arc::clone(id), stored);
+        inner.by_key.insert(key_digest, record);
+        inner.by_id.insert(Arc::clone(id), key_digest);
     }
 
     /// Replaces a business's key and secret. The old key stops working at once, and so do the
@@ -365,42 +395,43 @@ impl MemoryKeyStore {
     pub fn regenerate(&self, business_id: &str) -> Result<IssuedCredentials, StoreError> {
         let mut inner = self.write();
         let inner = &mut *inner;
-        let stored = inner
+        let current = inner
             .by_id
             .get_mut(business_id)
             .ok_or_else(StoreError::unknown_business)?;
-        let credentials = new_credentials(stored.record.environment);
-        inner.by_key.remove(&stored.key_digest);
-        stored.key_digest = KeyDigest::of(credentials.api_key().expose_secret());
-        stored.secret_digest = KeyDigest::of(credentials.api_secret().expose_secret());
-        stored.record.key_generation += 1;
-        inner
+        let mut record = inner
             .by_key
-            .insert(stored.key_digest, Arc::clone(&stored.record.id));
+            .remove(current)
+            .ok_or_else(StoreError::unknown_business)?;
+        let credentials = new_credentials(record.business.environment);
+        record.key_digest = KeyDigest::of(credentials.api_key().expose_secret());
+        record.secret_digest = KeyDigest::of(credentials.api_secret().expose_secret());
+        record.business.key_generation += 1;
+        *current = record.key_digest;
+        let id = Arc::clone(&record.business.id);
+        inner.by_key.insert(record.key_digest, record);
         Ok(IssuedCredentials {
-            business_id: Arc::clone(&stored.record.id),
+            business_id: id,
             credentials,
         })
     }
 
-    /// Looks a key up without awaiting (the memory store never has to).
-    pub fn find_by_key_now(&self, key_digest: &KeyDigest) -> Option<KeyRecord> {
-        let inner = self.read();
-        let id = inner.by_key.get(key_digest)?;
-        let stored = inner.by_id.get(id)?;
-        Some(KeyRecord {
-            business: stored.record.clone(),
-            key_digest: stored.key_digest,
-            secret_digest: stored.secret_digest,
-        })
+    fn lookup_key(&self, key_digest: &KeyDigest) -> Option<KeyRecord> {
+        self.read().by_key.get(key_digest).cloned()
     }
 
-    /// Looks a business up without awaiting.
-    pub fn find_business_now(&self, business_id: &str) -> Option<BusinessRecord> {
-        self.read()
-            .by_id
-            .get(business_id)
-            .map(|stored| stored.record.clone())
+    #[cfg(test)]
+    pub(crate) fn lookup_business_for_tests(&self, business_id: &str) -> BusinessRecord {
+        self.lookup_business(business_id).expect("a known business")
+    }
+
+    fn lookup_business(&self, business_id: &str) -> Option<BusinessRecord> {
+        let inner = self.read();
+        let digest = inner.by_id.get(business_id)?;
+        inner
+            .by_key
+            .get(digest)
+            .map(|record| record.business.clone())
     }
 }
 
@@ -409,14 +440,28 @@ impl KeyStore for MemoryKeyStore {
         &self,
         key_digest: &KeyDigest,
     ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
-        ready(Ok(self.find_by_key_now(key_digest)))
+        ready(Ok(self.lookup_key(key_digest)))
     }
 
     fn find_business(
         &self,
         business_id: &str,
     ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
-        ready(Ok(self.find_business_now(business_id)))
+        ready(Ok(self.lookup_business(business_id)))
+    }
+
+    fn try_find_by_key(
+        &self,
+        key_digest: &KeyDigest,
+    ) -> Option<Result<Option<KeyRecord>, StoreError>> {
+        Some(Ok(self.lookup_key(key_digest)))
+    }
+
+    fn try_find_business(
+        &self,
+        business_id: &str,
+    ) -> Option<Result<Option<BusinessRecord>, StoreError>> {
+        Some(Ok(self.lookup_business(business_id)))
     }
 }
 
@@ -446,7 +491,7 @@ mod tests {
         let store = MemoryKeyStore::new();
         let issued = store.create_business("Acme", Environment::Test);
         let record = store
-            .find_by_key_now(&KeyDigest::of(issued.api_key().expose_secret()))
+            .lookup_key(&KeyDigest::of(issued.api_key().expose_secret()))
             .unwrap();
         assert!(
             record
@@ -471,11 +516,11 @@ mod tests {
         let new = store.regenerate(old.business_id()).unwrap();
         assert!(
             store
-                .find_by_key_now(&KeyDigest::of(old.api_key().expose_secret()))
+                .lookup_key(&KeyDigest::of(old.api_key().expose_secret()))
                 .is_none()
         );
         let record = store
-            .find_by_key_now(&KeyDigest::of(new.api_key().expose_secret()))
+            .lookup_key(&KeyDigest::of(new.api_key().expose_secret()))
             .unwrap();
         assert_eq!(record.business.key_generation, 2);
         assert_eq!(
@@ -489,6 +534,6 @@ mod tests {
         let a = MemoryKeyStore::new();
         let b = a.clone();
         let issued = a.create_business("Acme", Environment::Test);
-        assert!(b.find_business_now(issued.business_id()).is_some());
+        assert!(b.lookup_business(issued.business_id()).is_some());
     }
 }
