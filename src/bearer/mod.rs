@@ -58,6 +58,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::BoxError;
+use crate::token::cache::{Entry, Phase};
 use crate::token::{TokenCache, TokenProvider};
 
 pub use future::ResponseFuture;
@@ -108,6 +109,7 @@ impl<S, P> Layer<S> for BearerTokenLayer<P> {
         BearerTokenService {
             inner,
             cache: Arc::clone(&self.cache),
+            local: None,
         }
     }
 }
@@ -117,6 +119,10 @@ impl<S, P> Layer<S> for BearerTokenLayer<P> {
 pub struct BearerTokenService<S, P> {
     inner: S,
     cache: Arc<TokenCache<P>>,
+    /// The entry this service last used. While its phase says usable, requests read only that
+    /// phase: no shared pointer to load, nothing written. A refresh or an invalidation moves the
+    /// phase on, and the next request loads the cache's current entry.
+    local: Option<Arc<Entry>>,
 }
 
 impl<S, P> BearerTokenService<S, P> {
@@ -146,6 +152,7 @@ impl<S: Clone, P> Clone for BearerTokenService<S, P> {
         BearerTokenService {
             inner: self.inner.clone(),
             cache: Arc::clone(&self.cache),
+            local: self.local.clone(),
         }
     }
 }
@@ -156,6 +163,28 @@ impl<S: fmt::Debug, P> fmt::Debug for BearerTokenService<S, P> {
             .field("inner", &self.inner)
             .field("cache", &self.cache)
             .finish()
+    }
+}
+
+impl<S, P: TokenProvider> BearerTokenService<S, P> {
+    /// The usable entry: this service's own while its phase allows, else the cache's current.
+    #[inline]
+    fn usable_local(&mut self) -> Option<&Arc<Entry>> {
+        let usable = match &self.local {
+            Some(entry) => match entry.phase() {
+                Phase::Fresh => true,
+                Phase::RefreshDue => {
+                    self.cache.refresh_ahead(entry);
+                    true
+                }
+                Phase::Expired => false,
+            },
+            None => false,
+        };
+        if !usable {
+            self.local = self.cache.usable_entry();
+        }
+        self.local.as_ref()
     }
 }
 
@@ -181,12 +210,10 @@ where
         if req.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::direct(self.inner.call(req), None);
         }
-        let used = self.cache.with_usable(|entry| {
+        if let Some(entry) = self.usable_local() {
             req.headers_mut()
                 .insert(AUTHORIZATION, entry.header.clone());
-            entry.generation
-        });
-        if let Some(generation) = used {
+            let generation = entry.generation;
             return ResponseFuture::direct(
                 self.inner.call(req),
                 Some((Arc::clone(&self.cache), generation)),

@@ -70,6 +70,8 @@ const REFRESH_DUE: u8 = 1;
 const EXPIRED: u8 = 2;
 /// The entry's timer is gone (its runtime shut down): read the clock instead.
 const UNTIMED: u8 = 3;
+/// A newer token replaced this one: holders of this entry should load the current one.
+const RETIRED: u8 = 4;
 
 #[derive(Clone, Copy, Debug)]
 struct Config {
@@ -105,7 +107,7 @@ impl Entry {
     pub(crate) fn phase(&self) -> Phase {
         match self.phase.load(Ordering::Acquire) {
             FRESH => Phase::Fresh,
-            EXPIRED => Phase::Expired,
+            EXPIRED | RETIRED => Phase::Expired,
             // In the refresh window (minutes an hour, and only until the refresh lands) and
             // without a timer, read the clock: a timer that runs late must not stretch a token
             // past its usable time.
@@ -173,7 +175,18 @@ impl Entry {
             }
             tokio::time::sleep_until(usable_until).await;
             if let Some(entry) = fallback.entry.upgrade() {
-                entry.phase.store(EXPIRED, Ordering::Release);
+                let _ = entry.phase.compare_exchange(
+                    REFRESH_DUE,
+                    EXPIRED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                let _ = entry.phase.compare_exchange(
+                    FRESH,
+                    EXPIRED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
             }
             fallback.done = true;
         });
@@ -457,7 +470,7 @@ impl<P: TokenProvider> TokenCache<P> {
         }
     }
 
-    fn usable_entry(&self) -> Option<Arc<Entry>> {
+    pub(crate) fn usable_entry(&self) -> Option<Arc<Entry>> {
         let current = self.shared.current.load_full()?;
         match current.phase() {
             Phase::Fresh => Some(current),
@@ -506,7 +519,7 @@ impl<P: TokenProvider> TokenCache<P> {
     }
 
     /// Starts one background refresh for `entry`, unless someone already did.
-    fn refresh_ahead(&self, entry: &Entry) {
+    pub(crate) fn refresh_ahead(&self, entry: &Entry) {
         if entry.refresh_claimed.load(Ordering::Relaxed)
             || entry.refresh_claimed.swap(true, Ordering::AcqRel)
         {
@@ -648,7 +661,9 @@ impl<P: TokenProvider> Shared<P> {
         };
         entry.phase.store(initial, Ordering::Release);
         entry.start_timer();
-        self.current.store(Some(Arc::clone(&entry)));
+        if let Some(old) = self.current.swap(Some(Arc::clone(&entry))) {
+            old.phase.store(RETIRED, Ordering::Release);
+        }
         Ok(entry)
     }
 
