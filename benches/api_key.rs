@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use axra_auth::{API_KEY_HEADER, ApiKey, ApiKeyLayer};
 use common::{Ok200, poll_now};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request};
 use tower::{Layer, Service};
 use tower_http::set_header::SetRequestHeaderLayer;
@@ -34,8 +34,8 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let mut tower_http = SetRequestHeaderLayer::if_not_present(API_KEY_HEADER, header.clone())
-        .layer(Ok200);
+    let mut tower_http =
+        SetRequestHeaderLayer::if_not_present(API_KEY_HEADER, header.clone()).layer(Ok200);
     group.bench_function("c_tower_http_set_request_header", |b| {
         b.iter(|| poll_now(tower_http.call(black_box(Request::new(())))))
     });

@@ -135,24 +135,18 @@ impl<P: TokenProvider> Middleware for BearerTokenMiddleware<P> {
         if req.headers().contains_key(AUTHORIZATION) {
             return next.run(req, extensions).await;
         }
-        let used = self.cache.with_usable(|entry| {
-            req.headers_mut()
-                .insert(AUTHORIZATION, entry.header.clone());
-            entry.generation
-        });
-        let generation = match used {
-            Some(generation) => generation,
-            None => {
-                let entry = self
-                    .cache
-                    .entry()
-                    .await
-                    .map_err(reqwest_middleware::Error::middleware)?;
-                req.headers_mut()
-                    .insert(AUTHORIZATION, entry.header.clone());
-                entry.generation
-            }
+        let entry = match self.cache.usable_entry() {
+            Some(entry) => entry,
+            None => self
+                .cache
+                .entry()
+                .await
+                .map_err(reqwest_middleware::Error::middleware)?,
         };
+        req.headers_mut()
+            .insert(AUTHORIZATION, entry.header.clone());
+        let generation = entry.generation;
+        drop(entry);
         let response = next.run(req, extensions).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             self.cache.invalidate_generation(generation);

@@ -1,6 +1,8 @@
 //! Shared bench helpers.
 #![allow(dead_code)]
 
+pub mod naive;
+
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::pin::pin;

@@ -44,7 +44,6 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -62,7 +61,7 @@ use tower_service::Service;
 
 use super::endpoint::Failure;
 use super::jwt::{TokenIssuer, VerifiedToken, VerifyError};
-use super::store::{BusinessRecord, KeyDigest, KeyRecord, KeyStore, StoreError};
+use super::store::{BusinessRecord, DigestMap, KeyDigest, KeyRecord, KeyStore, StoreError};
 use super::{AuthMethod, AuthenticatedBusiness};
 use crate::api_key::API_KEY_HEADER;
 
@@ -230,7 +229,14 @@ pub const DEFAULT_VERIFIED_TOKEN_CACHE: usize = 4096;
 
 const CACHE_SHARDS: usize = 16;
 
-type Shard = HashMap<[u8; 32], VerifiedToken>;
+type Shard = DigestMap<[u8; 32], CachedToken>;
+
+/// A verified token, and the business it resolved to at a store revision.
+#[derive(Clone)]
+struct CachedToken {
+    token: VerifiedToken,
+    resolved: Option<(u64, AuthenticatedBusiness)>,
+}
 
 /// Tokens that passed signature verification, keyed by the SHA-256 digest of the whole token
 /// (so the raw token is not kept). Sharded to keep lock contention low; each shard is bounded,
@@ -256,14 +262,14 @@ impl VerifiedCache {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn get(&self, digest: &[u8; 32]) -> Option<VerifiedToken> {
+    fn get(&self, digest: &[u8; 32]) -> Option<CachedToken> {
         self.shard(digest).get(digest).cloned()
     }
 
-    fn insert(&self, digest: [u8; 32], token: VerifiedToken, now_unix: u64) {
+    fn insert(&self, digest: [u8; 32], token: CachedToken, now_unix: u64) {
         let mut shard = self.shard(&digest);
-        if shard.len() >= self.per_shard {
-            shard.retain(|_, t| t.expires_at_unix >= now_unix);
+        if shard.len() >= self.per_shard && !shard.contains_key(&digest) {
+            shard.retain(|_, t| t.token.expires_at_unix >= now_unix);
             if shard.len() >= self.per_shard
                 && let Some(victim) = shard.keys().next().copied()
             {
@@ -331,18 +337,79 @@ enum Verification {
 }
 
 impl<K: KeyStore + Clone> Verifier<K> {
-    fn verify_token(&self, token: &str) -> Result<VerifiedToken, Rejection> {
+    /// Verifies a bearer token, from the cache when it was seen before. A hit still checks
+    /// expiry, and reuses the business it resolved to only while the store's revision (which
+    /// moves on every key regeneration) is unchanged.
+    fn verify_bearer(&self, token: &str) -> Verification {
         let Some(cache) = &self.verified else {
-            return Ok(self.issuer.verify(token)?);
+            return match self.issuer.verify(token) {
+                Ok(verified) => self.resolve(verified, None),
+                Err(error) => Verification::Now(Err(error.into())),
+            };
         };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(verified) = cache.get(&digest) {
-            self.issuer.check_expiry(verified.expires_at_unix)?;
-            return Ok(verified);
+        let verified = match cache.get(&digest) {
+            Some(cached) => {
+                if let Err(error) = self.issuer.check_expiry(cached.token.expires_at_unix) {
+                    return Verification::Now(Err(error.into()));
+                }
+                if let (Some((revision, business)), Some(now)) =
+                    (cached.resolved, self.store.revision())
+                    && revision == now
+                {
+                    return Verification::Now(Ok(business));
+                }
+                cached.token
+            }
+            None => match self.issuer.verify(token) {
+                Ok(verified) => verified,
+                Err(error) => return Verification::Now(Err(error.into())),
+            },
+        };
+        self.resolve(verified, Some((cache, digest)))
+    }
+
+    /// Checks a verified token's business and key generation against the store, remembering the
+    /// answer in the cache when the store answered at once.
+    fn resolve(
+        &self,
+        verified: VerifiedToken,
+        cache: Option<(&Arc<VerifiedCache>, [u8; 32])>,
+    ) -> Verification {
+        let revision = self.store.revision();
+        match self.store.try_find_business(&verified.business_id) {
+            Some(found) => {
+                let verdict = token_verdict(found, &verified);
+                if let Some((cache, digest)) = cache {
+                    let resolved = match (&verdict, revision) {
+                        (Ok(business), Some(revision)) => Some((revision, business.clone())),
+                        _ => None,
+                    };
+                    if verdict.is_ok() {
+                        let entry = CachedToken {
+                            token: verified,
+                            resolved,
+                        };
+                        cache.insert(digest, entry, self.issuer.now_unix());
+                    }
+                }
+                Verification::Now(verdict)
+            }
+            None => {
+                if let Some((cache, digest)) = cache {
+                    let entry = CachedToken {
+                        token: verified.clone(),
+                        resolved: None,
+                    };
+                    cache.insert(digest, entry, self.issuer.now_unix());
+                }
+                let store = self.store.clone();
+                Verification::Later(Box::pin(async move {
+                    let found = store.find_business(&verified.business_id).await;
+                    token_verdict(found, &verified)
+                }))
+            }
         }
-        let verified = self.issuer.verify(token)?;
-        cache.insert(digest, verified.clone(), self.issuer.now_unix());
-        Ok(verified)
     }
 
     fn verify<B>(&self, req: &Request<B>) -> Verification {
@@ -360,19 +427,7 @@ impl<K: KeyStore + Clone> Verifier<K> {
                     }
                 }
             }
-            Ok(Presented::Bearer(token)) => match self.verify_token(token) {
-                Err(rejection) => Verification::Now(Err(rejection)),
-                Ok(verified) => match self.store.try_find_business(&verified.business_id) {
-                    Some(found) => Verification::Now(token_verdict(found, &verified)),
-                    None => {
-                        let store = self.store.clone();
-                        Verification::Later(Box::pin(async move {
-                            let found = store.find_business(&verified.business_id).await;
-                            token_verdict(found, &verified)
-                        }))
-                    }
-                },
-            },
+            Ok(Presented::Bearer(token)) => self.verify_bearer(token),
         }
     }
 }

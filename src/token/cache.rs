@@ -454,22 +454,8 @@ impl<P: TokenProvider> TokenCache<P> {
         }
     }
 
-    /// The hot path: the cached entry if it is usable, starting a background refresh when one is
-    /// due. No lock, no allocation, no clock read.
-    #[inline]
-    pub(crate) fn with_usable<R>(&self, f: impl FnOnce(&Entry) -> R) -> Option<R> {
-        let current = self.shared.current.load();
-        let entry = current.as_ref()?;
-        match entry.phase() {
-            Phase::Fresh => Some(f(entry)),
-            Phase::RefreshDue => {
-                self.refresh_ahead(entry);
-                Some(f(entry))
-            }
-            Phase::Expired => None,
-        }
-    }
-
+    /// The current entry if it is usable, starting a background refresh when one is due. No
+    /// lock and no clock read (outside the refresh window).
     pub(crate) fn usable_entry(&self) -> Option<Arc<Entry>> {
         let current = self.shared.current.load_full()?;
         match current.phase() {
