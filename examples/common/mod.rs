@@ -13,6 +13,16 @@ use serde_json::json;
 /// `POST /api/v1/business/checkout/session` (echoes the authenticated business) and
 /// `GET /api/v1/whoami` (the business name).
 pub fn axra_app<K: KeyStore + Clone>(store: K, issuer: TokenIssuer) -> Router {
+    business_routes()
+        .route_layer(RequireAxraAuthLayer::new(store.clone(), issuer.clone()))
+        .route_service(
+            "/api/v1/business/auth/token",
+            TokenEndpoint::new(store, issuer),
+        )
+}
+
+/// The sample routes, unprotected: they expect an `AuthenticatedBusiness` extension.
+pub fn business_routes() -> Router {
     Router::new()
         .route("/api/v1/business/checkout/session", post(checkout_session))
         .route(
@@ -22,11 +32,6 @@ pub fn axra_app<K: KeyStore + Clone>(store: K, issuer: TokenIssuer) -> Router {
                     b.business_name.to_string()
                 },
             ),
-        )
-        .route_layer(RequireAxraAuthLayer::new(store.clone(), issuer.clone()))
-        .route_service(
-            "/api/v1/business/auth/token",
-            TokenEndpoint::new(store, issuer),
         )
 }
 

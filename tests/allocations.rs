@@ -1,0 +1,130 @@
+//! Allocations per request, counted by a global allocator: `ApiKeyLayer` and the bearer hot path
+//! allocate no more than inserting a pre-built header by hand.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use axra_auth::{
+    API_KEY_HEADER, AccessToken, ApiKey, ApiKeyLayer, BearerTokenLayer, TokenCache, TokenError,
+};
+use http::{HeaderValue, Request, Response};
+use tower::{Layer, Service};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts calls on the current thread.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[derive(Clone, Copy)]
+struct Ok200;
+
+impl Service<Request<()>> for Ok200 {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        ready(Ok(Response::new(())))
+    }
+}
+
+fn poll_now<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("expected an immediate answer"),
+    }
+}
+
+/// Allocations per request over 1,000 requests, after a warm-up request.
+fn per_request(mut send: impl FnMut()) -> f64 {
+    send();
+    let before = ALLOCATIONS.with(Cell::get);
+    for _ in 0..1000 {
+        send();
+    }
+    (ALLOCATIONS.with(Cell::get) - before) as f64 / 1000.0
+}
+
+const VALUE: &str = "bk_live_4f9c2a7d1e8b3c6a9f0e2d4b7a1c3e5f";
+
+#[test]
+fn layers_allocate_no_more_than_a_hand_written_insert() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _context = runtime.enter();
+
+    let mut header = HeaderValue::from_str(VALUE).unwrap();
+    header.set_sensitive(true);
+    let mut floor = Ok200;
+    let floor = per_request(|| {
+        let mut req = Request::new(());
+        req.headers_mut().insert(API_KEY_HEADER, header.clone());
+        poll_now(floor.call(req)).unwrap();
+    });
+
+    let mut api_key = ApiKeyLayer::new(ApiKey::new(VALUE).unwrap()).layer(Ok200);
+    let api_key = per_request(|| {
+        poll_now(api_key.call(Request::new(()))).unwrap();
+    });
+
+    let provider =
+        || async { Ok::<_, TokenError>(AccessToken::new(VALUE, Duration::from_secs(3600))) };
+    let cache = Arc::new(TokenCache::new(provider));
+    runtime.block_on(cache.token()).unwrap();
+    let mut bearer = BearerTokenLayer::from_cache(Arc::clone(&cache)).layer(Ok200);
+    let bearer = per_request(|| {
+        poll_now(bearer.call(Request::new(()))).unwrap();
+    });
+
+    println!("allocations per request: floor {floor}, api key {api_key}, bearer {bearer}");
+    assert!(floor >= 1.0, "the floor allocates the header map: {floor}");
+    assert!(
+        api_key <= floor,
+        "ApiKeyLayer: {api_key} allocations per request, floor {floor}"
+    );
+    assert!(
+        bearer <= floor,
+        "bearer hot path: {bearer} allocations per request, floor {floor}"
+    );
+    assert_eq!(cache.stats().fetches_started, 1);
+}
