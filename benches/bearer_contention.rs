@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axra_auth::{AccessToken, ApiKey, ApiKeyLayer, BearerTokenLayer, TokenCache, TokenError};
 use common::naive::Naive;
-use common::{Ok200, poll_now};
+use common::{Ok200, block_on, thread_waker};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::Request;
 use tower::{Layer, Service};
@@ -31,9 +31,10 @@ where
             let handle = runtime.handle().clone();
             std::thread::spawn(move || {
                 let _context = handle.enter();
+                let waker = thread_waker();
                 barrier.wait();
                 for _ in 0..iters {
-                    let _ = black_box(poll_now(service.call(black_box(Request::new(())))));
+                    let _ = black_box(block_on(&waker, service.call(black_box(Request::new(())))));
                 }
             })
         })

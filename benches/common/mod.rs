@@ -32,6 +32,33 @@ pub fn poll_now<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Wakes the thread that polled.
+struct ThreadWaker(std::thread::Thread);
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A waker for [`block_on`], made once per thread.
+pub fn thread_waker() -> Waker {
+    Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())))
+}
+
+/// Polls until ready, parking the thread while pending (a contended lock).
+#[inline]
+pub fn block_on<F: Future>(waker: &Waker, future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 /// The inner service: answers at once with an empty response.
 #[derive(Clone, Copy)]
 pub struct Ok200;
