@@ -204,6 +204,7 @@ impl FaultServer {
 }
 
 type HyperClient = Client<HttpConnector, Full<Bytes>>;
+type FaultCache = TokenCache<Attempts<AxraTokenProvider<HyperClient>>>;
 
 /// Counts exchange attempts as the client sees them (including refused connections).
 struct Attempts<P> {
@@ -224,12 +225,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_millis(400);
 const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_millis(400);
 
-fn client_for(
-    server: &FaultServer,
-) -> (
-    Arc<TokenCache<Attempts<AxraTokenProvider<HyperClient>>>>,
-    Arc<AtomicUsize>,
-) {
+fn client_for(server: &FaultServer) -> (Arc<FaultCache>, Arc<AtomicUsize>) {
     let http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .build_http();
