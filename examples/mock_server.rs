@@ -9,26 +9,52 @@
 //!   -d '{"apiKey": "bk_test_...", "apiSecret": "bs_test_..."}'
 //! curl -X POST http://127.0.0.1:4010/api/v1/business/checkout/session -H 'x-api-key: bk_test_...'
 //! ```
+//!
+//! With `--features postgres` and `DATABASE_URL` set, businesses live in PostgreSQL instead of
+//! memory, so several instances can share them.
 
 mod common;
 
 use axra_auth::Environment;
-use axra_auth::server::{MemoryKeyStore, TokenIssuer};
+use axra_auth::server::{IssuedCredentials, KeyStore, MemoryKeyStore, TokenIssuer};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port.parse().map_err(|_| "PORT must be a port number")?,
         Err(_) => 4010,
     };
+
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        let store = axra_auth::postgres::PgKeyStore::connect(&url)?;
+        store.migrate().await?;
+        let business = store
+            .create_business("Mock Business", Environment::Test)
+            .await?;
+        let cached = axra_auth::server::CachedKeyStore::new(store);
+        return serve(cached, business, port, "PostgreSQL").await;
+    }
+
     let store = MemoryKeyStore::new();
     let business = store.create_business("Mock Business", Environment::Test);
+    serve(store, business, port, "memory").await
+}
+
+async fn serve<K: KeyStore + Clone>(
+    store: K,
+    business: IssuedCredentials,
+    port: u16,
+    backend: &str,
+) -> Result<(), BoxError> {
     let app = common::axra_app(store, TokenIssuer::random());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let base = format!("http://{}/api/v1", listener.local_addr()?);
 
     // Shown once, as Axra's dashboard does; the server itself keeps only SHA-256 digests.
-    println!("Axra-compatible mock server at {base}");
+    println!("Axra-compatible mock server at {base} (businesses in {backend})");
     println!("  business id: {}", business.business_id());
     println!("  AXRA_API_KEY={}", business.api_key().expose_secret());
     println!(

@@ -64,6 +64,7 @@
 //! |---|---|
 //! | `server` | verification layer, token endpoint, key store, JWT issuer (an Axra-compatible server) |
 //! | `reqwest` | `reqwest-middleware` middlewares and a reqwest transport for the token exchange |
+//! | `postgres` | `postgres::PgKeyStore`: the key store in PostgreSQL (tokio-postgres, deadpool), shared by every instance |
 //! | `tracing` | `tracing` events for token fetches and server rejections, never carrying secrets |
 //!
 //! [tower]: https://docs.rs/tower
@@ -83,6 +84,9 @@ pub mod api_key;
 pub mod bearer;
 pub mod credentials;
 pub mod error;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;

@@ -50,6 +50,13 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_strings_never_verify_as_tokens(token in ".{0,400}", parts in "[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_-]{0,200}\\.[A-Za-z0-9_-]{0,60}") {
+        let issuer = TokenIssuer::new(b"a property-test signing key 32 b").unwrap();
+        prop_assert!(issuer.verify(&token).is_err());
+        prop_assert!(issuer.verify(&parts).is_err());
+    }
+
+    #[test]
     fn arbitrary_token_request_bodies_never_issue_a_token(
         body in proptest::collection::vec(any::<u8>(), 0..300),
     ) {

@@ -53,7 +53,7 @@ async fn soak_with_short_tokens_and_a_flaky_endpoint() {
         let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
         let endpoint = endpoint.clone();
         async move {
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 Ok::<_, std::convert::Infallible>(StatusCode::SERVICE_UNAVAILABLE.into_response())
             } else {
                 Ok(endpoint.oneshot(req).await.unwrap().into_response())
@@ -65,7 +65,9 @@ async fn soak_with_short_tokens_and_a_flaky_endpoint() {
         .route_service("/api/v1/business/auth/token", flaky);
     let addr = serve(app).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let baseline_tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let baseline_tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
 
     let marker = Arc::new(());
     let provider = Marked {
@@ -144,12 +146,20 @@ async fn soak_with_short_tokens_and_a_flaky_endpoint() {
     drop(cache);
     let deadline = Instant::now() + Duration::from_secs(3);
     while (Arc::strong_count(&marker) > 1
-        || tokio::runtime::Handle::current().metrics().num_alive_tasks() > baseline_tasks)
+        || tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            > baseline_tasks)
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(Arc::strong_count(&marker), 1, "the provider was dropped");
-    let alive = tokio::runtime::Handle::current().metrics().num_alive_tasks();
-    assert!(alive <= baseline_tasks, "{alive} tasks alive, {baseline_tasks} before the client");
+    let alive = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert!(
+        alive <= baseline_tasks,
+        "{alive} tasks alive, {baseline_tasks} before the client"
+    );
 }

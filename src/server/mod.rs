@@ -28,6 +28,7 @@
 //! # let _ = (app, issued);
 //! ```
 
+pub mod cached;
 pub mod endpoint;
 pub mod jwt;
 pub mod require;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 
 use crate::credentials::Environment;
 
+pub use cached::{CachedKeyStore, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use endpoint::{MAX_TOKEN_REQUEST_BYTES, TokenEndpoint};
 pub use jwt::{
     DEFAULT_ISSUER, DEFAULT_LEEWAY, DEFAULT_TOKEN_LIFETIME, IssuerError, MIN_SIGNING_KEY_LEN,

@@ -286,6 +286,18 @@ pub struct IssuedCredentials {
 }
 
 impl IssuedCredentials {
+    pub(crate) fn new(business_id: Arc<str>, credentials: Credentials) -> Self {
+        IssuedCredentials {
+            business_id,
+            credentials,
+        }
+    }
+
+    /// A new business id (`biz_` and 96 random bits in hex).
+    pub(crate) fn new_business_id() -> String {
+        format!("biz_{}", random_hex(12))
+    }
+
     /// The business they belong to.
     pub fn business_id(&self) -> &str {
         &self.business_id
@@ -344,13 +356,13 @@ impl fmt::Debug for MemoryKeyStore {
 ///
 /// If the operating system's random number generator fails, which leaves no safe way to make a
 /// key.
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the OS random number generator failed");
     hex::encode(buf)
 }
 
-fn new_credentials(environment: Environment) -> Credentials {
+pub(crate) fn new_credentials(environment: Environment) -> Credentials {
     // 256 random bits each: far above the 128 that make guessing hopeless.
     let key = format!("{}{}", environment.key_prefix(), random_hex(32));
     let secret = format!("{}{}", environment.secret_prefix(), random_hex(32));

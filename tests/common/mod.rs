@@ -40,6 +40,7 @@ pub async fn body_json(response: http::Response<hyper::body::Incoming>) -> (u16,
 
 #[path = "../../examples/common/mod.rs"]
 mod app;
+#[allow(unused_imports)]
 pub use app::{axra_app, business_routes};
 
 pub struct AxraServer {

@@ -1,0 +1,368 @@
+//! A PostgreSQL-backed [`KeyStore`] (feature `postgres`), shared by every server instance.
+//!
+//! [`PgKeyStore`] keeps what [`MemoryKeyStore`](crate::server::MemoryKeyStore) keeps (business
+//! id, name, environment, key generation, and the SHA-256 digests of the key and the secret, never
+//! the raw values) in one table with a unique index on the key digest, so a lookup is one indexed
+//! query. Bearer tokens stay stateless: each instance verifies signatures itself and asks the
+//! store only for the key generation.
+//!
+//! Put a [`CachedKeyStore`](crate::server::CachedKeyStore) in front so hot keys cost no round
+//! trip (at the price of a revocation delay of at most its TTL). Database failures answer 503
+//! (gRPC `UNAVAILABLE`), never 401; the pool waits at most its timeout for a connection, and
+//! every query is bounded by the same timeout.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axra_auth::postgres::PgKeyStore;
+//! use axra_auth::server::{CachedKeyStore, RequireAxraAuthLayer, TokenIssuer};
+//! use axra_auth::Environment;
+//!
+//! # async fn run(signing_key: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PgKeyStore::connect("postgres://axra@127.0.0.1/axra")?;
+//! store.migrate().await?;
+//! let issued = store.create_business("Acme Ltd", Environment::Live).await?;
+//! println!("key {:?} for {}", issued.api_key(), issued.business_id());
+//!
+//! let layer = RequireAxraAuthLayer::new(CachedKeyStore::new(store), TokenIssuer::new(signing_key)?);
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::{NoTls, Row};
+
+use crate::credentials::{Credentials, Environment};
+use crate::server::store::new_credentials;
+use crate::server::{
+    BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, StoreError,
+};
+
+/// Default pool size: enough to keep two cores busy with indexed lookups.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// Default bound on waiting for a connection and on each query. A request that cannot be
+/// checked within it answers 503 rather than holding its connection open.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const MIGRATION: &str = "
+    SELECT pg_advisory_xact_lock(7247291083);
+    CREATE TABLE IF NOT EXISTS axra_businesses (
+        id             text        PRIMARY KEY,
+        name           text        NOT NULL,
+        environment    text        NOT NULL CHECK (environment IN ('live', 'test')),
+        key_digest     bytea       NOT NULL CHECK (length(key_digest) = 32),
+        secret_digest  bytea       NOT NULL CHECK (length(secret_digest) = 32),
+        key_generation bigint      NOT NULL DEFAULT 1,
+        created_at     timestamptz NOT NULL DEFAULT now(),
+        updated_at     timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS axra_businesses_key_digest
+        ON axra_businesses (key_digest);
+";
+
+const BY_KEY: &str = "SELECT id, name, environment, key_generation, key_digest, secret_digest \
+                      FROM axra_businesses WHERE key_digest = $1";
+const BY_ID: &str = "SELECT id, name, environment, key_generation, key_digest, secret_digest \
+                     FROM axra_businesses WHERE id = $1";
+const INSERT: &str = "INSERT INTO axra_businesses (id, name, environment, key_digest, secret_digest) \
+                      VALUES ($1, $2, $3, $4, $5)";
+const REGENERATE: &str = "UPDATE axra_businesses \
+                          SET key_digest = $2, secret_digest = $3, \
+                              key_generation = key_generation + 1, updated_at = now() \
+                          WHERE id = $1 RETURNING environment";
+
+/// A [`KeyStore`] in PostgreSQL. Cheap to clone (the pool is shared). See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct PgKeyStore {
+    pool: Pool,
+    timeout: Duration,
+}
+
+impl fmt::Debug for PgKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PgKeyStore")
+            .field("pool_size", &status.size)
+            .field("pool_max_size", &status.max_size)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::unavailable(error)
+}
+
+fn timed_out() -> StoreError {
+    StoreError::unavailable("the database did not answer in time")
+}
+
+fn environment(value: &str) -> Result<Environment, StoreError> {
+    match value {
+        "live" => Ok(Environment::Live),
+        "test" => Ok(Environment::Test),
+        _ => Err(StoreError::unavailable("a row has an unknown environment")),
+    }
+}
+
+fn digest(bytes: &[u8]) -> Result<KeyDigest, StoreError> {
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::unavailable("a row has a digest that is not 32 bytes"))?;
+    Ok(KeyDigest::from_bytes(bytes))
+}
+
+fn key_record(row: &Row) -> Result<KeyRecord, StoreError> {
+    let id: &str = row.try_get(0).map_err(unavailable)?;
+    let name: &str = row.try_get(1).map_err(unavailable)?;
+    let env: &str = row.try_get(2).map_err(unavailable)?;
+    let generation: i64 = row.try_get(3).map_err(unavailable)?;
+    let key: &[u8] = row.try_get(4).map_err(unavailable)?;
+    let secret: &[u8] = row.try_get(5).map_err(unavailable)?;
+    Ok(KeyRecord {
+        business: BusinessRecord {
+            id: Arc::from(id),
+            name: Arc::from(name),
+            environment: environment(env)?,
+            key_generation: u64::try_from(generation).unwrap_or(0),
+        },
+        key_digest: digest(key)?,
+        secret_digest: digest(secret)?,
+    })
+}
+
+impl PgKeyStore {
+    /// A store over a pool you built. Queries are bounded by [`DEFAULT_TIMEOUT`].
+    pub fn new(pool: Pool) -> Self {
+        PgKeyStore {
+            pool,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Connects (lazily: the first query opens the first connection) with a pool of
+    /// [`DEFAULT_POOL_SIZE`] connections and [`DEFAULT_TIMEOUT`]. The URL is a libpq connection
+    /// string or `postgres://` URL, without TLS.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the URL cannot be parsed or the pool cannot be built. The message does
+    /// not repeat the URL (it may hold a password).
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT)
+    }
+
+    /// [`connect`](PgKeyStore::connect) with a pool size and a timeout (for waiting for a
+    /// connection, opening one, and each query).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](PgKeyStore::connect).
+    pub fn connect_with(url: &str, max_size: usize, timeout: Duration) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|_| StoreError::unavailable("the database URL could not be parsed"))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .timeouts(Timeouts {
+                wait: Some(timeout),
+                create: Some(timeout),
+                recycle: Some(timeout),
+            })
+            .build()
+            .map_err(|_| StoreError::unavailable("the connection pool could not be built"))?;
+        Ok(PgKeyStore { pool, timeout })
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
+    }
+
+    /// Creates the table and its index if they do not exist. Safe to run from every instance
+    /// at start, concurrently (it takes an advisory lock).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(unavailable)?;
+            tx.batch_execute(MIGRATION).await.map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Creates a business with a fresh random key and secret (256 bits each from the OS),
+    /// returned once; the database keeps only their digests.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn create_business(
+        &self,
+        name: &str,
+        environment: Environment,
+    ) -> Result<IssuedCredentials, StoreError> {
+        let credentials = new_credentials(environment);
+        let id = self.insert(name, environment, &credentials).await?;
+        Ok(IssuedCredentials::new(Arc::from(id), credentials))
+    }
+
+    /// Adds a business whose key and secret were made elsewhere; returns its id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails (including a key that already exists).
+    pub async fn add_business(
+        &self,
+        name: &str,
+        credentials: &Credentials,
+    ) -> Result<String, StoreError> {
+        let environment = credentials
+            .api_key()
+            .environment()
+            .unwrap_or(Environment::Test);
+        self.insert(name, environment, credentials).await
+    }
+
+    async fn insert(
+        &self,
+        name: &str,
+        environment: Environment,
+        credentials: &Credentials,
+    ) -> Result<String, StoreError> {
+        let id = IssuedCredentials::new_business_id();
+        let key = KeyDigest::of(credentials.api_key().expose_secret());
+        let secret = KeyDigest::of(credentials.api_secret().expose_secret());
+        self.bounded(async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(INSERT).await.map_err(unavailable)?;
+            client
+                .execute(
+                    &statement,
+                    &[
+                        &id,
+                        &name,
+                        &environment.as_str(),
+                        &&key.as_bytes()[..],
+                        &&secret.as_bytes()[..],
+                    ],
+                )
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Replaces a business's key and secret. The old key stops working on every instance at
+    /// once (after at most the TTL of any [`CachedKeyStore`](crate::server::CachedKeyStore) in
+    /// front), and so do the tokens issued for it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] of kind `UnknownBusiness` when no business has that id, or when the
+    /// database fails.
+    pub async fn regenerate(&self, business_id: &str) -> Result<IssuedCredentials, StoreError> {
+        let environment: Option<Environment> = {
+            let current = self.find_business(business_id).await?;
+            current.map(|b| b.environment)
+        };
+        let environment = environment.ok_or_else(StoreError::unknown_business)?;
+        let credentials = new_credentials(environment);
+        let key = KeyDigest::of(credentials.api_key().expose_secret());
+        let secret = KeyDigest::of(credentials.api_secret().expose_secret());
+        let updated = self
+            .bounded(async {
+                let client = self.client().await?;
+                let statement = client
+                    .prepare_cached(REGENERATE)
+                    .await
+                    .map_err(unavailable)?;
+                client
+                    .execute(
+                        &statement,
+                        &[&business_id, &&key.as_bytes()[..], &&secret.as_bytes()[..]],
+                    )
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
+        if updated == 0 {
+            return Err(StoreError::unknown_business());
+        }
+        Ok(IssuedCredentials::new(Arc::from(business_id), credentials))
+    }
+
+    async fn one(
+        &self,
+        sql: &str,
+        param: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+            let row = client
+                .query_opt(&statement, &[param])
+                .await
+                .map_err(unavailable)?;
+            row.as_ref().map(key_record).transpose()
+        })
+        .await
+    }
+}
+
+impl KeyStore for PgKeyStore {
+    fn find_by_key(
+        &self,
+        key_digest: &KeyDigest,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        let digest = *key_digest;
+        async move { self.one(BY_KEY, &&digest.as_bytes()[..]).await }
+    }
+
+    fn find_business(
+        &self,
+        business_id: &str,
+    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
+        let id = business_id.to_owned();
+        async move {
+            Ok(self
+                .one(BY_ID, &id.as_str())
+                .await?
+                .map(|record| record.business))
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! `PgKeyStore` against a real PostgreSQL (`AXRA_TEST_DATABASE_URL`, set by `.ci/run`): several
+//! server instances share one database, revocation crosses instances within the cache TTL, the
+//! pool takes a thousand concurrent verifications, and an outage answers 503 then recovers.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axra_auth::Environment;
+use axra_auth::postgres::PgKeyStore;
+use axra_auth::server::{CachedKeyStore, KeyStore, StoreErrorKind, TokenIssuer};
+use bytes::Bytes;
+use common::{body_json, hyper_client, serve};
+use http::Request;
+use http_body_util::Full;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+use tower::ServiceExt;
+
+/// The database URL, or `None` (with a loud message) when it is not set outside CI.
+fn database_url() -> Option<String> {
+    match std::env::var("AXRA_TEST_DATABASE_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("AXRA_TEST_DATABASE_URL must be set in CI (.ci/run starts PostgreSQL)")
+        }
+        Err(_) => {
+            eprintln!(
+                "\n\n*** SKIPPED: AXRA_TEST_DATABASE_URL is not set; run `source .ci/postgres.sh` \
+                 to start a local PostgreSQL for these tests ***\n"
+            );
+            None
+        }
+    }
+}
+
+const SIGNING_KEY: &[u8] = b"shared signing key of all of them";
+const TTL: Duration = Duration::from_millis(800);
+
+async fn store(url: &str) -> PgKeyStore {
+    let store = PgKeyStore::connect(url).unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+async fn checkout(addr: SocketAddr, header: (&str, &str)) -> (u16, serde_json::Value) {
+    let request = Request::post(format!("http://{addr}/api/v1/business/checkout/session"))
+        .header(header.0, header.1)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    body_json(hyper_client().oneshot(request).await.unwrap()).await
+}
+
+async fn token(addr: SocketAddr, key: &str, secret: &str) -> String {
+    let body = json!({"apiKey": key, "apiSecret": secret}).to_string();
+    let request = Request::post(format!("http://{addr}/api/v1/business/auth/token"))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let (status, body) = body_json(hyper_client().oneshot(request).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["accessToken"].as_str().unwrap().to_owned()
+}
+
+/// Polls until `check` holds, returning how long it took; panics after `limit`.
+async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_keys_and_revocation() {
+    let Some(url) = database_url() else { return };
+    let (a, b) = tokio::join!(store(&url), store(&url)); // two pools, migrating concurrently
+    let issuer = TokenIssuer::new(SIGNING_KEY).unwrap();
+    let instance_a = serve(common::axra_app(
+        CachedKeyStore::new(a.clone()).ttl(TTL),
+        issuer.clone(),
+    ))
+    .await;
+    let instance_b = serve(common::axra_app(
+        CachedKeyStore::new(b.clone()).ttl(TTL),
+        issuer.clone(),
+    ))
+    .await;
+
+    // Created through A, accepted by B: by key, and by a token B issued, which A accepts.
+    let issued = a
+        .create_business("Shared Ltd", Environment::Live)
+        .await
+        .unwrap();
+    let key = issued.api_key().expose_secret().to_owned();
+    let (status, body) = checkout(instance_b, ("x-api-key", &key)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["businessId"], issued.business_id());
+    assert_eq!(body["data"]["environment"], "live");
+    let token = token(instance_b, &key, issued.api_secret().expose_secret()).await;
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        checkout(instance_a, ("authorization", &bearer)).await.0,
+        200
+    );
+
+    // Regenerated through A: B refuses the old key, and A the old token, within the TTL.
+    let fresh = a.regenerate(issued.business_id()).await.unwrap();
+    let took = within(TTL * 3, async || {
+        checkout(instance_b, ("x-api-key", &key)).await.0 == 401
+    })
+    .await;
+    assert!(
+        took <= TTL + Duration::from_millis(400),
+        "revocation took {took:?}"
+    );
+    within(TTL * 3, async || {
+        checkout(instance_a, ("authorization", &bearer)).await.0 == 401
+    })
+    .await;
+    let (status, _) = checkout(instance_b, ("x-api-key", fresh.api_key().expose_secret())).await;
+    assert_eq!(status, 200);
+
+    assert_eq!(
+        b.regenerate("biz_does_not_exist").await.unwrap_err().kind(),
+        StoreErrorKind::UnknownBusiness
+    );
+    // Migrating again changes nothing.
+    b.migrate().await.unwrap();
+    assert!(
+        b.find_business(issued.business_id())
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_verifications() {
+    let Some(url) = database_url() else { return };
+    let store = store(&url).await;
+    let issued = store
+        .create_business("Busy", Environment::Test)
+        .await
+        .unwrap();
+    // No cache: every request is a query through the pool of 16.
+    let instance = serve(common::axra_app(
+        store,
+        TokenIssuer::new(SIGNING_KEY).unwrap(),
+    ))
+    .await;
+    let key = issued.api_key().expose_secret().to_owned();
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let key = key.clone();
+            tokio::spawn(async move { checkout(instance, ("x-api-key", &key)).await.0 })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+}
+
+/// A TCP proxy in front of the database that can cut every connection and refuse new ones.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy {
+            addr: listener.local_addr().unwrap(),
+            up: Arc::new(AtomicBool::new(true)),
+            connections: Arc::default(),
+        };
+        let (up, connections) = (Arc::clone(&proxy.up), Arc::clone(&proxy.connections));
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: the database is "down"
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                connections.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        proxy
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_answers_503_then_service_resumes() {
+    let Some(url) = database_url() else { return };
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        #[allow(unreachable_patterns)]
+        _ => panic!("the test database must be on TCP"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let target: SocketAddr = format!("{host}:{port}").parse().unwrap();
+    let proxy = Proxy::start(target).await;
+    let user = config.get_user().unwrap_or("postgres");
+    let dbname = config.get_dbname().unwrap_or("postgres");
+    let proxied = format!("postgres://{user}@{}/{dbname}", proxy.addr);
+
+    let store = PgKeyStore::connect_with(&proxied, 4, Duration::from_secs(1)).unwrap();
+    store.migrate().await.unwrap();
+    let issued = store
+        .create_business("Outage", Environment::Test)
+        .await
+        .unwrap();
+    let instance = serve(common::axra_app(
+        store,
+        TokenIssuer::new(SIGNING_KEY).unwrap(),
+    ))
+    .await;
+    let key = issued.api_key().expose_secret().to_owned();
+    assert_eq!(checkout(instance, ("x-api-key", &key)).await.0, 200);
+
+    proxy.down();
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let (status, body) = checkout(instance, ("x-api-key", &key)).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["message"], "authentication is temporarily unavailable");
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+
+    proxy.up();
+    within(Duration::from_secs(10), async || {
+        checkout(instance, ("x-api-key", &key)).await.0 == 200
+    })
+    .await;
+}
