@@ -16,6 +16,12 @@ use http::Request;
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
 
+fn checkout(server: &AxraServer) -> Request<Full<Bytes>> {
+    Request::post(server.url("/api/v1/business/checkout/session"))
+        .body(Full::default())
+        .unwrap()
+}
+
 /// The part of a secret that must never show: everything after the documented prefix.
 fn secret_part(value: &str) -> &str {
     for prefix in ["bk_live_", "bk_test_", "bs_live_", "bs_test_"] {
@@ -60,15 +66,7 @@ async fn no_public_type_or_error_shows_a_secret() {
     // Credentials and the API key method.
     let key_layer = ApiKeyLayer::new(business.api_key().clone());
     let key_client = key_layer.layer(hyper_client());
-    let response = key_client
-        .clone()
-        .oneshot(
-            Request::post(server.url("/api/v1/business/checkout/session"))
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let response = key_client.clone().oneshot(checkout(&server)).await.unwrap();
     assert_eq!(response.status(), 200);
     record!(
         business,
@@ -93,11 +91,7 @@ async fn no_public_type_or_error_shows_a_secret() {
     secrets.push(second.expose_secret().to_owned());
     let response = bearer_client
         .clone()
-        .oneshot(
-            Request::post(server.url("/api/v1/business/checkout/session"))
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
+        .oneshot(checkout(&server))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -108,11 +102,7 @@ async fn no_public_type_or_error_shows_a_secret() {
     secrets.extend(common::secrets_of(&fresh));
     let response = bearer_client
         .clone()
-        .oneshot(
-            Request::post(server.url("/api/v1/business/checkout/session"))
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
+        .oneshot(checkout(&server))
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
@@ -121,11 +111,7 @@ async fn no_public_type_or_error_shows_a_secret() {
     // A failed exchange (the old credentials no longer work).
     let err = bearer_client
         .clone()
-        .oneshot(
-            Request::post(server.url("/api/v1/business/checkout/session"))
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
+        .oneshot(checkout(&server))
         .await
         .unwrap_err();
     texts.push(err.to_string());

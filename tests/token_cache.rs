@@ -82,6 +82,23 @@ fn token_error(err: BoxError) -> TokenError {
         .clone()
 }
 
+/// Sends `n` concurrent requests; each must carry `expected`.
+async fn assert_all_get<S>(svc: &S, n: usize, expected: &str)
+where
+    S: Service<Request<()>, Response = Echo, Error = BoxError> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+{
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { send(&svc).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), expected);
+    }
+}
+
 const HOUR: Duration = Duration::from_secs(3600);
 
 #[tokio::test(start_paused = true)]
@@ -89,15 +106,7 @@ async fn concurrent_callers_on_a_cold_cache_share_one_exchange() {
     let provider = Counting::new(Duration::from_millis(100), HOUR);
     let cache = Arc::new(TokenCache::new(provider.clone()));
     let svc = client(Arc::clone(&cache));
-    let tasks: Vec<_> = (0..1000)
-        .map(|_| {
-            let svc = svc.clone();
-            tokio::spawn(async move { send(&svc).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap(), "Bearer tok-1");
-    }
+    assert_all_get(&svc, 1000, "Bearer tok-1").await;
     assert_eq!(provider.calls(), 1);
     assert_eq!(cache.stats().fetches_started, 1);
 }
@@ -107,15 +116,7 @@ async fn concurrent_callers_on_many_threads_share_one_exchange() {
     let provider = Counting::new(Duration::from_millis(50), HOUR);
     let cache = Arc::new(TokenCache::new(provider.clone()));
     let svc = client(Arc::clone(&cache));
-    let tasks: Vec<_> = (0..1000)
-        .map(|_| {
-            let svc = svc.clone();
-            tokio::spawn(async move { send(&svc).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap(), "Bearer tok-1");
-    }
+    assert_all_get(&svc, 1000, "Bearer tok-1").await;
     assert_eq!(provider.calls(), 1);
 }
 
@@ -130,15 +131,7 @@ async fn entering_the_refresh_window_starts_one_background_exchange_and_nobody_w
     // Usable until 3570 s; the refresh window (300 s, plus up to 30 s of jitter) opens by 3300 s.
     advance(Duration::from_secs(3305)).await;
     let before = Instant::now();
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let svc = svc.clone();
-            tokio::spawn(async move { send(&svc).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap(), "Bearer tok-1");
-    }
+    assert_all_get(&svc, 100, "Bearer tok-1").await;
     assert_eq!(Instant::now(), before, "no request waited for the refresh");
     assert_eq!(cache.stats().waits, waits);
 
