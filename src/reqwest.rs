@@ -11,21 +11,38 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! use axra_auth::reqwest::BearerTokenMiddleware;
-//! use axra_auth::{AxraTokenProvider, Credentials};
+//! ```
+//! use axra_auth::reqwest::{ApiKeyMiddleware, BearerTokenMiddleware};
+//! use axra_auth::server::{MemoryKeyStore, RequireAxraAuthLayer, TokenEndpoint, TokenIssuer};
+//! use axra_auth::{AxraTokenProvider, Environment};
+//! use axum::{routing::get, Router};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let store = MemoryKeyStore::new();
+//! # let business = store.create_business("Acme", Environment::Test);
+//! # let issuer = TokenIssuer::random();
+//! # let app = Router::new()
+//! #     .route("/api/v1/ping", get(|| async { "pong" }))
+//! #     .route_layer(RequireAxraAuthLayer::new(store.clone(), issuer.clone()))
+//! #     .route_service("/api/v1/business/auth/token", TokenEndpoint::new(store, issuer));
+//! # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let base_url = format!("http://{}/api/v1", listener.local_addr()?);
+//! # tokio::spawn(async move { axum::serve(listener, app).await });
+//! // `base_url` points at an Axra-compatible server (here an in-process one).
 //! let http = reqwest::Client::new();
-//! let provider = AxraTokenProvider::reqwest(http.clone(), Credentials::from_env()?);
-//! let client = reqwest_middleware::ClientBuilder::new(http)
+//! let provider = AxraTokenProvider::reqwest(http.clone(), business.credentials().clone())
+//!     .with_base_url(&base_url)?;
+//! let client = reqwest_middleware::ClientBuilder::new(http.clone())
 //!     .with(BearerTokenMiddleware::new(provider))
 //!     .build();
-//! let response = client
-//!     .post("https://api.useaxra.com/api/v1/business/checkout/session")
-//!     .send()
-//!     .await?;
-//! # let _ = response;
+//! let response = client.get(format!("{base_url}/ping")).send().await?;
+//! assert_eq!(response.text().await?, "pong");
+//!
+//! let client = reqwest_middleware::ClientBuilder::new(http)
+//!     .with(ApiKeyMiddleware::new(business.api_key().clone()))
+//!     .build();
+//! assert_eq!(client.get(format!("{base_url}/ping")).send().await?.status(), 200);
 //! # Ok(())
 //! # }
 //! ```
