@@ -394,19 +394,16 @@ impl MemoryKeyStore {
     ///
     /// If the operating system's random number generator fails.
     pub fn create_business(&self, name: &str, environment: Environment) -> IssuedCredentials {
-        let id: Arc<str> = Arc::from(format!("biz_{}", random_hex(12)));
+        let id: Arc<str> = Arc::from(IssuedCredentials::new_business_id());
         let credentials = new_credentials(environment);
         self.insert(&id, name, environment, &credentials);
-        IssuedCredentials {
-            business_id: id,
-            credentials,
-        }
+        IssuedCredentials::new(id, credentials)
     }
 
     /// Adds a business whose key and secret were made elsewhere (fixed credentials for a demo or
     /// a test). Returns the new business's id. The store keeps only the digests.
     pub fn add_business(&self, name: &str, credentials: &Credentials) -> String {
-        let id = format!("biz_{}", random_hex(12));
+        let id = IssuedCredentials::new_business_id();
         let environment = credentials
             .api_key()
             .environment()
@@ -462,10 +459,7 @@ impl MemoryKeyStore {
             .fetch_add(1, std::sync::atomic::Ordering::Release);
         let id = Arc::clone(&record.business.id);
         inner.by_key.insert(record.key_digest, record);
-        Ok(IssuedCredentials {
-            business_id: id,
-            credentials,
-        })
+        Ok(IssuedCredentials::new(id, credentials))
     }
 
     fn lookup_key(&self, key_digest: &KeyDigest) -> Option<KeyRecord> {
