@@ -55,6 +55,11 @@ pub const DEFAULT_ISSUER: &str = "axra-auth";
 type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Issues and verifies access tokens. Cheap to clone (shared).
+///
+/// Signing uses `jsonwebtoken` with its `rust_crypto` backend. `jsonwebtoken` picks its crypto
+/// provider from its crate features: if something else in your build also enables its
+/// `aws_lc_rs` feature, install a provider once at start
+/// (`jsonwebtoken::crypto::CryptoProvider::install_default`), as `jsonwebtoken` documents.
 #[derive(Clone)]
 pub struct TokenIssuer {
     inner: Arc<IssuerInner>,
