@@ -80,6 +80,26 @@ macro_rules! trace_event {
     };
 }
 
+/// `get_ref`, `get_mut` and `into_inner` for a service wrapping `inner: S`.
+macro_rules! inner_service_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Unwraps the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
 pub mod api_key;
 pub mod bearer;
 pub mod credentials;

@@ -499,20 +499,7 @@ pub struct RequireAxraAuth<S, K> {
 }
 
 impl<S, K> RequireAxraAuth<S, K> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 impl<S: Clone, K> Clone for RequireAxraAuth<S, K> {
@@ -741,8 +728,14 @@ mod tests {
         service_fn(|_: Request<()>| async { Ok(Response::new(Full::default())) })
     }
 
-    #[tokio::test]
-    async fn cached_tokens_still_honour_expiry_and_regeneration() {
+    /// An issuer on a settable clock, and a business to issue tokens for.
+    fn clocked_business() -> (
+        Arc<AtomicU64>,
+        TokenIssuer,
+        MemoryKeyStore,
+        crate::server::IssuedCredentials,
+        BusinessRecord,
+    ) {
         let now = Arc::new(AtomicU64::new(1_900_000_000));
         let clock = Arc::clone(&now);
         let issuer = TokenIssuer::random()
@@ -750,6 +743,12 @@ mod tests {
         let store = MemoryKeyStore::new();
         let issued = store.create_business("Acme", Environment::Test);
         let record = store.lookup_business_for_tests(issued.business_id());
+        (now, issuer, store, issued, record)
+    }
+
+    #[tokio::test]
+    async fn cached_tokens_still_honour_expiry_and_regeneration() {
+        let (now, issuer, store, issued, record) = clocked_business();
         let layer = RequireAxraAuthLayer::new(store.clone(), issuer.clone());
         let svc = layer.layer(ok_service());
 
@@ -784,13 +783,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_verified_cache_stays_bounded() {
-        let now = Arc::new(AtomicU64::new(1_900_000_000));
-        let clock = Arc::clone(&now);
-        let issuer = TokenIssuer::random()
-            .with_clock(move || UNIX_EPOCH + Duration::from_secs(clock.load(Ordering::SeqCst)));
-        let store = MemoryKeyStore::new();
-        let issued = store.create_business("Acme", Environment::Test);
-        let record = store.lookup_business_for_tests(issued.business_id());
+        let (now, issuer, store, _, record) = clocked_business();
         let layer = RequireAxraAuthLayer::new(store, issuer.clone()).verified_token_cache(32);
         let svc = layer.layer(ok_service());
         for _ in 0..500 {

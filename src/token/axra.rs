@@ -203,53 +203,7 @@ fn invalid(detail: &str) -> TokenError {
     TokenError::new(TokenErrorKind::InvalidResponse).with_detail(detail)
 }
 
-impl<C, RB> AxraTokenProvider<C>
-where
-    C: Service<Request<Full<Bytes>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-    C::Future: Send,
-    C::Error: Into<BoxError>,
-    RB: Body + Send,
-    RB::Data: Send,
-    RB::Error: Into<BoxError>,
-{
-    async fn exchange(&self) -> Result<AccessToken, TokenError> {
-        let body = serde_json::to_vec(&TokenRequest {
-            api_key: self.credentials.api_key().expose_secret(),
-            api_secret: self.credentials.api_secret().expose_secret(),
-        })
-        .map_err(|_| invalid("the token request could not be encoded"))?;
-        let request = Request::post(self.token_uri.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|_| invalid("the token request could not be built"))?;
-
-        let transport = |e: BoxError| TokenError::new(TokenErrorKind::Transport).with_source(e);
-        let mut client = self.client.clone();
-        poll_fn(|cx| client.poll_ready(cx))
-            .await
-            .map_err(|e| transport(e.into()))?;
-        // The token's lifetime counts from here, not from when the answer is parsed.
-        let sent_at = Instant::now();
-        let response = client
-            .call(request)
-            .await
-            .map_err(|e| transport(e.into()))?;
-        let (parts, body) = response.into_parts();
-        let bytes = Limited::new(body, MAX_TOKEN_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    invalid("the answer is larger than 64 KiB")
-                } else {
-                    transport(e)
-                }
-            })?
-            .to_bytes();
-        self.parse(parts.status, &parts.headers, &bytes, sent_at)
-    }
-
+impl<C> AxraTokenProvider<C> {
     fn parse(
         &self,
         status: StatusCode,
@@ -383,8 +337,42 @@ where
     RB::Data: Send,
     RB::Error: Into<BoxError>,
 {
-    fn fetch_token(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send {
-        self.exchange()
+    async fn fetch_token(&self) -> Result<AccessToken, TokenError> {
+        let body = serde_json::to_vec(&TokenRequest {
+            api_key: self.credentials.api_key().expose_secret(),
+            api_secret: self.credentials.api_secret().expose_secret(),
+        })
+        .map_err(|_| invalid("the token request could not be encoded"))?;
+        let request = Request::post(self.token_uri.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| invalid("the token request could not be built"))?;
+
+        let transport = |e: BoxError| TokenError::new(TokenErrorKind::Transport).with_source(e);
+        let mut client = self.client.clone();
+        poll_fn(|cx| client.poll_ready(cx))
+            .await
+            .map_err(|e| transport(e.into()))?;
+        // The token's lifetime counts from here, not from when the answer is parsed.
+        let sent_at = Instant::now();
+        let response = client
+            .call(request)
+            .await
+            .map_err(|e| transport(e.into()))?;
+        let (parts, body) = response.into_parts();
+        let bytes = Limited::new(body, MAX_TOKEN_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    invalid("the answer is larger than 64 KiB")
+                } else {
+                    transport(e)
+                }
+            })?
+            .to_bytes();
+        self.parse(parts.status, &parts.headers, &bytes, sent_at)
     }
 }
 
