@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use axra_auth::Environment;
-use axra_auth::server::{KeyDigest, MemoryKeyStore, RequireAxraAuthLayer, TokenIssuer};
+use axra_auth::server::{
+    AuthMethod, AuthenticatedBusiness, KeyDigest, MemoryKeyStore, RequireAxraAuthLayer, TokenIssuer,
+};
 use common::{Ok200, poll_now};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::header::AUTHORIZATION;
@@ -60,6 +62,24 @@ fn bench(c: &mut Criterion) {
             let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
             let (stored, id) = map.get(&digest).unwrap();
             black_box((bool::from(stored.ct_eq(&digest)), *id))
+        })
+    });
+    // The same, plus what the layer exists to do: hand the business to the handler.
+    let business = AuthenticatedBusiness {
+        business_id: "biz_0123456789abcdef01234567".into(),
+        business_name: "Acme".into(),
+        environment: Environment::Live,
+        method: AuthMethod::ApiKey,
+    };
+    group.bench_function("api_key_a2_raw_primitives_and_extension", |b| {
+        b.iter(|| {
+            let mut req = black_box(request("x-api-key", &key));
+            let presented = req.headers().get("x-api-key").unwrap();
+            let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+            let (stored, _) = map.get(&digest).unwrap();
+            assert!(bool::from(stored.ct_eq(&digest)));
+            req.extensions_mut().insert(business.clone());
+            black_box(req)
         })
     });
     let mut layer = RequireAxraAuthLayer::new(store.clone(), issuer.clone()).layer(Ok200);
