@@ -229,20 +229,41 @@ pub const DEFAULT_VERIFIED_TOKEN_CACHE: usize = 4096;
 
 const CACHE_SHARDS: usize = 16;
 
-type Shard = DigestMap<[u8; 32], CachedToken>;
+type Shard = DigestMap<[u8; 32], Arc<CachedToken>>;
 
-/// A verified token, and the business it resolved to at a store revision.
-#[derive(Clone)]
+/// A verified token: its signed part (header and payload: public claims, no secret), what it
+/// says, and the business it resolved to at a store revision.
 struct CachedToken {
+    signed: Box<str>,
     token: VerifiedToken,
     resolved: Option<(u64, AuthenticatedBusiness)>,
 }
 
-/// Tokens that passed signature verification, keyed by the SHA-256 digest of the whole token
-/// (so the raw token is not kept). Sharded to keep lock contention low; each shard is bounded,
-/// dropping expired entries first and then an arbitrary one. Only verified tokens enter, so a
-/// flood of forged tokens cannot fill it; expiry and key generation are still checked on every
-/// hit.
+/// Where a verified token goes in the cache.
+struct Slot<'a> {
+    cache: &'a VerifiedCache,
+    digest: [u8; 32],
+    signed: &'a str,
+}
+
+impl Slot<'_> {
+    fn fill(&self, token: VerifiedToken, resolved: Option<(u64, AuthenticatedBusiness)>, now: u64) {
+        let entry = CachedToken {
+            signed: self.signed.into(),
+            token,
+            resolved,
+        };
+        self.cache.insert(self.digest, Arc::new(entry), now);
+    }
+}
+
+/// Tokens that passed signature verification, keyed by the SHA-256 digest of their signature
+/// and holding their signed part (header and payload, which are public) to compare: a hit needs
+/// the exact token, yet the cache never holds a usable one (the signature is kept only as a
+/// digest). Hashing the 43-byte signature instead of the whole ~270-byte token is what makes a
+/// hit cheap. Sharded to keep lock contention low; each shard is bounded, dropping expired
+/// entries first and then an arbitrary one. Only verified tokens enter, so forged tokens cannot
+/// fill it; expiry and key generation are still checked on every hit.
 struct VerifiedCache {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
@@ -262,11 +283,11 @@ impl VerifiedCache {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn get(&self, digest: &[u8; 32]) -> Option<CachedToken> {
+    fn get(&self, digest: &[u8; 32]) -> Option<Arc<CachedToken>> {
         self.shard(digest).get(digest).cloned()
     }
 
-    fn insert(&self, digest: [u8; 32], token: CachedToken, now_unix: u64) {
+    fn insert(&self, digest: [u8; 32], token: Arc<CachedToken>, now_unix: u64) {
         let mut shard = self.shard(&digest);
         if shard.len() >= self.per_shard && !shard.contains_key(&digest) {
             shard.retain(|_, t| t.token.expires_at_unix >= now_unix);
@@ -341,67 +362,55 @@ impl<K: KeyStore + Clone> Verifier<K> {
     /// expiry, and reuses the business it resolved to only while the store's revision (which
     /// moves on every key regeneration) is unchanged.
     fn verify_bearer(&self, token: &str) -> Verification {
-        let Some(cache) = &self.verified else {
+        let (Some(cache), Some((signed, signature))) = (&self.verified, token.rsplit_once('.'))
+        else {
             return match self.issuer.verify(token) {
                 Ok(verified) => self.resolve(verified, None),
                 Err(error) => Verification::Now(Err(error.into())),
             };
         };
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let verified = match cache.get(&digest) {
-            Some(cached) => {
+        let slot = Slot {
+            cache,
+            digest: Sha256::digest(signature.as_bytes()).into(),
+            signed,
+        };
+        let verified = match cache.get(&slot.digest) {
+            Some(cached) if *cached.signed == *signed => {
                 if let Err(error) = self.issuer.check_expiry(cached.token.expires_at_unix) {
                     return Verification::Now(Err(error.into()));
                 }
                 if let (Some((revision, business)), Some(now)) =
-                    (cached.resolved, self.store.revision())
-                    && revision == now
+                    (&cached.resolved, self.store.revision())
+                    && *revision == now
                 {
-                    return Verification::Now(Ok(business));
+                    return Verification::Now(Ok(business.clone()));
                 }
-                cached.token
+                cached.token.clone()
             }
-            None => match self.issuer.verify(token) {
+            _ => match self.issuer.verify(token) {
                 Ok(verified) => verified,
                 Err(error) => return Verification::Now(Err(error.into())),
             },
         };
-        self.resolve(verified, Some((cache, digest)))
+        self.resolve(verified, Some(slot))
     }
 
     /// Checks a verified token's business and key generation against the store, remembering the
     /// answer in the cache when the store answered at once.
-    fn resolve(
-        &self,
-        verified: VerifiedToken,
-        cache: Option<(&Arc<VerifiedCache>, [u8; 32])>,
-    ) -> Verification {
+    fn resolve(&self, verified: VerifiedToken, slot: Option<Slot<'_>>) -> Verification {
         let revision = self.store.revision();
         match self.store.try_find_business(&verified.business_id) {
             Some(found) => {
                 let verdict = token_verdict(found, &verified);
-                if let Some((cache, digest)) = cache {
-                    let resolved = match (&verdict, revision) {
-                        (Ok(business), Some(revision)) => Some((revision, business.clone())),
-                        _ => None,
-                    };
-                    if verdict.is_ok() {
-                        let entry = CachedToken {
-                            token: verified,
-                            resolved,
-                        };
-                        cache.insert(digest, entry, self.issuer.now_unix());
-                    }
+                if let (Some(slot), Ok(business)) = (&slot, &verdict) {
+                    let resolved = revision.map(|revision| (revision, business.clone()));
+                    slot.fill(verified, resolved, self.issuer.now_unix());
                 }
                 Verification::Now(verdict)
             }
             None => {
-                if let Some((cache, digest)) = cache {
-                    let entry = CachedToken {
-                        token: verified.clone(),
-                        resolved: None,
-                    };
-                    cache.insert(digest, entry, self.issuer.now_unix());
+                if let Some(slot) = &slot {
+                    slot.fill(verified.clone(), None, self.issuer.now_unix());
                 }
                 let store = self.store.clone();
                 Verification::Later(Box::pin(async move {
@@ -760,6 +769,18 @@ mod tests {
             );
         }
         assert_eq!(layer.verified_tokens_cached(), 1);
+
+        // The cached token's signature on another payload is not a hit.
+        let (signed, signature) = token.expose_secret().rsplit_once('.').unwrap();
+        let (header, payload) = signed.split_once('.').unwrap();
+        let mut altered = payload.to_owned();
+        altered.push('A');
+        for forged in [
+            format!("{header}.{altered}.{signature}"),
+            format!("{header}.{}.{signature}", &payload[1..]),
+        ] {
+            assert_eq!(status(&svc, bearer(&forged)).await, StatusCode::UNAUTHORIZED);
+        }
 
         now.fetch_add(3600 + 6, Ordering::SeqCst);
         assert_eq!(
