@@ -779,7 +779,10 @@ mod tests {
             format!("{header}.{altered}.{signature}"),
             format!("{header}.{}.{signature}", &payload[1..]),
         ] {
-            assert_eq!(status(&svc, bearer(&forged)).await, StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                status(&svc, bearer(&forged)).await,
+                StatusCode::UNAUTHORIZED
+            );
         }
 
         now.fetch_add(3600 + 6, Ordering::SeqCst);
