@@ -13,6 +13,23 @@ use crate::token::{TokenCache, TokenProvider};
 
 type Waiting<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
+/// How a response future reaches the cache to invalidate a rejected token.
+pub(super) enum Invalidator<P> {
+    /// The cache handle every clone shares.
+    Shared(Arc<TokenCache<P>>),
+    /// A service instance's own handle (its reference count is not shared across threads).
+    Private(Arc<Arc<TokenCache<P>>>),
+}
+
+impl<P> Invalidator<P> {
+    fn cache(&self) -> &TokenCache<P> {
+        match self {
+            Invalidator::Shared(cache) => cache,
+            Invalidator::Private(cache) => cache,
+        }
+    }
+}
+
 pin_project! {
     /// Response future of [`BearerTokenService`](super::BearerTokenService).
     ///
@@ -30,7 +47,7 @@ pin_project! {
         Direct {
             #[pin]
             future: F,
-            used: Option<(Arc<TokenCache<P>>, u64)>,
+            used: Option<(Invalidator<P>, u64)>,
         },
         Waiting {
             future: Waiting<Response<ResBody>>,
@@ -39,7 +56,7 @@ pin_project! {
 }
 
 impl<F, P, ResBody> ResponseFuture<F, P, ResBody> {
-    pub(super) fn direct(future: F, used: Option<(Arc<TokenCache<P>>, u64)>) -> Self {
+    pub(super) fn direct(future: F, used: Option<(Invalidator<P>, u64)>) -> Self {
         ResponseFuture {
             kind: Kind::Direct { future, used },
         }
@@ -78,10 +95,10 @@ where
         match self.project().kind.project() {
             KindProj::Direct { future, used } => {
                 let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                if let Some((cache, generation)) = used.take()
+                if let Some((invalidator, generation)) = used.take()
                     && is_rejection(&response)
                 {
-                    cache.invalidate_generation(generation);
+                    invalidator.cache().invalidate_generation(generation);
                 }
                 Poll::Ready(Ok(response))
             }
