@@ -18,14 +18,19 @@ pub(super) enum Invalidator<P> {
     /// The cache handle every clone shares.
     Shared(Arc<TokenCache<P>>),
     /// A service instance's own handle (its reference count is not shared across threads).
-    Private(Arc<Arc<TokenCache<P>>>),
+    Private(Arc<PrivateHandle<P>>),
 }
 
+/// A service instance's own reference to the shared cache: cloning the outer `Arc` touches only
+/// this instance's count.
+pub(super) struct PrivateHandle<P>(pub(super) Arc<TokenCache<P>>);
+
 impl<P> Invalidator<P> {
+    #[inline]
     fn cache(&self) -> &TokenCache<P> {
         match self {
             Invalidator::Shared(cache) => cache,
-            Invalidator::Private(cache) => cache,
+            Invalidator::Private(handle) => &handle.0,
         }
     }
 }

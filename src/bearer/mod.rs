@@ -61,8 +61,8 @@ use crate::error::BoxError;
 use crate::token::cache::{Entry, Phase};
 use crate::token::{TokenCache, TokenProvider};
 
-use future::Invalidator;
 pub use future::ResponseFuture;
+use future::{Invalidator, PrivateHandle};
 
 /// Layer that authenticates requests with a cached bearer token. See the [module docs](self).
 pub struct BearerTokenLayer<P> {
@@ -127,7 +127,7 @@ pub struct BearerTokenService<S, P> {
     /// the next request loads the cache's current entry.
     local: Option<Local>,
     /// This instance's own handle on the cache, for its response futures (see `calls`).
-    private_cache: Option<Arc<Arc<TokenCache<P>>>>,
+    private_cache: Option<Arc<PrivateHandle<P>>>,
     /// Requests this instance has sent, counted up to 2. From its third request on, an instance
     /// uses its own copy of the header and of the cache handle (made once: three allocations),
     /// so instances on different threads stop sharing reference counts; an instance used once,
@@ -260,7 +260,7 @@ where
                 let cache = &self.cache;
                 let private = self
                     .private_cache
-                    .get_or_insert_with(|| Arc::new(Arc::clone(cache)));
+                    .get_or_insert_with(|| Arc::new(PrivateHandle(Arc::clone(cache))));
                 Invalidator::Private(Arc::clone(private))
             } else {
                 Invalidator::Shared(Arc::clone(&self.cache))
