@@ -3,7 +3,9 @@
 //! - `x-api-key`: hashed with SHA-256, looked up in the [`KeyStore`], compared in constant time.
 //! - `Authorization: Bearer <token>` (scheme case-insensitive): verified by the
 //!   [`TokenIssuer`] (HS256 only, signature, issuer, expiry), then checked against the store so a
-//!   regenerated key's tokens fail at once.
+//!   regenerated key's tokens fail at once. A token seen before skips the signature check (see
+//!   [`RequireAxraAuthLayer::verified_token_cache`]).
+//! - A request carrying both is judged by its `x-api-key`.
 //!
 //! On success the request gets an [`AuthenticatedBusiness`] extension and goes to the inner
 //! service. On failure the inner service is never called and no error is returned through
