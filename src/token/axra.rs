@@ -124,8 +124,15 @@ pub(crate) fn token_uri(base_url: &str) -> Result<Uri, InvalidBaseUrl> {
             ));
         }
     }
-    if uri.authority().is_none() {
-        return Err(InvalidBaseUrl::new("it has no host"));
+    match uri.authority() {
+        None => return Err(InvalidBaseUrl::new("it has no host")),
+        // Credentials in a URL end up in transport errors' text (and proxies' logs).
+        Some(authority) if authority.as_str().contains('@') => {
+            return Err(InvalidBaseUrl::new(
+                "it holds user information (user:password@)",
+            ));
+        }
+        Some(_) => {}
     }
     if uri.query().is_some() {
         return Err(InvalidBaseUrl::new("it has a query string"));
