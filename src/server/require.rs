@@ -544,7 +544,6 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let grpc = is_grpc(&req);
         match self.verifier.verify(&req) {
             Verification::Now(Ok(business)) => {
                 // The store answered at once: call the service that was polled ready, no box.
@@ -555,7 +554,7 @@ where
                     },
                 }
             }
-            Verification::Now(Err(rejection)) => ResponseFuture::reject(rejection, grpc),
+            Verification::Now(Err(rejection)) => ResponseFuture::reject(rejection, is_grpc(&req)),
             Verification::Later(verify) => {
                 // The service that was polled ready goes with the request; a clone stays behind.
                 let clone = self.inner.clone();
@@ -565,7 +564,6 @@ where
                         verify,
                         inner: Some(inner),
                         req: Some(req),
-                        grpc,
                     },
                 }
             }
@@ -594,7 +592,6 @@ pin_project! {
             verify: Pin<Box<dyn Future<Output = Verdict> + Send>>,
             inner: Option<S>,
             req: Option<Request<ReqBody>>,
-            grpc: bool,
         },
         Call {
             #[pin]
@@ -627,12 +624,7 @@ where
         loop {
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
-                StateProj::Verify {
-                    verify,
-                    inner,
-                    req,
-                    grpc,
-                } => {
+                StateProj::Verify { verify, inner, req } => {
                     let verdict = ready!(verify.as_mut().poll(cx));
                     match verdict {
                         Ok(business) => {
@@ -645,8 +637,10 @@ where
                             this.state.set(State::Call { future });
                         }
                         Err(rejection) => {
-                            trace_rejection(rejection, *grpc);
-                            let response = rejection.to_response(*grpc);
+                            // Only a rejection needs to know whether the request is gRPC.
+                            let grpc = req.as_ref().is_some_and(is_grpc);
+                            trace_rejection(rejection, grpc);
+                            let response = rejection.to_response(grpc);
                             return Poll::Ready(Ok(response.map(Either::Right)));
                         }
                     }
