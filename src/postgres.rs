@@ -101,6 +101,21 @@ fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreEr
     StoreError::unavailable(error)
 }
 
+/// A failed insert: a key already registered (the unique index on its digest) is
+/// [`StoreErrorKind::DuplicateKey`](crate::server::StoreErrorKind::DuplicateKey), as in every
+/// store of the crate; anything else is unavailability.
+fn insert_failed(error: tokio_postgres::Error) -> StoreError {
+    let duplicate_key = error.as_db_error().is_some_and(|db| {
+        *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+            && db.constraint() == Some("axra_businesses_key_digest")
+    });
+    if duplicate_key {
+        StoreError::duplicate_key()
+    } else {
+        unavailable(error)
+    }
+}
+
 fn timed_out() -> StoreError {
     StoreError::unavailable("the database did not answer in time")
 }
@@ -244,7 +259,8 @@ impl PgKeyStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the database fails (including a key that already exists).
+    /// [`StoreErrorKind::DuplicateKey`](crate::server::StoreErrorKind::DuplicateKey) when another
+    /// business already has this API key; [`StoreError`] when the database fails.
     pub async fn add_business(
         &self,
         name: &str,
@@ -281,7 +297,7 @@ impl PgKeyStore {
                     ],
                 )
                 .await
-                .map_err(unavailable)
+                .map_err(insert_failed)
         })
         .await?;
         Ok(id)
@@ -293,8 +309,15 @@ impl PgKeyStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] of kind `UnknownBusiness` when no business has that id, or when the
-    /// database fails.
+    /// - [`StoreErrorKind::UnknownBusiness`](crate::server::StoreErrorKind::UnknownBusiness) when
+    ///   no business has that id.
+    /// - [`StoreErrorKind::OutcomeUnknown`](crate::server::StoreErrorKind::OutcomeUnknown) when
+    ///   the change was sent but no answer came (the connection broke or the timeout ran out):
+    ///   the database may have committed it, so the old key may already be revoked while the new
+    ///   credentials are lost. **Call `regenerate` again**: it is safe, and its credentials are the
+    ///   ones that work.
+    /// - [`StoreErrorKind::Unavailable`](crate::server::StoreErrorKind::Unavailable) when the
+    ///   database failed before the change was sent, or refused it: nothing changed.
     pub async fn regenerate(&self, business_id: &str) -> Result<IssuedCredentials, StoreError> {
         let environment: Option<Environment> = {
             let current = self.find_business(business_id).await?;
@@ -304,22 +327,33 @@ impl PgKeyStore {
         let credentials = new_credentials(environment);
         let key = KeyDigest::of(credentials.api_key().expose_secret());
         let secret = KeyDigest::of(credentials.api_secret().expose_secret());
-        let updated = self
-            .bounded(async {
-                let client = self.client().await?;
-                let statement = client
-                    .prepare_cached(REGENERATE)
-                    .await
-                    .map_err(unavailable)?;
-                client
-                    .execute(
-                        &statement,
-                        &[&business_id, &&key.as_bytes()[..], &&secret.as_bytes()[..]],
-                    )
-                    .await
-                    .map_err(unavailable)
-            })
-            .await?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let (client, statement) = tokio::time::timeout_at(deadline, async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(REGENERATE)
+                .await
+                .map_err(unavailable)?;
+            Ok::<_, StoreError>((client, statement))
+        })
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))?;
+        // From here the UPDATE is on the wire: only an answer from the database says whether it
+        // was applied.
+        let (key, secret) = (&key.as_bytes()[..], &secret.as_bytes()[..]);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&business_id, &key, &secret];
+        let sent = client.execute(&statement, &params);
+        let updated = match tokio::time::timeout_at(deadline, sent).await {
+            Ok(Ok(updated)) => updated,
+            // The database answered with an error: the statement was not applied.
+            Ok(Err(error)) if error.as_db_error().is_some() => return Err(unavailable(error)),
+            Ok(Err(error)) => return Err(StoreError::outcome_unknown(error)),
+            Err(_) => {
+                return Err(StoreError::outcome_unknown(
+                    "the database did not answer in time",
+                ));
+            }
+        };
         if updated == 0 {
             return Err(StoreError::unknown_business());
         }

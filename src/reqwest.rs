@@ -7,7 +7,26 @@
 //!   the token it used (the request is not retried). A token failure is
 //!   `reqwest_middleware::Error::Middleware`, which downcasts to [`TokenError`].
 //! - [`AxraTokenProvider::reqwest`] runs the exchange over a `reqwest::Client`, so a reqwest user
-//!   needs no second HTTP client.
+//!   needs no second HTTP client. The exchange never follows a redirect, whatever the client's
+//!   redirect policy: the key and secret reach only the token URI.
+//!
+//! # Redirects
+//!
+//! reqwest follows up to ten redirects by default, and on a redirect to another origin it drops
+//! only `Authorization`, `Cookie` and `Proxy-Authorization`: **an `x-api-key` header would follow
+//! the redirect to any host** the `Location` names. Build the client with [`redirect_policy`],
+//! which follows redirects within the origin of the request (same scheme, host and port) and
+//! hands any other redirect back to you as the `3xx` answer:
+//!
+//! ```
+//! let http = reqwest::Client::builder()
+//!     .redirect(axra_auth::reqwest::redirect_policy())
+//!     .build()?;
+//! # Ok::<(), reqwest::Error>(())
+//! ```
+//!
+//! If you build your client another way, give it `redirect_policy()` or
+//! `reqwest::redirect::Policy::none()`; never the default policy with [`ApiKeyMiddleware`].
 //!
 //! # Example
 //!
@@ -30,7 +49,9 @@
 //! # let base_url = format!("http://{}/api/v1", listener.local_addr()?);
 //! # tokio::spawn(async move { axum::serve(listener, app).await });
 //! // `base_url` points at an Axra-compatible server (here an in-process one).
-//! let http = reqwest::Client::new();
+//! let http = reqwest::Client::builder()
+//!     .redirect(axra_auth::reqwest::redirect_policy())
+//!     .build()?;
 //! let provider = AxraTokenProvider::reqwest(http.clone(), business.credentials().clone())
 //!     .with_base_url(&base_url)?;
 //! let client = reqwest_middleware::ClientBuilder::new(http.clone())
@@ -55,7 +76,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::{Extensions, HeaderValue, StatusCode};
+use http::{Extensions, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use reqwest_middleware::{Middleware, Next};
 use tower_service::Service;
@@ -63,9 +84,12 @@ use tower_service::Service;
 use crate::api_key::{API_KEY_HEADER, sensitive_header};
 use crate::credentials::{ApiKey, Credentials};
 use crate::error::{BoxError, TokenError};
+use crate::token::axra::RedirectRefused;
 use crate::token::{AxraTokenProvider, TokenCache, TokenProvider};
 
-/// Sets `x-api-key` on every request. See the [module docs](self).
+/// Sets `x-api-key` on every request. See the [module docs](self), and build the client with
+/// [`redirect_policy`]: reqwest's default policy forwards `x-api-key` on a redirect to another
+/// host.
 #[derive(Clone)]
 pub struct ApiKeyMiddleware {
     header: HeaderValue,
@@ -165,14 +189,46 @@ impl<P: TokenProvider> Middleware for BearerTokenMiddleware<P> {
         let generation = entry.generation;
         drop(entry);
         let response = next.run(req, extensions).await?;
-        if response.status() == StatusCode::UNAUTHORIZED {
+        if crate::token::rejects_token(response.status(), response.headers()) {
             self.cache.invalidate_generation(generation);
         }
         Ok(response)
     }
 }
 
+/// The longest chain of same-origin redirects [`redirect_policy`] follows (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
+
+/// A reqwest redirect policy that never carries a credential to another origin: it follows up to
+/// ten redirects whose target has the same scheme, host and port as the original request, and
+/// stops at any other (the `3xx` answer is returned as is, `Location` and all, for you to judge).
+/// Use it for every client that [`ApiKeyMiddleware`] or [`BearerTokenMiddleware`] wraps; see the
+/// [module docs](self#redirects).
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| same_origin(first, attempt.url()));
+        if !same_origin || attempt.previous().len() > MAX_REDIRECTS {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
 /// A tower HTTP client over a `reqwest::Client`, for [`AxraTokenProvider::reqwest`].
+///
+/// Meant for the token exchange: it sends the body so that reqwest cannot replay it to a
+/// `307`/`308` target, and refuses an answer that came from another URL than the one asked (a
+/// followed `301`/`302`/`303`), whatever the client's redirect policy.
 #[derive(Clone, Debug)]
 pub struct ReqwestTransport {
     client: reqwest::Client,
@@ -197,10 +253,21 @@ impl Service<http::Request<Full<Bytes>>> for ReqwestTransport {
     fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
         let client = self.client.clone();
         Box::pin(async move {
-            let (parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_parts();
             let body = body.collect().await?.to_bytes();
+            parts
+                .headers
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            // A wrapped body is a stream to reqwest: it cannot clone it, so it never re-sends it
+            // (with the key and secret) to wherever a 307/308 points.
+            let body = reqwest::Body::wrap(Full::new(body));
             let req = reqwest::Request::try_from(http::Request::from_parts(parts, body))?;
+            let asked = req.url().clone();
             let response = client.execute(req).await?;
+            if *response.url() != asked {
+                // A 301/302/303 was followed (as a GET without the body): not our endpoint.
+                return Err(Box::new(RedirectRefused) as BoxError);
+            }
             Ok(http::Response::from(response))
         })
     }

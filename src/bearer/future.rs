@@ -78,14 +78,9 @@ impl<F, P, ResBody> ResponseFuture<F, P, ResBody> {
     }
 }
 
-/// Whether the server rejected the token: HTTP 401, or gRPC `UNAUTHENTICATED` (16) in the
-/// response headers (a trailers-only gRPC answer).
+/// Whether the server rejected the token (see [`crate::token::rejects_token`]).
 pub(super) fn is_rejection<B>(response: &Response<B>) -> bool {
-    response.status() == http::StatusCode::UNAUTHORIZED
-        || response
-            .headers()
-            .get("grpc-status")
-            .is_some_and(|status| status.as_bytes() == b"16")
+    crate::token::rejects_token(response.status(), response.headers())
 }
 
 impl<F, E, P, ResBody> Future for ResponseFuture<F, P, ResBody>

@@ -106,9 +106,13 @@ impl<K: fmt::Debug> fmt::Debug for CachedKeyStore<K> {
     }
 }
 
+/// The longest TTL accepted: far beyond any sensible setting, and small enough that no deadline
+/// computed from it can overflow.
+const MAX_CACHE_TTL: Duration = Duration::from_secs(86_400);
+
 fn shared(ttl: Duration, capacity: usize) -> Arc<Shared> {
     Arc::new(Shared {
-        ttl,
+        ttl: ttl.min(MAX_CACHE_TTL),
         capacity: capacity.max(1),
         by_key: Mutex::new(Bounded {
             map: DigestMap::default(),
@@ -129,7 +133,8 @@ impl<K: KeyStore> CachedKeyStore<K> {
         }
     }
 
-    /// How long an answer is trusted: the longest a regenerated key keeps working here.
+    /// How long an answer is trusted: the longest a regenerated key keeps working here (at most a
+    /// day; longer values are cut to a day).
     pub fn ttl(self, ttl: Duration) -> Self {
         CachedKeyStore {
             shared: shared(ttl, self.shared.capacity),
@@ -202,6 +207,26 @@ impl<K: KeyStore> CachedKeyStore<K> {
         }
     }
 
+    fn forget_keys_before(&self, id: &str, generation: u64) {
+        self.shared
+            .by_key
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .retain(|_, (_, record)| {
+                *record.business.id != *id || record.business.key_generation >= generation
+            });
+    }
+
+    fn forget_business(&self, id: &str) {
+        self.shared
+            .by_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .remove(id);
+    }
+
     fn remember_business(&self, record: &BusinessRecord) {
         let now = Instant::now();
         self.shared
@@ -248,6 +273,29 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
             let found = self.inner.find_business(&id).await?;
             if let Some(record) = &found {
                 self.remember_business(record);
+            }
+            Ok(found)
+        }
+    }
+
+    fn reload_business(
+        &self,
+        business_id: &str,
+    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
+        let id: Arc<str> = Arc::from(business_id);
+        async move {
+            let found = self.inner.reload_business(&id).await?;
+            match &found {
+                Some(record) => {
+                    // Keys of this business cached from an older generation were regenerated:
+                    // stop accepting them here now rather than at the end of the TTL.
+                    self.forget_keys_before(&id, record.key_generation);
+                    self.remember_business(record);
+                }
+                None => {
+                    self.forget_keys_before(&id, u64::MAX);
+                    self.forget_business(&id);
+                }
             }
             Ok(found)
         }

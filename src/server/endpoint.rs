@@ -3,7 +3,7 @@
 //! | request | answer |
 //! |---|---|
 //! | JSON `{"apiKey", "apiSecret"}` matching a business | `200` `{"success": true, "data": {"accessToken", "tokenType": "Bearer", "expiresIn": 3600, "businessId", "businessName"}}` |
-//! | `apiKey` or `apiSecret` missing, empty or not a string; malformed JSON | `400` |
+//! | `apiKey` or `apiSecret` missing, empty, not a string, or given twice; malformed JSON | `400` |
 //! | wrong key or wrong secret (the same answer for both) | `401` |
 //! | body over 16 KiB | `413` |
 //! | a method other than `POST` | `405` |
@@ -151,6 +151,10 @@ fn failure(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 fn fields(body: &[u8]) -> Result<(String, String), &'static str> {
     let value: Value =
         serde_json::from_slice(body).map_err(|_| "request body is not valid JSON")?;
+    if value.is_object() && serde_json::from_slice::<Once>(body).is_err() {
+        // serde_json keeps the last of two equal keys; a proxy or firewall may read the first.
+        return Err("apiKey and apiSecret must each appear once");
+    }
     let field = |name: &str| {
         value
             .get(name)
@@ -163,6 +167,16 @@ fn fields(body: &[u8]) -> Result<(String, String), &'static str> {
         (None, _) => Err("apiKey is required"),
         (_, None) => Err("apiSecret is required"),
     }
+}
+
+/// Fails to deserialize when `apiKey` or `apiSecret` appears twice (serde refuses a duplicate
+/// field of a struct; the values themselves are skipped).
+#[derive(serde::Deserialize)]
+struct Once {
+    #[serde(rename = "apiKey")]
+    _api_key: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "apiSecret")]
+    _api_secret: Option<serde::de::IgnoredAny>,
 }
 
 impl<K: KeyStore> Shared<K> {
@@ -297,5 +311,24 @@ mod tests {
         );
         assert_eq!(fields(b"{"), Err("request body is not valid JSON"));
         assert_eq!(fields(b"[]"), Err("apiKey is required"));
+        // Duplicate keys are ambiguous, whatever their values; escapes name the same key.
+        for body in [
+            &br#"{"apiKey": "k", "apiKey": "k2", "apiSecret": "s"}"#[..],
+            br#"{"apiKey": "k", "apiSecret": "s", "apiSecret": "s"}"#,
+            br#"{"apiKey": "k", "api\u004bey": "k", "apiSecret": "s"}"#,
+            br#"{"apiKey": 1, "apiKey": "k", "apiSecret": "s"}"#,
+        ] {
+            assert_eq!(
+                fields(body),
+                Err("apiKey and apiSecret must each appear once"),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Other keys may repeat: they are not read.
+        assert_eq!(
+            fields(br#"{"x": 1, "x": 2, "apiKey": "k", "apiSecret": "s"}"#),
+            Ok(("k".into(), "s".into()))
+        );
     }
 }

@@ -45,6 +45,11 @@ pub const MIN_SIGNING_KEY_LEN: usize = 32;
 /// Axra's token lifetime: one hour (`expiresIn: 3600`).
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
+/// The longest token lifetime [`TokenIssuer::with_lifetime`] accepts: a day, the longest
+/// `expiresIn` this crate's client accepts. Bounding it also keeps `iat + lifetime` far from
+/// overflowing.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
+
 /// Default clock-skew allowance when checking `exp`. Clients stop using a token 30 s before it
 /// expires (their expiry margin), so a few seconds cover skew between servers.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
@@ -251,10 +256,12 @@ impl TokenIssuer {
         self
     }
 
-    /// Sets the lifetime of issued tokens (default one hour, as Axra's; whole seconds, at least
-    /// one).
+    /// Sets the lifetime of issued tokens (default one hour, as Axra's), in whole seconds, from
+    /// one second up to [`MAX_TOKEN_LIFETIME`] (a day); values outside are brought to the nearest
+    /// bound.
     pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
-        self.inner_mut().lifetime = Duration::from_secs(lifetime.as_secs().max(1));
+        self.inner_mut().lifetime =
+            Duration::from_secs(lifetime.as_secs().clamp(1, MAX_TOKEN_LIFETIME.as_secs()));
         self
     }
 
@@ -292,13 +299,17 @@ impl TokenIssuer {
     /// [`IssuerError::Signing`] if signing fails.
     pub fn issue(&self, business: &BusinessRecord) -> Result<AccessToken, IssuerError> {
         let iat = self.now_unix();
+        // A clock near the end of time must not wrap `exp` into the past.
+        let exp = iat
+            .checked_add(self.inner.lifetime.as_secs())
+            .ok_or(IssuerError::Signing)?;
         let claims = Claims {
             sub: business.id.to_string(),
             name: business.name.to_string(),
             env: business.environment,
             generation: business.key_generation,
             iat,
-            exp: iat + self.inner.lifetime.as_secs(),
+            exp,
             iss: self.inner.issuer.clone(),
         };
         let token = jsonwebtoken::encode(
@@ -445,6 +456,28 @@ mod tests {
             issuer.verify(token.expose_secret()).unwrap_err(),
             VerifyError::Expired
         );
+    }
+
+    #[test]
+    fn lifetimes_are_bounded_and_never_overflow() {
+        let huge = TokenIssuer::new(KEY)
+            .unwrap()
+            .with_lifetime(Duration::from_secs(u64::MAX));
+        assert_eq!(huge.lifetime(), MAX_TOKEN_LIFETIME);
+        let token = huge.issue(&business()).unwrap();
+        assert_eq!(token.lifetime(), MAX_TOKEN_LIFETIME);
+        assert!(huge.verify(token.expose_secret()).is_ok(), "issued alive");
+        assert_eq!(
+            TokenIssuer::new(KEY)
+                .unwrap()
+                .with_lifetime(Duration::ZERO)
+                .lifetime(),
+            Duration::from_secs(1)
+        );
+        // The latest clock a SystemTime can hold, with the longest lifetime: no panic, no wrap.
+        let late = huge.with_clock(|| UNIX_EPOCH + Duration::from_secs(i64::MAX as u64));
+        let token = late.issue(&business()).unwrap();
+        assert!(late.verify(token.expose_secret()).is_ok());
     }
 
     #[test]

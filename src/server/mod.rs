@@ -41,8 +41,8 @@ use crate::credentials::Environment;
 pub use cached::{CachedKeyStore, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use endpoint::{MAX_TOKEN_REQUEST_BYTES, TokenEndpoint};
 pub use jwt::{
-    DEFAULT_ISSUER, DEFAULT_LEEWAY, DEFAULT_TOKEN_LIFETIME, IssuerError, MIN_SIGNING_KEY_LEN,
-    TokenIssuer, VerifiedToken, VerifyError,
+    DEFAULT_ISSUER, DEFAULT_LEEWAY, DEFAULT_TOKEN_LIFETIME, IssuerError, MAX_TOKEN_LIFETIME,
+    MIN_SIGNING_KEY_LEN, TokenIssuer, VerifiedToken, VerifyError,
 };
 pub use require::{
     DEFAULT_VERIFIED_TOKEN_CACHE, Rejection, RequireAxraAuth, RequireAxraAuthLayer, ResponseFuture,

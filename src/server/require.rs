@@ -5,7 +5,10 @@
 //!   [`TokenIssuer`] (HS256 only, signature, issuer, expiry), then checked against the store so a
 //!   regenerated key's tokens fail at once. A token seen before skips the signature check (see
 //!   [`RequireAxraAuthLayer::verified_token_cache`]).
-//! - A request carrying both is judged by its `x-api-key`.
+//! - A request carrying both is judged by its `x-api-key` alone: a valid key is accepted whatever
+//!   the `Authorization` header says, and an invalid key is refused even with a valid token.
+//! - A credential header sent twice (two `x-api-key`, or two `Authorization`) is refused as
+//!   malformed rather than judged by one of its values: a proxy in front may read the other.
 //!
 //! On success the request gets an [`AuthenticatedBusiness`] extension and goes to the inner
 //! service. On failure the inner service is never called and no error is returned through
@@ -206,14 +209,14 @@ enum Presented<'a> {
 }
 
 fn presented<B>(req: &Request<B>) -> Result<Presented<'_>, Rejection> {
-    if let Some(key) = req.headers().get(API_KEY_HEADER) {
+    if let Some(key) = single(req.headers(), &API_KEY_HEADER)? {
         let key = key.as_bytes();
         if key.is_empty() || !key.iter().all(u8::is_ascii_graphic) {
             return Err(Rejection::Malformed);
         }
         return Ok(Presented::ApiKey(key));
     }
-    let header = req.headers().get(AUTHORIZATION).ok_or(Rejection::Missing)?;
+    let header = single(req.headers(), &AUTHORIZATION)?.ok_or(Rejection::Missing)?;
     let header = header.to_str().map_err(|_| Rejection::Malformed)?;
     let (scheme, token) = header.split_once(' ').ok_or(Rejection::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer")
@@ -223,6 +226,20 @@ fn presented<B>(req: &Request<B>) -> Result<Presented<'_>, Rejection> {
         return Err(Rejection::Malformed);
     }
     Ok(Presented::Bearer(token))
+}
+
+/// The one value of a credential header. Two values are refused, not judged by the first: a
+/// proxy or firewall in front of us may read the other one.
+fn single<'a>(
+    headers: &'a http::HeaderMap,
+    name: &http::HeaderName,
+) -> Result<Option<&'a HeaderValue>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if first.is_some() && values.next().is_some() {
+        return Err(Rejection::Malformed);
+    }
+    Ok(first)
 }
 
 /// How many verified tokens [`RequireAxraAuthLayer`] remembers by default. A client reuses one
@@ -353,6 +370,12 @@ fn token_verdict(
     })
 }
 
+/// Whether the store answered with an older key generation than the token carries: the answer
+/// predates a regeneration (a cache), so it cannot judge the token.
+fn is_stale(found: &Result<Option<BusinessRecord>, StoreError>, token: &VerifiedToken) -> bool {
+    matches!(found, Ok(Some(business)) if business.key_generation < token.key_generation)
+}
+
 /// A verdict now, or a store lookup to await.
 enum Verification {
     Now(Verdict),
@@ -398,11 +421,13 @@ impl<K: KeyStore + Clone> Verifier<K> {
     }
 
     /// Checks a verified token's business and key generation against the store, remembering the
-    /// answer in the cache when the store answered at once.
+    /// answer in the cache when the store answered at once. A token newer than the store's
+    /// answer (a cache that predates a regeneration) is checked again against the source of
+    /// truth, never refused on the stale answer's word.
     fn resolve(&self, verified: VerifiedToken, slot: Option<Slot<'_>>) -> Verification {
         let revision = self.store.revision();
         match self.store.try_find_business(&verified.business_id) {
-            Some(found) => {
+            Some(found) if !is_stale(&found, &verified) => {
                 let verdict = token_verdict(found, &verified);
                 if let (Some(slot), Ok(business)) = (&slot, &verdict) {
                     let resolved = revision.map(|revision| (revision, business.clone()));
@@ -410,13 +435,22 @@ impl<K: KeyStore + Clone> Verifier<K> {
                 }
                 Verification::Now(verdict)
             }
-            None => {
+            stale_or_pending => {
                 if let Some(slot) = &slot {
                     slot.fill(verified.clone(), None, self.issuer.now_unix());
                 }
                 let store = self.store.clone();
+                let known_stale = stale_or_pending.is_some();
                 Verification::Later(Box::pin(async move {
-                    let found = store.find_business(&verified.business_id).await;
+                    let id = &verified.business_id;
+                    let found = if known_stale {
+                        store.reload_business(id).await
+                    } else {
+                        match store.find_business(id).await {
+                            found if is_stale(&found, &verified) => store.reload_business(id).await,
+                            found => found,
+                        }
+                    };
                     token_verdict(found, &verified)
                 }))
             }
@@ -700,6 +734,17 @@ mod tests {
             presented(&req("x-api-key", b"bk\xe9")),
             Err(Rejection::Malformed)
         ));
+        // A credential header sent twice is ambiguous: refused, whichever values it carries.
+        for name in ["x-api-key", "authorization"] {
+            let mut twice = req(name, b"Bearer abc");
+            twice
+                .headers_mut()
+                .append(name, HeaderValue::from_static("Bearer abc"));
+            assert!(
+                matches!(presented(&twice), Err(Rejection::Malformed)),
+                "{name}"
+            );
+        }
     }
 
     use crate::credentials::Environment;

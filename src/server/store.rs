@@ -145,6 +145,12 @@ pub enum StoreErrorKind {
     Unavailable,
     /// No business has the given id.
     UnknownBusiness,
+    /// The API key is already registered to a business: one key never belongs to two.
+    DuplicateKey,
+    /// The store may or may not have applied a change (the connection failed or timed out after
+    /// the change was sent). For a regeneration the old key may already be revoked; calling
+    /// `regenerate` again is safe and returns usable credentials.
+    OutcomeUnknown,
 }
 
 impl StoreError {
@@ -164,6 +170,23 @@ impl StoreError {
         }
     }
 
+    /// The API key is already registered.
+    pub fn duplicate_key() -> Self {
+        StoreError {
+            kind: StoreErrorKind::DuplicateKey,
+            source: None,
+        }
+    }
+
+    /// A change was sent but whether it was applied is unknown; `source` says why (it must hold
+    /// no secret).
+    pub fn outcome_unknown(source: impl Into<BoxError>) -> Self {
+        StoreError {
+            kind: StoreErrorKind::OutcomeUnknown,
+            source: Some(source.into()),
+        }
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
@@ -175,6 +198,12 @@ impl fmt::Display for StoreError {
         match self.kind {
             StoreErrorKind::Unavailable => f.write_str("the key store is unavailable")?,
             StoreErrorKind::UnknownBusiness => f.write_str("no business has that id")?,
+            StoreErrorKind::DuplicateKey => {
+                f.write_str("that API key is already registered to a business")?
+            }
+            StoreErrorKind::OutcomeUnknown => f.write_str(
+                "the key store may or may not have applied the change; retrying is safe",
+            )?,
         }
         if let Some(source) = &self.source {
             write!(f, ": {source}")?;
@@ -215,6 +244,23 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         business_id: &str,
     ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send;
+
+    /// [`find_business`](KeyStore::find_business) from the source of truth, bypassing (and
+    /// refreshing) any cache in front of it. The verification layer calls it when a token carries
+    /// a newer key generation than the store answered, which happens when a cache still holds
+    /// the record from before a regeneration: the token must not be refused on a stale record's
+    /// word. Only a correctly signed token can ask for it. The default is `find_business`, right
+    /// for any store that caches nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the store cannot answer.
+    fn reload_business(
+        &self,
+        business_id: &str,
+    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
+        self.find_business(business_id)
+    }
 
     /// A number that changes whenever a key is regenerated (revoked), or `None` when the store
     /// cannot tell. While it stays the same, a business looked up for a token can be reused
@@ -275,6 +321,13 @@ impl<K: KeyStore> KeyStore for Arc<K> {
         business_id: &str,
     ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
         (**self).find_business(business_id)
+    }
+
+    fn reload_business(
+        &self,
+        business_id: &str,
+    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
+        (**self).reload_business(business_id)
     }
 }
 
@@ -394,25 +447,45 @@ impl MemoryKeyStore {
     ///
     /// If the operating system's random number generator fails.
     pub fn create_business(&self, name: &str, environment: Environment) -> IssuedCredentials {
-        let id: Arc<str> = Arc::from(IssuedCredentials::new_business_id());
-        let credentials = new_credentials(environment);
-        self.insert(&id, name, environment, &credentials);
-        IssuedCredentials::new(id, credentials)
+        loop {
+            let id: Arc<str> = Arc::from(IssuedCredentials::new_business_id());
+            let credentials = new_credentials(environment);
+            // A collision of 256 random bits does not happen; if it did, draw again rather
+            // than give one key to two businesses.
+            if self.insert(&id, name, environment, &credentials).is_ok() {
+                return IssuedCredentials::new(id, credentials);
+            }
+        }
     }
 
     /// Adds a business whose key and secret were made elsewhere (fixed credentials for a demo or
     /// a test). Returns the new business's id. The store keeps only the digests.
-    pub fn add_business(&self, name: &str, credentials: &Credentials) -> String {
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::DuplicateKey`] when another business already has this API key (as
+    /// `PgKeyStore`'s unique index refuses it): one key never authenticates two businesses.
+    pub fn add_business(
+        &self,
+        name: &str,
+        credentials: &Credentials,
+    ) -> Result<String, StoreError> {
         let id = IssuedCredentials::new_business_id();
         let environment = credentials
             .api_key()
             .environment()
             .unwrap_or(Environment::Test);
-        self.insert(&Arc::from(id.as_str()), name, environment, credentials);
-        id
+        self.insert(&Arc::from(id.as_str()), name, environment, credentials)?;
+        Ok(id)
     }
 
-    fn insert(&self, id: &Arc<str>, name: &str, environment: Environment, c: &Credentials) {
+    fn insert(
+        &self,
+        id: &Arc<str>,
+        name: &str,
+        environment: Environment,
+        c: &Credentials,
+    ) -> Result<(), StoreError> {
         let key_digest = KeyDigest::of(c.api_key().expose_secret());
         let record = KeyRecord {
             business: BusinessRecord {
@@ -425,8 +498,12 @@ impl MemoryKeyStore {
             secret_digest: KeyDigest::of(c.api_secret().expose_secret()),
         };
         let mut inner = self.write();
+        if inner.by_key.contains_key(&key_digest) || inner.by_id.contains_key(id) {
+            return Err(StoreError::duplicate_key());
+        }
         inner.by_key.insert(key_digest, record);
         inner.by_id.insert(Arc::clone(id), key_digest);
+        Ok(())
     }
 
     /// Replaces a business's key and secret. The old key stops working at once, and so do the
@@ -450,10 +527,16 @@ impl MemoryKeyStore {
             .by_key
             .remove(current)
             .ok_or_else(StoreError::unknown_business)?;
-        let credentials = new_credentials(record.business.environment);
+        let credentials = loop {
+            let credentials = new_credentials(record.business.environment);
+            let digest = KeyDigest::of(credentials.api_key().expose_secret());
+            if !inner.by_key.contains_key(&digest) {
+                break credentials;
+            }
+        };
         record.key_digest = KeyDigest::of(credentials.api_key().expose_secret());
         record.secret_digest = KeyDigest::of(credentials.api_secret().expose_secret());
-        record.business.key_generation += 1;
+        record.business.key_generation = record.business.key_generation.saturating_add(1);
         *current = record.key_digest;
         self.revision
             .fetch_add(1, std::sync::atomic::Ordering::Release);
@@ -577,6 +660,40 @@ mod tests {
             store.regenerate("biz_nope").unwrap_err().kind(),
             StoreErrorKind::UnknownBusiness
         );
+    }
+
+    #[test]
+    fn one_key_registered_twice_is_refused_and_tenants_stay_apart() {
+        let store = MemoryKeyStore::new();
+        let shared = Credentials::new(
+            ApiKey::new("bk_test_shared_key_0001").unwrap(),
+            ApiSecret::new("bs_test_first_secret").unwrap(),
+        );
+        let first = store.add_business("First", &shared).unwrap();
+        let second = Credentials::new(
+            ApiKey::new("bk_test_shared_key_0001").unwrap(),
+            ApiSecret::new("bs_test_second_secret").unwrap(),
+        );
+        let err = store.add_business("Second", &second).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::DuplicateKey);
+        assert!(!err.to_string().contains("shared_key"), "{err}");
+
+        // The key still authenticates the first business, with the first secret.
+        let record = store
+            .lookup_key(&KeyDigest::of("bk_test_shared_key_0001"))
+            .unwrap();
+        assert_eq!(&*record.business.id, first.as_str());
+        assert_eq!(&*record.business.name, "First");
+        assert!(
+            record
+                .secret_digest
+                .ct_eq(&KeyDigest::of("bs_test_first_secret"))
+        );
+        // Regenerating the first business changes the first business, labelled as such.
+        let regenerated = store.regenerate(&first).unwrap();
+        assert_eq!(regenerated.business_id(), first);
+        assert_eq!(&*store.lookup_business(&first).unwrap().name, "First");
+        assert_eq!(format!("{store:?}"), "MemoryKeyStore { businesses: 1 }");
     }
 
     #[test]

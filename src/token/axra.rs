@@ -62,7 +62,14 @@ const MAX_DETAIL_CHARS: usize = 200;
 ///
 /// `C` is any tower HTTP client taking `http::Request<Full<Bytes>>`: hyper-util's legacy
 /// `Client` is the reference, and with the `reqwest` feature
-/// `AxraTokenProvider::reqwest` runs over a `reqwest::Client`. Plug it into a
+/// `AxraTokenProvider::reqwest` runs over a `reqwest::Client`.
+///
+/// The exchange never follows a redirect: the key and secret go only to the token URI. hyper-util's
+/// client follows none (a `3xx` is [`UnexpectedStatus`](TokenErrorKind::UnexpectedStatus)); over
+/// reqwest, whatever the client's redirect policy, the body is sent so that it cannot be replayed
+/// to a `307`/`308` target, and an answer that arrives from another URL is refused. A client of
+/// your own must not follow redirects either (tower-http's `FollowRedirect` does not replay a
+/// body, but a hand-written one might). Plug it into a
 /// [`BearerTokenLayer`](crate::BearerTokenLayer) or a [`TokenCache`](crate::TokenCache); it performs
 /// one exchange per call and caches nothing itself.
 ///
@@ -109,21 +116,60 @@ impl<C> fmt::Debug for AxraTokenProvider<C> {
     }
 }
 
-/// Turns a base URL into the token endpoint's URI.
-pub(crate) fn token_uri(base_url: &str) -> Result<Uri, InvalidBaseUrl> {
+/// A transport followed a redirect of the token exchange elsewhere (the reqwest transport reports
+/// it; the body with the secret was not re-sent). Reported as an unexpected status, as the hyper
+/// client's unfollowed `3xx` is.
+#[derive(Debug)]
+pub(crate) struct RedirectRefused;
+
+impl RedirectRefused {
+    pub(crate) const DETAIL: &'static str =
+        "the token endpoint answered with a redirect; the exchange never follows one";
+}
+
+impl fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::DETAIL)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
+
+/// Whether plain `http://` is accepted for a base URL's host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlainHttp {
+    /// Only for loopback hosts (127.0.0.0/8, `::1`, `localhost`): the credentials never leave
+    /// the machine.
+    LoopbackOnly,
+    /// For any host: the key and secret cross the network in clear text.
+    Anywhere,
+}
+
+/// Turns a base URL into the token endpoint's URI: exactly `{base_url}/business/auth/token`, or
+/// an error.
+pub(crate) fn token_uri(base_url: &str, plain_http: PlainHttp) -> Result<Uri, InvalidBaseUrl> {
     let base = base_url.trim_end_matches('/');
-    let uri: Uri = format!("{base}{TOKEN_PATH}")
+    if base.contains('#') {
+        // `http::Uri` drops a fragment and everything after it, so the exchange would be posted
+        // to the base URL itself.
+        return Err(InvalidBaseUrl::new("it has a fragment (#)"));
+    }
+    if base.contains('?') {
+        return Err(InvalidBaseUrl::new("it has a query string"));
+    }
+    let wanted = format!("{base}{TOKEN_PATH}");
+    let uri: Uri = wanted
         .parse()
         .map_err(|_| InvalidBaseUrl::new("it is not a valid URI"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
+    let scheme = match uri.scheme_str() {
+        Some(scheme @ ("http" | "https")) => scheme,
         Some(_) => return Err(InvalidBaseUrl::new("its scheme is neither http nor https")),
         None => {
             return Err(InvalidBaseUrl::new(
                 "it has no scheme (http:// or https://)",
             ));
         }
-    }
+    };
     match uri.authority() {
         None => return Err(InvalidBaseUrl::new("it has no host")),
         // Credentials in a URL end up in transport errors' text (and proxies' logs).
@@ -137,7 +183,34 @@ pub(crate) fn token_uri(base_url: &str) -> Result<Uri, InvalidBaseUrl> {
     if uri.query().is_some() {
         return Err(InvalidBaseUrl::new("it has a query string"));
     }
+    // Whatever the parser would change or drop, the exchange must go exactly where the caller
+    // said.
+    if uri.to_string() != wanted {
+        return Err(InvalidBaseUrl::new(
+            "it does not survive parsing unchanged (unexpected characters)",
+        ));
+    }
+    if scheme == "http" && plain_http == PlainHttp::LoopbackOnly && !is_loopback(uri.host()) {
+        return Err(InvalidBaseUrl::new(
+            "it is plain http:// to a host other than this machine, which would send the key \
+             and secret in clear text; use https://, or with_insecure_http_base_url if you mean it",
+        ));
+    }
     Ok(uri)
+}
+
+/// Whether `host` is this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl<C> AxraTokenProvider<C> {
@@ -146,18 +219,38 @@ impl<C> AxraTokenProvider<C> {
         AxraTokenProvider {
             client,
             credentials,
-            token_uri: token_uri(DEFAULT_BASE_URL).expect("the default base URL is valid"),
+            token_uri: token_uri(DEFAULT_BASE_URL, PlainHttp::LoopbackOnly)
+                .expect("the default base URL is valid"),
         }
     }
 
     /// Uses another base URL (a sandbox, a local mock server), such as
-    /// `http://127.0.0.1:4010/api/v1`. The token endpoint is `{base_url}/business/auth/token`.
+    /// `http://127.0.0.1:4010/api/v1`. The token endpoint is exactly
+    /// `{base_url}/business/auth/token`.
+    ///
+    /// Plain `http://` is accepted only for this machine (`localhost`, 127.0.0.0/8, `::1`): to
+    /// any other host it would send the key and secret in clear text. A mock server on another
+    /// host of a private network (`http://axra-mock:4010` in docker-compose) needs
+    /// [`with_insecure_http_base_url`](AxraTokenProvider::with_insecure_http_base_url).
     ///
     /// # Errors
     ///
-    /// [`InvalidBaseUrl`] when the URL is not absolute `http`/`https` with a host.
+    /// [`InvalidBaseUrl`] when the URL is not absolute `https` (or loopback `http`) with a host,
+    /// holds user information, a query or a fragment, or would not be used exactly as written.
     pub fn with_base_url(mut self, base_url: &str) -> Result<Self, InvalidBaseUrl> {
-        self.token_uri = token_uri(base_url)?;
+        self.token_uri = token_uri(base_url, PlainHttp::LoopbackOnly)?;
+        Ok(self)
+    }
+
+    /// As [`with_base_url`](AxraTokenProvider::with_base_url), but also accepts plain `http://`
+    /// to any host. **Insecure**: the key and secret cross the network in clear text, readable
+    /// by anyone on the path. Meant for a mock server on a private network of containers.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidBaseUrl`] as for `with_base_url`, except for plain `http` to a remote host.
+    pub fn with_insecure_http_base_url(mut self, base_url: &str) -> Result<Self, InvalidBaseUrl> {
+        self.token_uri = token_uri(base_url, PlainHttp::Anywhere)?;
         Ok(self)
     }
 
@@ -356,7 +449,13 @@ where
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| invalid("the token request could not be built"))?;
 
-        let transport = |e: BoxError| TokenError::new(TokenErrorKind::Transport).with_source(e);
+        let transport = |e: BoxError| {
+            if e.is::<RedirectRefused>() {
+                return TokenError::new(TokenErrorKind::UnexpectedStatus)
+                    .with_detail(RedirectRefused::DETAIL);
+            }
+            TokenError::new(TokenErrorKind::Transport).with_source(e)
+        };
         let mut client = self.client.clone();
         poll_fn(|cx| client.poll_ready(cx))
             .await
@@ -523,10 +622,11 @@ mod tests {
 
     #[test]
     fn base_urls_are_checked() {
-        let uri = token_uri("http://127.0.0.1:4010/api/v1/").unwrap();
+        let loopback = |url| token_uri(url, PlainHttp::LoopbackOnly);
+        let uri = loopback("http://127.0.0.1:4010/api/v1/").unwrap();
         assert_eq!(uri, "http://127.0.0.1:4010/api/v1/business/auth/token");
         assert_eq!(
-            token_uri(DEFAULT_BASE_URL).unwrap(),
+            loopback(DEFAULT_BASE_URL).unwrap(),
             "https://api.useaxra.com/api/v1/business/auth/token"
         );
         for bad in [
@@ -535,8 +635,60 @@ mod tests {
             "ftp://x/y",
             "http://",
             "http://a b",
+            "https://user:pw@api.example.com/v1",
+            "https://api.example.com/v1?x=1",
+            // A fragment would silently drop the token path.
+            "https://api.example.com/api/v1#frag",
+            "https://api.example.com/api/v1#",
+            "http://127.0.0.1:4010/api/v1#/x",
         ] {
-            assert!(token_uri(bad).is_err(), "{bad}");
+            assert!(loopback(bad).is_err(), "{bad}");
         }
+        assert!(
+            loopback("https://api.example.com/api/v1#frag")
+                .unwrap_err()
+                .to_string()
+                .contains("fragment")
+        );
+    }
+
+    #[test]
+    fn plain_http_only_to_this_machine_unless_asked() {
+        for ok in [
+            "http://127.0.0.1:4010/api/v1",
+            "http://127.9.8.7/api/v1",
+            "http://localhost:4010/api/v1",
+            "http://LOCALHOST/api/v1",
+            "http://[::1]:4010/api/v1",
+            "https://api.example.com/api/v1",
+            "https://10.0.0.5/api/v1",
+        ] {
+            assert!(token_uri(ok, PlainHttp::LoopbackOnly).is_ok(), "{ok}");
+        }
+        for remote in [
+            "http://api.example.com/api/v1",
+            "http://axra-mock:4010/api/v1",
+            "http://10.0.0.5/api/v1",
+            "http://[::ffff:127.0.0.1]/api/v1",
+            "http://127.0.0.1.nip.io/api/v1",
+            "http://localhost.example.com/api/v1",
+            "http://2130706433/api/v1",
+        ] {
+            let err = token_uri(remote, PlainHttp::LoopbackOnly).unwrap_err();
+            assert!(err.to_string().contains("clear text"), "{remote}: {err}");
+            assert!(token_uri(remote, PlainHttp::Anywhere).is_ok(), "{remote}");
+        }
+        let provider = provider()
+            .with_insecure_http_base_url("http://axra-mock:4010/api/v1")
+            .unwrap();
+        assert_eq!(
+            provider.token_uri(),
+            "http://axra-mock:4010/api/v1/business/auth/token"
+        );
+        assert!(
+            provider()
+                .with_base_url("http://axra-mock:4010/api/v1")
+                .is_err()
+        );
     }
 }

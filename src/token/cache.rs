@@ -62,6 +62,10 @@ pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 /// from each client, however many requests the client serves.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// The longest fetch timeout or backoff accepted by the builder; longer settings are cut to it, so
+/// no deadline computed from them can overflow (or panic in `Instant + Duration`).
+const MAX_SETTING: Duration = Duration::from_secs(86_400);
+
 /// The longest `Retry-After` honoured; a server asking for more is asked again after this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -88,6 +92,8 @@ pub(crate) struct Entry {
     pub(crate) token: AccessToken,
     pub(crate) header: HeaderValue,
     pub(crate) generation: u64,
+    /// When the fetch that produced it started: its age decides whether a rejection may drop it.
+    fetched_at: Instant,
     phase: AtomicU8,
     refresh_claimed: AtomicBool,
     refresh_at: Instant,
@@ -221,6 +227,8 @@ struct Counters {
     succeeded: AtomicU64,
     failed: AtomicU64,
     waits: AtomicU64,
+    invalidations: AtomicU64,
+    rejections_deferred: AtomicU64,
 }
 
 struct Shared<P> {
@@ -231,6 +239,9 @@ struct Shared<P> {
     generation: AtomicU64,
     counters: Counters,
     fetch_task: StdMutex<Option<AbortHandle>>,
+    /// Tokens dropped in a row after rejections, each soon after it was fetched (see
+    /// [`rejection_hold`]). Taken only when a token is rejected, never on the hot path.
+    rejection_streak: StdMutex<u32>,
 }
 
 impl<P> Drop for Shared<P> {
@@ -257,6 +268,13 @@ pub struct CacheStats {
     pub fetches_failed: u64,
     /// Times a caller found no usable token and had to wait for a fetch (or got the last error).
     pub waits: u64,
+    /// Tokens dropped because they were rejected (a `401` or gRPC `UNAUTHENTICATED` answer to a
+    /// request that used them, or [`TokenCache::invalidate`]).
+    pub invalidations: u64,
+    /// Rejections that did not drop the token because it was fetched too recently: a server
+    /// that refuses every token gets a new one only after a doubling backoff, not on every
+    /// request.
+    pub rejections_deferred: u64,
 }
 
 /// A shared, single-flight cache in front of a [`TokenProvider`].
@@ -336,17 +354,19 @@ impl<P: TokenProvider> TokenCacheBuilder<P> {
         self
     }
 
-    /// The hard limit on one fetch (default 10 s).
+    /// The hard limit on one fetch (default 10 s, at most a day).
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.config.fetch_timeout = timeout;
+        self.config.fetch_timeout = timeout.min(MAX_SETTING);
         self
     }
 
-    /// The backoff after failed fetches: `initial` doubling up to `max` (defaults 1 s and 30 s),
-    /// each wait jittered between half and all of its value.
+    /// The backoff after failed fetches: `initial` doubling up to `max` (defaults 1 s and 30 s,
+    /// each at most a day), each wait jittered between half and all of its value. The same
+    /// doubling, without jitter, spaces out the tokens dropped after rejections (see
+    /// [`TokenCache::invalidate`]).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.config.backoff_initial = initial;
-        self.config.backoff_max = max.max(initial);
+        self.config.backoff_initial = initial.min(MAX_SETTING);
+        self.config.backoff_max = max.min(MAX_SETTING).max(self.config.backoff_initial);
         self
     }
 
@@ -364,6 +384,7 @@ impl<P: TokenProvider> TokenCacheBuilder<P> {
                 generation: AtomicU64::new(0),
                 counters: Counters::default(),
                 fetch_task: StdMutex::new(None),
+                rejection_streak: StdMutex::new(0),
             }),
         }
     }
@@ -390,6 +411,8 @@ impl<P> TokenCache<P> {
             fetches_succeeded: c.succeeded.load(Ordering::Relaxed),
             fetches_failed: c.failed.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
+            invalidations: c.invalidations.load(Ordering::Relaxed),
+            rejections_deferred: c.rejections_deferred.load(Ordering::Relaxed),
         }
     }
 
@@ -432,6 +455,16 @@ impl<P: TokenProvider> TokenCache<P> {
     /// Drops the cached token if it is still `rejected` (say the API answered 401 to it), so the
     /// next caller fetches a new one. A token that was already replaced is left alone, so a burst
     /// of 401s for an old token cannot throw away a fresh one.
+    ///
+    /// Rejections are rate-limited, so a server that refuses every token (a wrong signing key, a
+    /// misconfigured or hostile peer) cannot make each request cost an exchange that sends the
+    /// secret: the first rejection drops the token at once; a token fetched to replace a
+    /// rejected one is dropped in its turn only once it is older than the backoff (the same
+    /// doubling as after failed fetches: 1 s, 2 s, 4 s ... up to 30 s by default). Until then
+    /// the rejection is counted in [`CacheStats::rejections_deferred`] and the token is kept. A
+    /// token that served for twice the backoff ceiling (60 s by default) before it was rejected
+    /// starts the count afresh. N requests refused in a row thus cost O(log N) exchanges, then
+    /// at most one per backoff ceiling.
     pub fn invalidate(&self, rejected: &AccessToken) {
         self.invalidate_if(|entry| entry.token.same_token(rejected));
     }
@@ -442,13 +475,44 @@ impl<P: TokenProvider> TokenCache<P> {
 
     fn invalidate_if(&self, rejected: impl Fn(&Entry) -> bool) {
         let current = self.shared.current.load();
-        if let Some(entry) = current.as_ref()
-            && rejected(entry)
-        {
+        let Some(entry) = current.as_ref() else {
+            return;
+        };
+        if !rejected(entry) {
+            return;
+        }
+        let config = &self.shared.config;
+        let age = Instant::now().saturating_duration_since(entry.fetched_at);
+        let mut streak = self
+            .shared
+            .rejection_streak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if age >= config.backoff_max.saturating_mul(2) {
+            *streak = 0;
+        }
+        if age < rejection_hold(config, *streak) {
+            self.shared
+                .counters
+                .rejections_deferred
+                .fetch_add(1, Ordering::Relaxed);
+            trace_event!(
+                tracing::Level::DEBUG,
+                "axra_auth: token rejected soon after it was fetched, kept until the backoff passes"
+            );
+            return;
+        }
+        let previous = self.shared.current.compare_and_swap(&*current, None);
+        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, entry)) {
             entry.phase.store(EXPIRED, Ordering::Release);
-            self.shared.current.compare_and_swap(&*current, None);
+            *streak = streak.saturating_add(1);
+            self.shared
+                .counters
+                .invalidations
+                .fetch_add(1, Ordering::Relaxed);
             trace_event!(
                 tracing::Level::INFO,
+                rejected_in_a_row = *streak,
                 "axra_auth: token rejected, cache invalidated"
             );
         }
@@ -633,6 +697,7 @@ impl<P: TokenProvider> Shared<P> {
             token,
             header,
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            fetched_at: started,
             phase: AtomicU8::new(FRESH),
             refresh_claimed: AtomicBool::new(false),
             refresh_at,
@@ -701,9 +766,25 @@ fn record_failure(state: &mut FetchState, config: &Config, error: TokenError) {
     let wait = backoff(config, consecutive, &error);
     state.failure = Some(Failure {
         error,
-        retry_at: Instant::now() + wait,
+        retry_at: Instant::now()
+            .checked_add(wait)
+            .unwrap_or_else(Instant::now),
         consecutive,
     });
+}
+
+/// How old a token must be before a rejection may drop it, after `streak` tokens were dropped in a
+/// row: nothing for the first (a token rejected after serving is dropped at once), then the
+/// fetch-failure backoff's doubling without jitter (1 s, 2 s, 4 s ... up to the ceiling).
+fn rejection_hold(config: &Config, streak: u32) -> Duration {
+    if streak == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 2u32.saturating_pow(streak.saturating_sub(1).min(16));
+    config
+        .backoff_initial
+        .saturating_mul(factor)
+        .min(config.backoff_max)
 }
 
 /// The wait before the next fetch after `consecutive` failures: doubling from the initial value

@@ -166,6 +166,16 @@ impl fmt::Debug for AccessToken {
     }
 }
 
+/// Whether an answer says the server refused the token it was sent: HTTP `401`, or gRPC
+/// `UNAUTHENTICATED` (16) in the headers (a trailers-only gRPC answer). The one definition both
+/// client layers (tower and reqwest) use to drop a rejected token.
+pub(crate) fn rejects_token(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
+    status == http::StatusCode::UNAUTHORIZED
+        || headers
+            .get("grpc-status")
+            .is_some_and(|code| code.as_bytes() == b"16")
+}
+
 /// A source of fresh access tokens: one call, one exchange.
 ///
 /// Caching is not a provider's job: wrap it in a [`TokenCache`] (the [`BearerTokenLayer`]

@@ -1,0 +1,442 @@
+//! Regressions for the defects an adversarial review found (issue 11), each over real sockets on
+//! 127.0.0.1: stale caches refusing fresh tokens, a peer that answers 401 forever, credentials
+//! following redirects to other hosts, and ambiguous credentials on the server.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axra_auth::server::{CachedKeyStore, KeyStore, MemoryKeyStore, TokenIssuer};
+use axra_auth::{AxraTokenProvider, BearerTokenLayer, Credentials, Environment};
+use axum::Router;
+use axum::body::Bytes as AxumBytes;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, post};
+use bytes::Bytes;
+use common::{body_json, hyper_client, serve};
+use http::Request;
+use http_body_util::Full;
+use serde_json::json;
+use tower::{ServiceBuilder, ServiceExt};
+
+/// What a server saw of one request.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: Method,
+    path: String,
+    api_key: Option<String>,
+    authorization: Option<String>,
+    body: Vec<u8>,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A server that answers 200 to anything and records every request: the "other host" a
+/// redirect points at.
+async fn recorder() -> (SocketAddr, Log) {
+    let log: Log = Arc::default();
+    let seen = Arc::clone(&log);
+    let app = Router::new().fallback(any(
+        move |method: Method, uri: axum::http::Uri, headers: HeaderMap, body: AxumBytes| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                seen.lock().unwrap().push(Seen {
+                    method,
+                    path: uri.path().to_owned(),
+                    api_key: header("x-api-key"),
+                    authorization: header("authorization"),
+                    body: body.to_vec(),
+                });
+                "recorded"
+            }
+        },
+    ));
+    (serve(app).await, log)
+}
+
+/// A server whose every route answers `status` with `Location: location`.
+async fn redirector(status: StatusCode, location: String) -> SocketAddr {
+    let app = Router::new().fallback(any(move || {
+        let location = location.clone();
+        async move { (status, [("location", location)], "moved").into_response() }
+    }));
+    serve(app).await
+}
+
+fn credentials(key: &str, secret: &str) -> Credentials {
+    Credentials::new(
+        axra_auth::ApiKey::new(key).unwrap(),
+        axra_auth::ApiSecret::new(secret).unwrap(),
+    )
+}
+
+// Defect 1: a fresh token after `regenerate` must not be refused by a cache that predates it.
+#[tokio::test]
+async fn a_token_newer_than_the_cached_record_is_accepted_at_once() {
+    let backing = MemoryKeyStore::new();
+    let issued = backing.create_business("Acme", Environment::Test);
+    // A long TTL: the defect lasted as long as the by-id cache held the old generation.
+    let store = CachedKeyStore::new(backing.clone()).ttl(Duration::from_secs(600));
+    let issuer = TokenIssuer::random();
+    let addr = serve(common::axra_app(store, issuer)).await;
+
+    let exchange = |key: String, secret: String| async move {
+        let body = json!({"apiKey": key, "apiSecret": secret}).to_string();
+        let request = Request::post(format!("http://{addr}/api/v1/business/auth/token"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let (status, body) = body_json(hyper_client().oneshot(request).await.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["accessToken"].as_str().unwrap().to_owned()
+    };
+    let checkout = |name: &'static str, value: String| async move {
+        let request = Request::post(format!("http://{addr}/api/v1/business/checkout/session"))
+            .header(name, value)
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        body_json(hyper_client().oneshot(request).await.unwrap()).await
+    };
+
+    let old_key = issued.api_key().expose_secret().to_owned();
+    let old_token = exchange(
+        old_key.clone(),
+        issued.api_secret().expose_secret().to_owned(),
+    )
+    .await;
+    // Warm both caches of this instance: by key and by business id (generation 1).
+    assert_eq!(checkout("x-api-key", old_key.clone()).await.0, 200);
+    assert_eq!(
+        checkout("authorization", format!("Bearer {old_token}"))
+            .await
+            .0,
+        200
+    );
+
+    // Regenerated behind the cache (as through another instance of a fleet).
+    let new = backing.regenerate(issued.business_id()).unwrap();
+    let new_token = exchange(
+        new.api_key().expose_secret().to_owned(),
+        new.api_secret().expose_secret().to_owned(),
+    )
+    .await;
+    for _ in 0..3 {
+        let (status, body) = checkout("authorization", format!("Bearer {new_token}")).await;
+        assert_eq!(
+            status, 200,
+            "the new generation's token was refused: {body}"
+        );
+        assert_eq!(body["data"]["method"], "bearer");
+    }
+    // Having seen the newer generation, this instance refuses the old key and its token now,
+    // not at the end of the TTL.
+    let (status, body) = checkout("authorization", format!("Bearer {old_token}")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["message"],
+        "token revoked: the API key was regenerated"
+    );
+    assert_eq!(checkout("x-api-key", old_key).await.0, 401);
+    assert_eq!(
+        checkout("x-api-key", new.api_key().expose_secret().to_owned())
+            .await
+            .0,
+        200
+    );
+}
+
+/// A token endpoint that counts exchanges and an API that refuses every token (and, on
+/// `/grpc`, answers gRPC `UNAUTHENTICATED` in the headers).
+async fn refusing_api(exchanges: Arc<Mutex<usize>>) -> SocketAddr {
+    let app = Router::new()
+        .route(
+            "/api/v1/business/auth/token",
+            post(move || {
+                let n = {
+                    let mut count = exchanges.lock().unwrap();
+                    *count += 1;
+                    *count
+                };
+                async move {
+                    axum::Json(json!({"success": true, "data": {
+                        "accessToken": format!("tok-{n}"), "tokenType": "Bearer",
+                        "expiresIn": 3600, "businessId": "biz_1", "businessName": "Acme"}}))
+                }
+            }),
+        )
+        .route(
+            "/api/v1/resource",
+            any(|| async { StatusCode::UNAUTHORIZED }),
+        )
+        .route(
+            "/api/v1/grpc",
+            any(|| async {
+                (
+                    [("content-type", "application/grpc"), ("grpc-status", "16")],
+                    "",
+                )
+            }),
+        );
+    serve(app).await
+}
+
+// Defect 3: a peer that refuses every token must not get an exchange (with the secret) per request.
+#[tokio::test]
+async fn an_api_that_refuses_every_token_costs_a_bounded_number_of_exchanges() {
+    let exchanges = Arc::new(Mutex::new(0));
+    let addr = refusing_api(Arc::clone(&exchanges)).await;
+    let provider = AxraTokenProvider::new(hyper_client(), credentials("bk_test_a", "bs_test_b"))
+        .with_base_url(&format!("http://{addr}/api/v1"))
+        .unwrap();
+    let layer = BearerTokenLayer::new(provider);
+    let client = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(hyper_client());
+    for i in 0..50 {
+        let path = if i % 2 == 0 { "resource" } else { "grpc" };
+        let request = Request::get(format!("http://{addr}/api/v1/{path}"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let response = client.clone().oneshot(request).await.unwrap();
+        assert!(
+            response.status() == StatusCode::UNAUTHORIZED
+                || response.headers()["grpc-status"] == "16"
+        );
+    }
+    // The first rejection drops the token at once; its replacement is kept for the backoff
+    // (1 s), far longer than 50 requests on loopback take.
+    let exchanges = *exchanges.lock().unwrap();
+    assert_eq!(
+        exchanges, 2,
+        "50 refused requests cost {exchanges} exchanges"
+    );
+    let stats = layer.cache().stats();
+    assert_eq!(stats.fetches_started, 2);
+    assert_eq!(stats.invalidations, 1);
+    assert_eq!(stats.rejections_deferred, 49);
+}
+
+#[cfg(feature = "reqwest")]
+mod over_reqwest {
+    use super::*;
+    use axra_auth::reqwest::{ApiKeyMiddleware, BearerTokenMiddleware, redirect_policy};
+    use axra_auth::{ApiKey, TokenErrorKind};
+
+    fn safe_client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(redirect_policy())
+            .build()
+            .unwrap()
+    }
+
+    // Defect 3, reqwest side, with the shared definition of a rejection (gRPC 16 too).
+    #[tokio::test]
+    async fn the_bearer_middleware_backs_off_too_and_reads_grpc_rejections() {
+        let exchanges = Arc::new(Mutex::new(0));
+        let addr = refusing_api(Arc::clone(&exchanges)).await;
+        let http = safe_client();
+        let provider =
+            AxraTokenProvider::reqwest(http.clone(), credentials("bk_test_a", "bs_test_b"))
+                .with_base_url(&format!("http://{addr}/api/v1"))
+                .unwrap();
+        let middleware = BearerTokenMiddleware::new(provider);
+        let client = reqwest_middleware::ClientBuilder::new(http)
+            .with(middleware.clone())
+            .build();
+        // A gRPC rejection alone drops the token (the middleware read only HTTP 401 before).
+        client
+            .get(format!("http://{addr}/api/v1/grpc"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(middleware.cache().stats().invalidations, 1);
+        for _ in 0..49 {
+            let response = client
+                .get(format!("http://{addr}/api/v1/resource"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 401);
+        }
+        assert_eq!(*exchanges.lock().unwrap(), 2);
+        assert_eq!(middleware.cache().stats().rejections_deferred, 49);
+    }
+
+    /// The token exchange over reqwest, answered by a redirect to `target`.
+    async fn exchange_redirected(client: reqwest::Client, status: StatusCode) -> (Log, String) {
+        let (other, log) = recorder().await;
+        let target = format!("http://{other}/api/v1/business/auth/token");
+        let addr = redirector(status, target).await;
+        let provider = AxraTokenProvider::reqwest(
+            client,
+            credentials("bk_test_redirected_key", "bs_test_redirected_secret"),
+        )
+        .with_base_url(&format!("http://{addr}/api/v1"))
+        .unwrap();
+        let cache = axra_auth::TokenCache::new(provider);
+        let err = cache.token().await.unwrap_err();
+        assert_eq!(err.kind(), TokenErrorKind::UnexpectedStatus, "{err}");
+        (log, format!("{err} {err:?}"))
+    }
+
+    // Defect 4: the exchange never re-sends the key and secret to a redirect's target, even with
+    // reqwest's default client (which follows redirects).
+    #[tokio::test]
+    async fn the_exchange_never_follows_a_redirect_whatever_the_client() {
+        for client in [reqwest::Client::new(), safe_client()] {
+            for status in [
+                StatusCode::TEMPORARY_REDIRECT,
+                StatusCode::PERMANENT_REDIRECT,
+                StatusCode::FOUND,
+                StatusCode::MOVED_PERMANENTLY,
+                StatusCode::SEE_OTHER,
+            ] {
+                let (log, text) = exchange_redirected(client.clone(), status).await;
+                for seen in log.lock().unwrap().iter() {
+                    let body = String::from_utf8_lossy(&seen.body);
+                    assert!(
+                        !body.contains("redirected_key") && !body.contains("redirected_secret"),
+                        "{status}: the credentials reached the other host: {seen:?}"
+                    );
+                    assert_eq!(seen.method, Method::GET, "{status}: {seen:?}");
+                    assert_eq!(seen.path, "/api/v1/business/auth/token");
+                    assert!(seen.api_key.is_none() && seen.authorization.is_none());
+                }
+                assert!(!text.contains("redirected_"), "{text}");
+            }
+        }
+    }
+
+    // Defect 5: with the documented client, `x-api-key` never follows a redirect to another
+    // origin; a same-origin redirect still works.
+    #[tokio::test]
+    async fn the_api_key_never_follows_a_cross_origin_redirect() {
+        let (other, log) = recorder().await;
+        let key = ApiKey::new("bk_test_never_elsewhere").unwrap();
+        let client = reqwest_middleware::ClientBuilder::new(safe_client())
+            .with(ApiKeyMiddleware::new(key.clone()))
+            .with(BearerTokenMiddleware::new(|| async {
+                Ok(axra_auth::AccessToken::new(
+                    "tok-never-elsewhere",
+                    Duration::from_secs(3600),
+                ))
+            }))
+            .build();
+        for status in [
+            StatusCode::FOUND,
+            StatusCode::TEMPORARY_REDIRECT,
+            StatusCode::MOVED_PERMANENTLY,
+        ] {
+            let addr = redirector(status, format!("http://{other}/steal")).await;
+            let response = client
+                .post(format!("http://{addr}/api/v1/payments"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "the redirect is handed back");
+            assert_eq!(
+                response.headers()["location"],
+                format!("http://{other}/steal")
+            );
+        }
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "another origin was contacted: {:?}",
+            log.lock().unwrap()
+        );
+
+        // Within one origin, redirects are followed and keep the key.
+        let app = Router::new()
+            .route(
+                "/old",
+                any(|| async { (StatusCode::FOUND, [("location", "/new")]).into_response() }),
+            )
+            .route(
+                "/new",
+                any(|headers: HeaderMap| async move {
+                    headers
+                        .get("x-api-key")
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default()
+                }),
+            );
+        let addr = serve(app).await;
+        let response = client
+            .get(format!("http://{addr}/old"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), key.expose_secret());
+    }
+}
+
+// Ambiguous credentials: the server refuses what a proxy in front might read differently.
+#[tokio::test]
+async fn ambiguous_credentials_are_refused() {
+    let server = common::AxraServer::start().await;
+    let key = server.business.api_key().expose_secret().to_owned();
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut request =
+            Request::post(server.url("/api/v1/business/checkout/session")).body(Full::default());
+        let request = request.as_mut().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().append(name, value.parse().unwrap());
+        }
+        let request = std::mem::take(request);
+        async move { body_json(hyper_client().oneshot(request).await.unwrap()).await }
+    };
+    // One valid key is accepted; the same valid key twice is not.
+    assert_eq!(send(vec![("x-api-key", key.clone())]).await.0, 200);
+    let (status, body) = send(vec![("x-api-key", key.clone()), ("x-api-key", key.clone())]).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["message"], "malformed credentials");
+    let (status, _) = send(vec![
+        ("x-api-key", key.clone()),
+        ("x-api-key", "bk_test_other".into()),
+    ])
+    .await;
+    assert_eq!(status, 401);
+    let record = server
+        .store
+        .find_business(server.business.business_id())
+        .await
+        .unwrap()
+        .unwrap();
+    let token = server.issuer.issue(&record).unwrap();
+    let bearer = format!("Bearer {}", token.expose_secret());
+    assert_eq!(send(vec![("authorization", bearer.clone())]).await.0, 200);
+    let (status, body) = send(vec![
+        ("authorization", bearer.clone()),
+        ("authorization", bearer.clone()),
+    ])
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["message"], "malformed credentials");
+
+    // Duplicate JSON keys at the token endpoint: 400, not "the last one wins".
+    let secret = server.business.api_secret().expose_secret().to_owned();
+    let body =
+        format!(r#"{{"apiKey": "bk_test_decoy", "apiKey": "{key}", "apiSecret": "{secret}"}}"#);
+    let request = Request::post(server.url("/api/v1/business/auth/token"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let (status, body) = body_json(hyper_client().oneshot(request).await.unwrap()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "apiKey and apiSecret must each appear once"
+    );
+    assert!(!body.to_string().contains(&key[8..]));
+}
