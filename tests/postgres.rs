@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axra_auth::Environment;
 use axra_auth::postgres::PgKeyStore;
-use axra_auth::server::{CachedKeyStore, KeyStore, StoreErrorKind, TokenIssuer};
+use axra_auth::server::{CachedKeyStore, KeyDigest, KeyStore, StoreErrorKind, TokenIssuer};
 use bytes::Bytes;
 use common::{body_json, hyper_client, serve};
 use http::Request;
@@ -111,6 +111,20 @@ async fn instances_share_keys_and_revocation() {
 
     // Regenerated through A: B refuses the old key, and A the old token, within the TTL.
     let fresh = a.regenerate(issued.business_id()).await.unwrap();
+    // A token of the new generation, issued by B, is accepted by A at once, although A's cache
+    // still holds the business at the old generation.
+    let fresh_token = self::token(
+        instance_b,
+        fresh.api_key().expose_secret(),
+        fresh.api_secret().expose_secret(),
+    )
+    .await;
+    let (status, body) = checkout(
+        instance_a,
+        ("authorization", &format!("Bearer {fresh_token}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let took = within(TTL * 3, async || {
         checkout(instance_b, ("x-api-key", &key)).await.0 == 401
     })
@@ -166,10 +180,13 @@ async fn a_thousand_concurrent_verifications() {
     }
 }
 
-/// A TCP proxy in front of the database that can cut every connection and refuse new ones.
+/// A TCP proxy in front of the database that can cut every connection and refuse new ones, or
+/// pass queries on while swallowing the answers.
 struct Proxy {
     addr: SocketAddr,
     up: Arc<AtomicBool>,
+    muted: Arc<AtomicBool>,
+    mute_on_update: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
@@ -179,17 +196,66 @@ impl Proxy {
         let proxy = Proxy {
             addr: listener.local_addr().unwrap(),
             up: Arc::new(AtomicBool::new(true)),
+            muted: Arc::new(AtomicBool::new(false)),
+            mute_on_update: Arc::new(AtomicBool::new(false)),
             connections: Arc::default(),
         };
         let (up, connections) = (Arc::clone(&proxy.up), Arc::clone(&proxy.connections));
+        let muted = Arc::clone(&proxy.muted);
+        let mute_on_update = Arc::clone(&proxy.mute_on_update);
         tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if !up.load(Ordering::SeqCst) {
                     continue; // dropped: the database is "down"
                 }
+                let muted = Arc::clone(&muted);
+                let mute_on_update = Arc::clone(&mute_on_update);
                 let task = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut client_rx, mut client_tx) = client.into_split();
+                    let (mut server_rx, mut server_tx) = server.into_split();
+                    let upstream = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        let mut update_prepared = false;
+                        loop {
+                            let n = match client_rx.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if mute_on_update.load(Ordering::SeqCst) {
+                                if update_prepared {
+                                    // The statement's execution: it goes on, its answer not.
+                                    muted.store(true, Ordering::SeqCst);
+                                }
+                                if buf[..n].windows(22).any(|w| w == b"UPDATE axra_businesses") {
+                                    update_prepared = true;
+                                }
+                            }
+                            if server_tx.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let downstream = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match server_rx.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if !muted.load(Ordering::SeqCst)
+                                && client_tx.write_all(&buf[..n]).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = upstream => {}
+                        _ = downstream => {}
                     }
                 });
                 connections.lock().unwrap().push(task.abort_handle());
@@ -208,11 +274,16 @@ impl Proxy {
     fn up(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
+
+    /// From the execution of a prepared `UPDATE axra_businesses` on, queries still reach the
+    /// database but its answers are dropped: the update commits, its caller never hears.
+    fn mute_after_an_update_is_sent(&self) {
+        self.mute_on_update.store(true, Ordering::SeqCst);
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_answers_503_then_service_resumes() {
-    let Some(url) = database_url() else { return };
+/// The proxy in front of the test database, and a URL through it.
+async fn proxied(url: &str) -> (Proxy, String) {
     let config: tokio_postgres::Config = url.parse().unwrap();
     let host = match &config.get_hosts()[0] {
         tokio_postgres::config::Host::Tcp(host) => host.clone(),
@@ -224,7 +295,90 @@ async fn an_outage_answers_503_then_service_resumes() {
     let proxy = Proxy::start(target).await;
     let user = config.get_user().unwrap_or("postgres");
     let dbname = config.get_dbname().unwrap_or("postgres");
-    let proxied = format!("postgres://{user}@{}/{dbname}", proxy.addr);
+    let url = format!("postgres://{user}@{}/{dbname}", proxy.addr);
+    (proxy, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regeneration_whose_answer_is_lost_says_so_and_a_retry_recovers() {
+    let Some(url) = database_url() else { return };
+    let direct = store(&url).await;
+    let (proxy, proxied) = proxied(&url).await;
+    let through_proxy = PgKeyStore::connect_with(&proxied, 2, Duration::from_secs(1)).unwrap();
+    let issued = direct
+        .create_business("Lost Answer", Environment::Test)
+        .await
+        .unwrap();
+    // Warm a pooled connection and its prepared statements through the proxy.
+    assert!(
+        through_proxy
+            .find_business(issued.business_id())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let key = KeyDigest::of(issued.api_key().expose_secret());
+
+    // The UPDATE reaches the database and commits; its answer never comes back.
+    proxy.mute_after_an_update_is_sent();
+    let outcome = through_proxy.regenerate(issued.business_id()).await;
+    let err = outcome.expect_err("no answer came back");
+    assert_eq!(err.kind(), StoreErrorKind::OutcomeUnknown, "{err}");
+    assert!(err.to_string().contains("retrying is safe"), "{err}");
+    // It did commit: the old key is revoked, and the lost credentials are gone with the error.
+    assert!(direct.find_by_key(&key).await.unwrap().is_none());
+
+    // The documented recovery: regenerate again, and those credentials work.
+    let retried = direct.regenerate(issued.business_id()).await.unwrap();
+    let found = direct
+        .find_by_key(&KeyDigest::of(retried.api_key().expose_secret()))
+        .await
+        .unwrap()
+        .expect("the retried key works");
+    assert_eq!(&*found.business.id, issued.business_id());
+    assert_eq!(found.business.key_generation, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_api_key_is_never_registered_twice() {
+    let Some(url) = database_url() else { return };
+    let store = store(&url).await;
+    let suffix = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let credentials = |secret: &str| {
+        axra_auth::Credentials::new(
+            axra_auth::ApiKey::new(format!("bk_test_dup_{suffix}")).unwrap(),
+            axra_auth::ApiSecret::new(format!("bs_test_{secret}")).unwrap(),
+        )
+    };
+    let first = store
+        .add_business("First", &credentials("one"))
+        .await
+        .unwrap();
+    let err = store
+        .add_business("Second", &credentials("two"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::DuplicateKey, "{err}");
+    assert!(!err.to_string().contains(&suffix), "{err}");
+    let record = store
+        .find_by_key(&KeyDigest::of(&format!("bk_test_dup_{suffix}")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&*record.business.id, first.as_str());
+    assert_eq!(&*record.business.name, "First");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_answers_503_then_service_resumes() {
+    let Some(url) = database_url() else { return };
+    let (proxy, proxied) = proxied(&url).await;
 
     let store = PgKeyStore::connect_with(&proxied, 4, Duration::from_secs(1)).unwrap();
     store.migrate().await.unwrap();

@@ -678,11 +678,11 @@ mod tests {
             assert!(err.to_string().contains("clear text"), "{remote}: {err}");
             assert!(token_uri(remote, PlainHttp::Anywhere).is_ok(), "{remote}");
         }
-        let provider = provider()
+        let insecure = provider()
             .with_insecure_http_base_url("http://axra-mock:4010/api/v1")
             .unwrap();
         assert_eq!(
-            provider.token_uri(),
+            insecure.token_uri(),
             "http://axra-mock:4010/api/v1/business/auth/token"
         );
         assert!(

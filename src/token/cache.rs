@@ -835,6 +835,58 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn rejections_in_a_row_cost_logarithmically_many_exchanges() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let cache = TokenCache::builder(move || {
+            let n = counted.fetch_add(1, Ordering::Relaxed) + 1;
+            async move { Ok(AccessToken::new(format!("t{n}"), Duration::from_secs(3600))) }
+        })
+        .build();
+        // A server that refuses every token, asked ten times a second for ten minutes.
+        let mut fetched_at = Vec::new();
+        let start = Instant::now();
+        for _ in 0..6000 {
+            let token = cache.token().await.unwrap();
+            if fetched_at.len() < calls.load(Ordering::Relaxed) {
+                fetched_at.push((Instant::now() - start).as_millis() as u64);
+            }
+            cache.invalidate(&token);
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        // Dropped at once, then once 1, 2, 4, 8, 16 s old, then every 30 s (the ceiling); each
+        // replacement is fetched by the next request, 100 ms after the drop.
+        assert_eq!(
+            &fetched_at[..8],
+            &[0, 100, 1200, 3300, 7400, 15500, 31600, 61700]
+        );
+        let stats = cache.stats();
+        assert_eq!(stats.fetches_started, calls.load(Ordering::Relaxed) as u64);
+        assert!(stats.fetches_started <= 26, "{stats:?}");
+        assert_eq!(stats.invalidations + stats.rejections_deferred, 6000);
+
+        // A token that served a while before its rejection starts a new streak: dropped at once.
+        let token = cache.token().await.unwrap();
+        tokio::time::advance(Duration::from_secs(120)).await;
+        let before = cache.stats().invalidations;
+        cache.invalidate(&token);
+        assert_eq!(cache.stats().invalidations, before + 1);
+    }
+
+    #[test]
+    fn settings_too_large_to_add_to_a_clock_are_bounded() {
+        let c = TokenCache::builder(|| async { Err(TokenError::new(TokenErrorKind::Timeout)) })
+            .backoff(Duration::MAX, Duration::MAX)
+            .fetch_timeout(Duration::MAX)
+            .config;
+        assert_eq!(c.backoff_max, MAX_SETTING);
+        assert_eq!(c.fetch_timeout, MAX_SETTING);
+        let error = TokenError::new(TokenErrorKind::ServerError);
+        assert!(backoff(&c, u32::MAX, &error) <= MAX_SETTING);
+        assert_eq!(rejection_hold(&c, u32::MAX), MAX_SETTING);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn timer_moves_the_phase_and_untimed_falls_back_to_the_clock() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&calls);
