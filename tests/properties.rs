@@ -126,4 +126,91 @@ proptest! {
             && expires_in == serde_json::json!(3600);
         prop_assert_eq!(result.is_ok(), valid);
     }
+
+    #[test]
+    fn base_urls_are_used_exactly_as_written_or_refused(
+        base in "(https?|ftp)://(127\\.0\\.0\\.1|localhost|\\[::1\\]|api\\.example\\.com|a b|u:p@h)(:[0-9]{1,5})?(/[a-z#?%@ .]{0,8}){0,3}/?",
+    ) {
+        let credentials = Credentials::new(
+            ApiKey::new("bk_test_k").unwrap(),
+            ApiSecret::new("bs_test_s").unwrap(),
+        );
+        let client = service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        });
+        match AxraTokenProvider::new(client, credentials).with_base_url(&base) {
+            Ok(provider) => {
+                let wanted = format!("{}/business/auth/token", base.trim_end_matches('/'));
+                prop_assert_eq!(provider.token_uri().to_string(), wanted);
+                prop_assert!(!base.contains('#') && !base.contains('?'));
+                let authority = provider.token_uri().authority().unwrap().as_str();
+                prop_assert!(!authority.contains('@'), "user information kept: {}", base);
+                prop_assert!(
+                    base.starts_with("https://") || !base.contains("api.example.com"),
+                    "plain http to a remote host: {}", base
+                );
+            }
+            Err(err) => prop_assert!(err.to_string().starts_with("invalid base URL")),
+        }
+    }
+
+    #[test]
+    fn a_credential_header_sent_twice_never_authenticates(
+        other in proptest::collection::vec(any::<u8>(), 0..80),
+        valid_first in any::<bool>(),
+        as_bearer in any::<bool>(),
+    ) {
+        let store = MemoryKeyStore::new();
+        let issued = store.create_business("Acme", Environment::Test);
+        let issuer = TokenIssuer::random();
+        let record = runtime()
+            .block_on(axra_auth::server::KeyStore::find_business(&store, issued.business_id()))
+            .unwrap()
+            .unwrap();
+        let (name, valid) = if as_bearer {
+            let token = issuer.issue(&record).unwrap();
+            ("authorization", format!("Bearer {}", token.expose_secret()))
+        } else {
+            ("x-api-key", issued.api_key().expose_secret().to_owned())
+        };
+        let Ok(other) = HeaderValue::from_bytes(&other) else { return Ok(()) };
+        let valid = HeaderValue::from_str(&valid).unwrap();
+        let (first, second) = if valid_first { (valid.clone(), other) } else { (other, valid.clone()) };
+        let mut request = Request::new(());
+        request.headers_mut().append(name, first);
+        request.headers_mut().append(name, second);
+        let svc = RequireAxraAuthLayer::new(store, issuer).layer(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }));
+        let response = runtime().block_on(svc.oneshot(request)).unwrap();
+        prop_assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn a_token_request_naming_a_field_twice_is_refused(
+        decoy in "[ -~]{0,30}",
+        repeat_key in any::<bool>(),
+        decoy_first in any::<bool>(),
+    ) {
+        let store = MemoryKeyStore::new();
+        let issued = store.create_business("Acme", Environment::Test);
+        let key = serde_json::to_string(issued.api_key().expose_secret()).unwrap();
+        let secret = serde_json::to_string(issued.api_secret().expose_secret()).unwrap();
+        let decoy = serde_json::to_string(&decoy).unwrap();
+        let (name, real) = if repeat_key { ("apiKey", &key) } else { ("apiSecret", &secret) };
+        let pair = if decoy_first {
+            format!(r#""{name}": {decoy}, "{name}": {real}"#)
+        } else {
+            format!(r#""{name}": {real}, "{name}": {decoy}"#)
+        };
+        let body = if repeat_key {
+            format!(r#"{{{pair}, "apiSecret": {secret}}}"#)
+        } else {
+            format!(r#"{{"apiKey": {key}, {pair}}}"#)
+        };
+        let endpoint = TokenEndpoint::new(store, TokenIssuer::random());
+        let request = Request::post("/business/auth/token").body(Full::new(Bytes::from(body))).unwrap();
+        let response = runtime().block_on(endpoint.oneshot(request)).unwrap();
+        prop_assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
 }

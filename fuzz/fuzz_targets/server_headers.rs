@@ -1,5 +1,5 @@
 //! The server layer's header parsing and token verification: arbitrary `x-api-key` and
-//! `Authorization` values never panic and never authenticate.
+//! `Authorization` values never panic and never authenticate, not even beside a valid one.
 #![no_main]
 
 #[path = "common.rs"]
@@ -17,12 +17,35 @@ use libfuzzer_sys::fuzz_target;
 use tower_layer::Layer;
 use tower_service::Service;
 
+const FUZZ_KEY: &str = "bk_test_fuzz_known_key_0001";
+
 fn setup() -> &'static (MemoryKeyStore, TokenIssuer) {
     static SETUP: OnceLock<(MemoryKeyStore, TokenIssuer)> = OnceLock::new();
     SETUP.get_or_init(|| {
         let store = MemoryKeyStore::new();
-        store.create_business("Fuzz", Environment::Test);
+        let credentials = axra_auth::Credentials::new(
+            axra_auth::ApiKey::new(FUZZ_KEY).unwrap(),
+            axra_auth::ApiSecret::new("bs_test_fuzz_known_secret").unwrap(),
+        );
+        store.add_business("Fuzz", &credentials).unwrap();
         (store, TokenIssuer::new(b"a fuzzing signing key of 32 bytes").unwrap())
+    })
+}
+
+/// A valid credential for `name`: the known key, or a token for its business.
+fn valid_key(name: &str) -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    if name == "x-api-key" {
+        return FUZZ_KEY;
+    }
+    TOKEN.get_or_init(|| {
+        let (store, issuer) = setup();
+        let digest = axra_auth::server::KeyDigest::of(FUZZ_KEY);
+        let record = axra_auth::server::KeyStore::try_find_by_key(store, &digest)
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        format!("Bearer {}", issuer.issue(&record.business).unwrap().expose_secret())
     })
 }
 
@@ -40,6 +63,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(header) = HeaderValue::from_bytes(&raw) else { return };
     let mut request = Request::new(());
     request.headers_mut().insert(name, header);
+    if selector & 8 != 0 {
+        // The header twice, the second time with the only key the store knows: ambiguous, so
+        // refused whatever the first value was.
+        let valid = HeaderValue::from_str(valid_key(name)).unwrap();
+        request.headers_mut().append(name, valid);
+    }
     if selector & 4 == 0 {
         request.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
     }
