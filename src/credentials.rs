@@ -1,6 +1,7 @@
 //! Axra credentials: [`ApiKey`], [`ApiSecret`], [`Credentials`] and the [`Environment`] they belong to.
 //!
-//! Both are secrets: they are zeroed when dropped, their `Debug` shows at most the non-secret
+//! Both are secrets: their values are zeroed when dropped (copies made for a header or a request
+//! body are not; see the [crate docs](crate#secrets)), their `Debug` shows at most the non-secret
 //! prefix (`bk_live_…`), they have no `Display`, and reading the value takes an explicit
 //! [`expose_secret`](ApiKey::expose_secret).
 //!

@@ -52,9 +52,26 @@
 //!
 //! # Secrets
 //!
-//! API keys, secrets and access tokens are held in types that are zeroed on drop, show at most a
-//! non-secret prefix in `Debug` and have no `Display`; the headers carrying them are marked
-//! sensitive; no error message contains them.
+//! API keys, secrets and access tokens are held in types that show at most a non-secret prefix in
+//! `Debug` and have no `Display`; the headers carrying them are marked sensitive; no error
+//! message or `tracing` event contains them.
+//!
+//! What is zeroed when dropped, exactly:
+//!
+//! - zeroed: the values inside [`ApiKey`], [`ApiSecret`] (so [`Credentials`]) and
+//!   [`AccessToken`] (`secrecy::SecretString`); the client's copy of a token response once it
+//!   is parsed (when no one else holds the buffer); the server's parsed `apiKey` and
+//!   `apiSecret` strings once they are hashed.
+//! - not zeroed, only freed: the `HeaderValue`s that carry a key or token (`bytes::Bytes`,
+//!   shared and immutable, handed to your HTTP client), the token exchange's JSON body once it
+//!   is handed to the HTTP client, the token endpoint's raw request body, and whatever hyper,
+//!   reqwest, TLS or the kernel buffered on the way.
+//!
+//! No credential follows a redirect to another origin: the token exchange never follows one, and
+//! the reqwest integration documents the redirect policy its clients need
+//! (`reqwest::redirect_policy`, feature `reqwest`). Plain `http://` base URLs are accepted only
+//! for this machine unless you opt in with
+//! [`with_insecure_http_base_url`](AxraTokenProvider::with_insecure_http_base_url).
 //!
 //! # Feature flags
 //!

@@ -54,6 +54,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::Value;
 use tower_service::Service;
+use zeroize::Zeroizing;
 
 use super::jwt::TokenIssuer;
 use super::store::{KeyDigest, KeyStore};
@@ -203,7 +204,7 @@ impl<K: KeyStore> Shared<K> {
             Err(_) => return failure(StatusCode::BAD_REQUEST, "request body could not be read"),
         };
         let (key, secret) = match fields(&body) {
-            Ok(fields) => fields,
+            Ok((key, secret)) => (Zeroizing::new(key), Zeroizing::new(secret)),
             Err(message) => return failure(StatusCode::BAD_REQUEST, message),
         };
         let secret_digest = KeyDigest::of(&secret);

@@ -478,7 +478,12 @@ where
                 }
             })?
             .to_bytes();
-        self.parse(parts.status, &parts.headers, &bytes, sent_at)
+        let parsed = self.parse(parts.status, &parts.headers, &bytes, sent_at);
+        // The answer holds the token in clear: overwrite it when the buffer is ours alone.
+        if let Ok(mut owned) = bytes.try_into_mut() {
+            zeroize::Zeroize::zeroize(owned.as_mut());
+        }
+        parsed
     }
 }
 

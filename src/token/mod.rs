@@ -50,7 +50,8 @@ pub use cache::{
 
 /// A bearer access token: the secret value, when it expires, and who it was issued to.
 ///
-/// Cheap to clone (shared). The value is zeroed when the last clone drops; `Debug` never shows it
+/// Cheap to clone (shared). The value is zeroed when the last clone drops (the header built
+/// from it is not; see the [crate docs](crate#secrets)); `Debug` never shows it
 /// and there is no `Display`: read it with [`expose_secret`](AccessToken::expose_secret).
 ///
 /// Instants are tokio's ([`tokio::time::Instant`]), so expiry logic follows tokio's clock, paused
