@@ -21,7 +21,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = common::axra_app(store, TokenIssuer::random());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let http = reqwest::Client::new();
+    // Never reqwest's default redirect policy: it would forward x-api-key to another host.
+    let http = reqwest::Client::builder()
+        .redirect(axra_auth::reqwest::redirect_policy())
+        .build()?;
 
     let with_key = ClientBuilder::new(http.clone())
         .with(ApiKeyMiddleware::new(business.api_key().clone()))

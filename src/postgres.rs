@@ -399,4 +399,11 @@ impl KeyStore for PgKeyStore {
                 .map(|record| record.business))
         }
     }
+
+    fn reload_business(
+        &self,
+        business_id: &str,
+    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
+        self.find_business(business_id)
+    }
 }

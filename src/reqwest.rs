@@ -28,6 +28,11 @@
 //! If you build your client another way, give it `redirect_policy()` or
 //! `reqwest::redirect::Policy::none()`; never the default policy with [`ApiKeyMiddleware`].
 //!
+//! reqwest also honours the `HTTP_PROXY`/`HTTPS_PROXY` environment variables by default. Over
+//! `https://` a proxy sees only an encrypted tunnel; a plain-`http://` base URL (a local mock
+//! server) would send the key and secret to the proxy in clear text, so build a client for a
+//! local mock server with `.no_proxy()`.
+//!
 //! # Example
 //!
 //! ```

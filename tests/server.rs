@@ -278,6 +278,13 @@ impl KeyStore for DownStore {
     ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
         std::future::ready(Err(StoreError::unavailable("connection refused")))
     }
+
+    fn reload_business(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
+        self.find_business(id)
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axra_auth::server::{CachedKeyStore, KeyStore, MemoryKeyStore, TokenIssuer};
+use axra_auth::server::{
+    BusinessRecord, CachedKeyStore, KeyDigest, KeyStore, MemoryKeyStore, StoreError, TokenIssuer,
+};
 use axra_auth::{AxraTokenProvider, BearerTokenLayer, Credentials, Environment};
 use axum::Router;
 use axum::body::Bytes as AxumBytes;
@@ -152,6 +154,136 @@ async fn a_token_newer_than_the_cached_record_is_accepted_at_once() {
             .0,
         200
     );
+}
+
+/// A store in front of `MemoryKeyStore` that counts the lookups reaching it (the "database"),
+/// and can hold `find_by_key` answers (a slow query) until released.
+#[derive(Clone)]
+struct Counting {
+    backing: MemoryKeyStore,
+    by_id: Arc<std::sync::atomic::AtomicUsize>,
+    gate: Arc<Mutex<Option<Arc<tokio::sync::Notify>>>>,
+}
+
+impl Counting {
+    fn new(backing: MemoryKeyStore) -> Self {
+        Counting {
+            backing,
+            by_id: Arc::default(),
+            gate: Arc::default(),
+        }
+    }
+}
+
+impl KeyStore for Counting {
+    async fn find_by_key(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<axra_auth::server::KeyRecord>, StoreError> {
+        let found = self.backing.find_by_key(digest).await;
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.notified().await;
+        }
+        found
+    }
+
+    async fn find_business(&self, id: &str) -> Result<Option<BusinessRecord>, StoreError> {
+        self.by_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.backing.find_business(id).await
+    }
+
+    async fn reload_business(&self, id: &str) -> Result<Option<BusinessRecord>, StoreError> {
+        self.find_business(id).await
+    }
+}
+
+fn layered<K: KeyStore + Clone>(
+    store: K,
+    issuer: TokenIssuer,
+) -> impl tower::Service<
+    Request<()>,
+    Response = http::Response<impl http_body::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    use tower::Layer;
+    axra_auth::server::RequireAxraAuthLayer::new(store, issuer).layer(tower::service_fn(
+        |_: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+        },
+    ))
+}
+
+fn with_header(name: &str, value: &str) -> Request<()> {
+    Request::get("/x").header(name, value).body(()).unwrap()
+}
+
+// Found by the adversarial pass: a correctly signed token ahead of the store (a database
+// restored from a backup) must not cost a source-of-truth query per request.
+#[tokio::test(start_paused = true)]
+async fn a_token_ahead_of_the_store_costs_a_bounded_number_of_reloads() {
+    let backing = MemoryKeyStore::new();
+    let issued = backing.create_business("Acme", Environment::Test);
+    let counting = Counting::new(backing.clone());
+    let store = CachedKeyStore::new(counting.clone()).ttl(Duration::from_secs(600));
+    let issuer = TokenIssuer::random();
+    let mut record = backing
+        .find_business(issued.business_id())
+        .await
+        .unwrap()
+        .unwrap();
+    record.key_generation += 1;
+    let token = format!("Bearer {}", issuer.issue(&record).unwrap().expose_secret());
+    let svc = layered(store, issuer);
+    // 200 requests over 10 s.
+    for _ in 0..200 {
+        let response = svc
+            .clone()
+            .oneshot(with_header("authorization", &token))
+            .await;
+        assert_eq!(response.unwrap().status(), StatusCode::UNAUTHORIZED);
+        tokio::time::advance(Duration::from_millis(50)).await;
+    }
+    let queries = counting.by_id.load(std::sync::atomic::Ordering::SeqCst);
+    // The first lookup, then at most one reload per 250 ms.
+    assert!(
+        queries <= 1 + 40 + 1,
+        "200 requests cost {queries} store queries"
+    );
+}
+
+// Found by the adversarial pass: a key lookup in flight across a regeneration must not put the
+// old key back into the cache after this instance learned of the new generation.
+#[tokio::test(start_paused = true)]
+async fn a_slow_key_lookup_does_not_bring_back_a_regenerated_key() {
+    let backing = MemoryKeyStore::new();
+    let issued = backing.create_business("Acme", Environment::Test);
+    let counting = Counting::new(backing.clone());
+    let store = CachedKeyStore::new(counting.clone()).ttl(Duration::from_secs(5));
+    let old = KeyDigest::of(issued.api_key().expose_secret());
+    store.find_business(issued.business_id()).await.unwrap();
+
+    let gate = Arc::new(tokio::sync::Notify::new());
+    *counting.gate.lock().unwrap() = Some(Arc::clone(&gate));
+    let lookup = {
+        let store = store.clone();
+        tokio::spawn(async move { store.find_by_key(&old).await })
+    };
+    tokio::task::yield_now().await; // the query read the old record; its answer is on the way
+    backing.regenerate(issued.business_id()).unwrap();
+    store.reload_business(issued.business_id()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(4)).await;
+    *counting.gate.lock().unwrap() = None;
+    gate.notify_one();
+    // The late answer is the regenerated key: refused, and not cached.
+    assert!(lookup.await.unwrap().unwrap().is_none());
+    let svc = layered(store, TokenIssuer::random());
+    let response = svc
+        .oneshot(with_header("x-api-key", issued.api_key().expose_secret()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// A token endpoint that counts exchanges and an API that refuses every token (and, on

@@ -77,8 +77,23 @@ struct Shared {
     by_key: Mutex<
         Bounded<KeyDigest, KeyRecord, std::hash::BuildHasherDefault<super::store::DigestHasher>>,
     >,
-    by_id: Mutex<Bounded<Arc<str>, BusinessRecord, std::hash::RandomState>>,
+    by_id: Mutex<Bounded<Arc<str>, CachedBusiness, std::hash::RandomState>>,
 }
+
+/// A business as cached, and when it was last reloaded from the source of truth (see
+/// [`KeyStore::reload_business`]).
+#[derive(Clone)]
+struct CachedBusiness {
+    record: BusinessRecord,
+    reloaded_at: Option<Instant>,
+}
+
+/// The shortest time between two reloads of one business. A token can only ask for a reload when
+/// it is newer than what the cache holds, which happens once per regeneration; a token ahead of
+/// the store itself (a database restored from a backup, a lagging replica) would otherwise cost a
+/// query per request. Four a second per business at most; the price is that a second
+/// regeneration within this interval of a reload is seen up to this much later.
+const RELOAD_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A [`KeyStore`] that remembers what another store answered, for a short TTL. See the
 /// [module docs](self). Clones share one cache.
@@ -179,7 +194,17 @@ impl<K: KeyStore> CachedKeyStore<K> {
             .get(digest, Instant::now())
     }
 
-    fn remember_key(&self, digest: KeyDigest, record: &KeyRecord) {
+    /// Remembers a key record the source answered to a query sent at `asked_at` (so the TTL
+    /// counts from before the answer could be stale), unless this instance already knows a newer
+    /// key generation for the business: then the record is a regenerated key, and `false` says
+    /// so.
+    fn remember_key(&self, digest: KeyDigest, record: &KeyRecord, asked_at: Instant) -> bool {
+        let newer_known = self
+            .cached_business(&record.business.id)
+            .is_some_and(|known| known.key_generation > record.business.key_generation);
+        if newer_known {
+            return false;
+        }
         let now = Instant::now();
         self.shared
             .by_key
@@ -188,23 +213,82 @@ impl<K: KeyStore> CachedKeyStore<K> {
             .insert(
                 digest,
                 record.clone(),
-                now + self.shared.ttl,
+                asked_at + self.shared.ttl,
                 self.shared.capacity,
                 now,
             );
+        true
     }
 
-    fn cached_business(&self, id: &str) -> Option<BusinessRecord> {
-        let now = Instant::now();
+    fn cached_entry(&self, id: &str) -> Option<CachedBusiness> {
         let cache = self
             .shared
             .by_id
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match cache.map.get(id) {
-            Some((until, record)) if *until > now => Some(record.clone()),
+            Some((until, entry)) if *until > Instant::now() => Some(entry.clone()),
             _ => None,
         }
+    }
+
+    fn cached_business(&self, id: &str) -> Option<BusinessRecord> {
+        self.cached_entry(id).map(|entry| entry.record)
+    }
+
+    /// Remembers a business the source answered to a query sent at `asked_at`, never replacing
+    /// a newer key generation with an older one (a slow query that read before a regeneration).
+    fn remember_business(
+        &self,
+        record: &BusinessRecord,
+        asked_at: Instant,
+        reloaded_at: Option<Instant>,
+    ) {
+        let now = Instant::now();
+        let mut cache = self
+            .shared
+            .by_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((until, known)) = cache.map.get(&*record.id)
+            && *until > now
+            && known.record.key_generation > record.key_generation
+        {
+            return;
+        }
+        let entry = CachedBusiness {
+            record: record.clone(),
+            reloaded_at,
+        };
+        cache.insert(
+            Arc::clone(&record.id),
+            entry,
+            asked_at + self.shared.ttl,
+            self.shared.capacity,
+            now,
+        );
+    }
+
+    /// Claims the right to reload `id` now: `Err(cached)` when it was reloaded (or a reload was
+    /// claimed) less than [`RELOAD_INTERVAL`] ago, with what the cache holds.
+    fn claim_reload(&self, id: &str, now: Instant) -> Result<(), Option<BusinessRecord>> {
+        let mut cache = self
+            .shared
+            .by_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((until, entry)) = cache.map.get_mut(id)
+            && *until > now
+        {
+            if entry
+                .reloaded_at
+                .is_some_and(|at| now.saturating_duration_since(at) < RELOAD_INTERVAL)
+            {
+                return Err(Some(entry.record.clone()));
+            }
+            entry.reloaded_at = Some(now);
+        }
+        Ok(())
     }
 
     fn forget_keys_before(&self, id: &str, generation: u64) {
@@ -226,21 +310,6 @@ impl<K: KeyStore> CachedKeyStore<K> {
             .map
             .remove(id);
     }
-
-    fn remember_business(&self, record: &BusinessRecord) {
-        let now = Instant::now();
-        self.shared
-            .by_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                Arc::clone(&record.id),
-                record.clone(),
-                now + self.shared.ttl,
-                self.shared.capacity,
-                now,
-            );
-    }
 }
 
 impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
@@ -253,11 +322,12 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
             if let Some(record) = self.cached_key(&digest) {
                 return Ok(Some(record));
             }
+            let asked_at = Instant::now();
             let found = self.inner.find_by_key(&digest).await?;
-            if let Some(record) = &found {
-                self.remember_key(digest, record);
+            match found {
+                Some(record) if !self.remember_key(digest, &record, asked_at) => Ok(None),
+                found => Ok(found),
             }
-            Ok(found)
         }
     }
 
@@ -270,27 +340,39 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
             if let Some(record) = self.cached_business(&id) {
                 return Ok(Some(record));
             }
+            let asked_at = Instant::now();
             let found = self.inner.find_business(&id).await?;
             if let Some(record) = &found {
-                self.remember_business(record);
+                self.remember_business(record, asked_at, None);
             }
             Ok(found)
         }
     }
 
+    /// Asks the store behind again, at most every 250 ms per business (see the trait), and drops
+    /// the business's cached keys of older generations when the generation moved on.
     fn reload_business(
         &self,
         business_id: &str,
     ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
         let id: Arc<str> = Arc::from(business_id);
         async move {
+            let asked_at = Instant::now();
+            let known = match self.claim_reload(&id, asked_at) {
+                Err(recent) => return Ok(recent),
+                Ok(()) => self.cached_business(&id),
+            };
             let found = self.inner.reload_business(&id).await?;
             match &found {
                 Some(record) => {
-                    // Keys of this business cached from an older generation were regenerated:
-                    // stop accepting them here now rather than at the end of the TTL.
-                    self.forget_keys_before(&id, record.key_generation);
-                    self.remember_business(record);
+                    let moved_on =
+                        known.is_none_or(|known| known.key_generation < record.key_generation);
+                    if moved_on {
+                        // Keys of an older generation were regenerated: stop accepting them
+                        // here now rather than at the end of the TTL.
+                        self.forget_keys_before(&id, record.key_generation);
+                    }
+                    self.remember_business(record, asked_at, Some(asked_at));
                 }
                 None => {
                     self.forget_keys_before(&id, u64::MAX);

@@ -249,8 +249,12 @@ pub trait KeyStore: Send + Sync + 'static {
     /// refreshing) any cache in front of it. The verification layer calls it when a token carries
     /// a newer key generation than the store answered, which happens when a cache still holds
     /// the record from before a regeneration: the token must not be refused on a stale record's
-    /// word. Only a correctly signed token can ask for it. The default is `find_business`, right
-    /// for any store that caches nothing.
+    /// word. Only a correctly signed token can ask for it.
+    ///
+    /// There is no default, on purpose: a store that caches nothing answers with
+    /// `self.find_business(business_id)`, but a wrapper around a caching store (metrics,
+    /// routing) must forward this call to it, or fresh tokens would be refused for the cache's
+    /// TTL after every regeneration.
     ///
     /// # Errors
     ///
@@ -258,9 +262,7 @@ pub trait KeyStore: Send + Sync + 'static {
     fn reload_business(
         &self,
         business_id: &str,
-    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
-        self.find_business(business_id)
-    }
+    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send;
 
     /// A number that changes whenever a key is regenerated (revoked), or `None` when the store
     /// cannot tell. While it stays the same, a business looked up for a token can be reused
@@ -595,6 +597,13 @@ impl KeyStore for MemoryKeyStore {
         business_id: &str,
     ) -> Option<Result<Option<BusinessRecord>, StoreError>> {
         Some(Ok(self.lookup_business(business_id)))
+    }
+
+    fn reload_business(
+        &self,
+        business_id: &str,
+    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
+        ready(Ok(self.lookup_business(business_id)))
     }
 }
 
