@@ -170,6 +170,7 @@ impl fmt::Debug for AccessToken {
 /// Whether an answer says the server refused the token it was sent: HTTP `401`, or gRPC
 /// `UNAUTHENTICATED` (16) in the headers (a trailers-only gRPC answer). The one definition both
 /// client layers (tower and reqwest) use to drop a rejected token.
+#[inline]
 pub(crate) fn rejects_token(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
     status == http::StatusCode::UNAUTHORIZED
         || headers
