@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
             assert_eq!(response.status(), 200);
         })
     });
-    let svc = layer_for(CachedKeyStore::new(pg).ttl(Duration::from_secs(5)));
+    let svc = layer_for(CachedKeyStore::new(pg).with_ttl(Duration::from_secs(5)));
     group.bench_function("c_postgres_cached", |b| {
         b.to_async(&runtime).iter(|| async {
             let response = svc.clone().oneshot(request(&pg_key)).await.unwrap();

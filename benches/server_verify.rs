@@ -115,7 +115,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     let mut uncached = RequireAxraAuthLayer::new(store.clone(), issuer.clone())
-        .verified_token_cache(0)
+        .with_verified_token_cache(0)
         .layer(Ok200);
     group.bench_function("bearer_b_require_axra_auth_uncached", |b| {
         b.iter(|| {

@@ -89,11 +89,28 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-/// `tracing::event!` with the `tracing` feature, nothing without. Fields must never carry a secret.
+/// `tracing::event!` with the `tracing` feature. Without it, the fields' expressions are still
+/// type-checked (in a branch that never runs), so no variable goes unused in either build. Fields
+/// must never carry a secret.
 macro_rules! trace_event {
-    ($($arg:tt)*) => {
+    (@unused $message:literal) => {};
+    (@unused $name:ident = % $value:expr, $($rest:tt)*) => {
+        if false { let _ = &$value; }
+        trace_event!(@unused $($rest)*);
+    };
+    (@unused $name:ident = $value:expr, $($rest:tt)*) => {
+        if false { let _ = &$value; }
+        trace_event!(@unused $($rest)*);
+    };
+    (@unused $name:ident, $($rest:tt)*) => {
+        if false { let _ = &$name; }
+        trace_event!(@unused $($rest)*);
+    };
+    ($level:path, $($rest:tt)*) => {
         #[cfg(feature = "tracing")]
-        tracing::event!($($arg)*);
+        tracing::event!($level, $($rest)*);
+        #[cfg(not(feature = "tracing"))]
+        trace_event!(@unused $($rest)*);
     };
 }
 

@@ -82,12 +82,12 @@ async fn instances_share_keys_and_revocation() {
     let (a, b) = tokio::join!(store(&url), store(&url)); // two pools, migrating concurrently
     let issuer = TokenIssuer::new(SIGNING_KEY).unwrap();
     let instance_a = serve(common::axra_app(
-        CachedKeyStore::new(a.clone()).ttl(TTL),
+        CachedKeyStore::new(a.clone()).with_ttl(TTL),
         issuer.clone(),
     ))
     .await;
     let instance_b = serve(common::axra_app(
-        CachedKeyStore::new(b.clone()).ttl(TTL),
+        CachedKeyStore::new(b.clone()).with_ttl(TTL),
         issuer.clone(),
     ))
     .await;

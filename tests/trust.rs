@@ -87,7 +87,7 @@ async fn a_token_newer_than_the_cached_record_is_accepted_at_once() {
     let backing = MemoryKeyStore::new();
     let issued = backing.create_business("Acme", Environment::Test);
     // A long TTL: the defect lasted as long as the by-id cache held the old generation.
-    let store = CachedKeyStore::new(backing.clone()).ttl(Duration::from_secs(600));
+    let store = CachedKeyStore::new(backing.clone()).with_ttl(Duration::from_secs(600));
     let issuer = TokenIssuer::random();
     let addr = serve(common::axra_app(store, issuer)).await;
 
@@ -226,7 +226,7 @@ async fn a_token_ahead_of_the_store_costs_a_bounded_number_of_reloads() {
     let backing = MemoryKeyStore::new();
     let issued = backing.create_business("Acme", Environment::Test);
     let counting = Counting::new(backing.clone());
-    let store = CachedKeyStore::new(counting.clone()).ttl(Duration::from_secs(600));
+    let store = CachedKeyStore::new(counting.clone()).with_ttl(Duration::from_secs(600));
     let issuer = TokenIssuer::random();
     let mut record = backing
         .find_business(issued.business_id())
@@ -260,7 +260,7 @@ async fn a_slow_key_lookup_does_not_bring_back_a_regenerated_key() {
     let backing = MemoryKeyStore::new();
     let issued = backing.create_business("Acme", Environment::Test);
     let counting = Counting::new(backing.clone());
-    let store = CachedKeyStore::new(counting.clone()).ttl(Duration::from_secs(5));
+    let store = CachedKeyStore::new(counting.clone()).with_ttl(Duration::from_secs(5));
     let old = KeyDigest::of(issued.api_key().expose_secret());
     store.find_business(issued.business_id()).await.unwrap();
 

@@ -16,7 +16,7 @@
 //! # async fn main() -> Result<(), axra_auth::server::StoreError> {
 //! let backing = MemoryKeyStore::new(); // stands in for a database-backed store
 //! let issued = backing.create_business("Acme", Environment::Test);
-//! let store = CachedKeyStore::new(backing.clone()).ttl(Duration::from_secs(2));
+//! let store = CachedKeyStore::new(backing.clone()).with_ttl(Duration::from_secs(2));
 //!
 //! let digest = KeyDigest::of(issued.api_key().expose_secret());
 //! assert!(store.find_by_key(&digest).await?.is_some()); // a miss: asks the backing store
@@ -25,16 +25,17 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::hash::Hash;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 use std::time::Duration;
 
+use quick_cache::DefaultHashBuilder;
 use tokio::time::Instant;
 
-use super::store::{BusinessRecord, DigestMap, KeyDigest, KeyRecord, KeyStore, StoreError};
+use super::expiring::{ExpiringMap, Update};
+use super::store::{BusinessRecord, DigestHasher, KeyDigest, KeyRecord, KeyStore, StoreError};
 
 /// Default time a looked-up record is trusted: long enough that a hot key costs one query every
 /// few seconds per instance, short enough that a regenerated key stops working quickly.
@@ -43,41 +44,12 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Default number of records kept (per kind: by key and by business id).
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
-struct Bounded<K, V, S> {
-    map: HashMap<K, (Instant, V), S>,
-}
-
-impl<K: Eq + Hash, V: Clone, S: std::hash::BuildHasher> Bounded<K, V, S> {
-    fn get(&self, key: &K, now: Instant) -> Option<V> {
-        match self.map.get(key) {
-            Some((until, value)) if *until > now => Some(value.clone()),
-            _ => None,
-        }
-    }
-
-    fn insert(&mut self, key: K, value: V, until: Instant, capacity: usize, now: Instant)
-    where
-        K: Clone,
-    {
-        if self.map.len() >= capacity && !self.map.contains_key(&key) {
-            self.map.retain(|_, (until, _)| *until > now);
-            if self.map.len() >= capacity
-                && let Some(victim) = self.map.keys().next().cloned()
-            {
-                self.map.remove(&victim);
-            }
-        }
-        self.map.insert(key, (until, value));
-    }
-}
-
-struct Shared {
+/// The two maps of a [`CachedKeyStore`], shared by its clones.
+struct KeyCacheMaps {
     ttl: Duration,
     capacity: usize,
-    by_key: Mutex<
-        Bounded<KeyDigest, KeyRecord, std::hash::BuildHasherDefault<super::store::DigestHasher>>,
-    >,
-    by_id: Mutex<Bounded<Arc<str>, CachedBusiness, std::hash::RandomState>>,
+    by_key: ExpiringMap<KeyDigest, KeyRecord, Instant, BuildHasherDefault<DigestHasher>>,
+    by_id: ExpiringMap<Arc<str>, CachedBusiness, Instant, DefaultHashBuilder>,
 }
 
 /// A business as cached, and when it was last reloaded from the source of truth (see
@@ -99,14 +71,14 @@ const RELOAD_INTERVAL: Duration = Duration::from_millis(250);
 /// [module docs](self). Clones share one cache.
 pub struct CachedKeyStore<K> {
     inner: K,
-    shared: Arc<Shared>,
+    maps: Arc<KeyCacheMaps>,
 }
 
 impl<K: Clone> Clone for CachedKeyStore<K> {
     fn clone(&self) -> Self {
         CachedKeyStore {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            maps: Arc::clone(&self.maps),
         }
     }
 }
@@ -115,8 +87,8 @@ impl<K: fmt::Debug> fmt::Debug for CachedKeyStore<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachedKeyStore")
             .field("inner", &self.inner)
-            .field("ttl", &self.shared.ttl)
-            .field("capacity", &self.shared.capacity)
+            .field("ttl", &self.maps.ttl)
+            .field("capacity", &self.maps.capacity)
             .finish()
     }
 }
@@ -125,16 +97,13 @@ impl<K: fmt::Debug> fmt::Debug for CachedKeyStore<K> {
 /// computed from it can overflow.
 const MAX_CACHE_TTL: Duration = Duration::from_secs(86_400);
 
-fn shared(ttl: Duration, capacity: usize) -> Arc<Shared> {
-    Arc::new(Shared {
+fn maps(ttl: Duration, capacity: usize) -> Arc<KeyCacheMaps> {
+    let capacity = capacity.max(1);
+    Arc::new(KeyCacheMaps {
         ttl: ttl.min(MAX_CACHE_TTL),
-        capacity: capacity.max(1),
-        by_key: Mutex::new(Bounded {
-            map: DigestMap::default(),
-        }),
-        by_id: Mutex::new(Bounded {
-            map: HashMap::default(),
-        }),
+        capacity,
+        by_key: ExpiringMap::new(capacity, BuildHasherDefault::default()),
+        by_id: ExpiringMap::new(capacity, DefaultHashBuilder::default()),
     })
 }
 
@@ -144,25 +113,39 @@ impl<K: KeyStore> CachedKeyStore<K> {
     pub fn new(inner: K) -> Self {
         CachedKeyStore {
             inner,
-            shared: shared(DEFAULT_CACHE_TTL, DEFAULT_CACHE_CAPACITY),
+            maps: maps(DEFAULT_CACHE_TTL, DEFAULT_CACHE_CAPACITY),
         }
     }
 
-    /// How long an answer is trusted: the longest a regenerated key keeps working here (at most a
-    /// day; longer values are cut to a day).
+    /// Trusts an answer for `ttl`: the longest a key regenerated through another instance keeps
+    /// working here (at most a day; longer values are cut to a day). For example, with
+    /// `Duration::from_secs(2)` a hot key costs one query every 2 s per instance, and a key
+    /// regenerated at 12:00:00 is refused everywhere by 12:00:02.
+    pub fn with_ttl(self, ttl: Duration) -> Self {
+        CachedKeyStore {
+            maps: maps(ttl, self.maps.capacity),
+            inner: self.inner,
+        }
+    }
+
+    /// Keeps up to `capacity` records per kind (by key, by business id). About 200 bytes each.
+    pub fn with_capacity(self, capacity: usize) -> Self {
+        CachedKeyStore {
+            maps: maps(self.maps.ttl, capacity),
+            inner: self.inner,
+        }
+    }
+
+    /// Renamed [`with_ttl`](Self::with_ttl), the crate's one configuration style.
+    #[deprecated(since = "0.2.0", note = "use `with_ttl`")]
     pub fn ttl(self, ttl: Duration) -> Self {
-        CachedKeyStore {
-            shared: shared(ttl, self.shared.capacity),
-            inner: self.inner,
-        }
+        self.with_ttl(ttl)
     }
 
-    /// How many records are kept, per kind.
+    /// Renamed [`with_capacity`](Self::with_capacity), the crate's one configuration style.
+    #[deprecated(since = "0.2.0", note = "use `with_capacity`")]
     pub fn capacity(self, capacity: usize) -> Self {
-        CachedKeyStore {
-            shared: shared(self.shared.ttl, capacity),
-            inner: self.inner,
-        }
+        self.with_capacity(capacity)
     }
 
     /// The store behind the cache.
@@ -172,26 +155,15 @@ impl<K: KeyStore> CachedKeyStore<K> {
 
     /// Forgets everything (say, right after regenerating a key through this instance).
     pub fn clear(&self) {
-        self.shared
-            .by_key
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .clear();
-        self.shared
-            .by_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .clear();
+        self.maps.by_key.clear();
+        self.maps.by_id.clear();
     }
 
     fn cached_key(&self, digest: &KeyDigest) -> Option<KeyRecord> {
-        self.shared
+        self.maps
             .by_key
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .get(digest, Instant::now())
+            .map(|(record, _)| record)
     }
 
     /// Remembers a key record the source answered to a query sent at `asked_at` (so the TTL
@@ -205,35 +177,17 @@ impl<K: KeyStore> CachedKeyStore<K> {
         if newer_known {
             return false;
         }
-        let now = Instant::now();
-        self.shared
+        self.maps
             .by_key
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                digest,
-                record.clone(),
-                asked_at + self.shared.ttl,
-                self.shared.capacity,
-                now,
-            );
+            .insert(digest, record.clone(), asked_at + self.maps.ttl);
         true
     }
 
-    fn cached_entry(&self, id: &str) -> Option<CachedBusiness> {
-        let cache = self
-            .shared
-            .by_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match cache.map.get(id) {
-            Some((until, entry)) if *until > Instant::now() => Some(entry.clone()),
-            _ => None,
-        }
-    }
-
     fn cached_business(&self, id: &str) -> Option<BusinessRecord> {
-        self.cached_entry(id).map(|entry| entry.record)
+        self.maps
+            .by_id
+            .get(id, Instant::now())
+            .map(|(entry, _)| entry.record)
     }
 
     /// Remembers a business the source answered to a query sent at `asked_at`, never replacing
@@ -244,71 +198,53 @@ impl<K: KeyStore> CachedKeyStore<K> {
         asked_at: Instant,
         reloaded_at: Option<Instant>,
     ) {
-        let now = Instant::now();
-        let mut cache = self
-            .shared
+        let until = asked_at + self.maps.ttl;
+        self.maps
             .by_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some((until, known)) = cache.map.get(&*record.id)
-            && *until > now
-            && known.record.key_generation > record.key_generation
-        {
-            return;
-        }
-        let entry = CachedBusiness {
-            record: record.clone(),
-            reloaded_at,
-        };
-        cache.insert(
-            Arc::clone(&record.id),
-            entry,
-            asked_at + self.shared.ttl,
-            self.shared.capacity,
-            now,
-        );
+            .update(&record.id, Instant::now(), |live| match live {
+                Some((known, _)) if known.record.key_generation > record.key_generation => {
+                    Update::Keep
+                }
+                _ => Update::Replace(
+                    CachedBusiness {
+                        record: record.clone(),
+                        reloaded_at,
+                    },
+                    until,
+                ),
+            });
     }
 
     /// Claims the right to reload `id` now: `Err(cached)` when it was reloaded (or a reload was
     /// claimed) less than [`RELOAD_INTERVAL`] ago, with what the cache holds.
-    fn claim_reload(&self, id: &str, now: Instant) -> Result<(), Option<BusinessRecord>> {
-        let mut cache = self
-            .shared
-            .by_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some((until, entry)) = cache.map.get_mut(id)
-            && *until > now
-        {
-            if entry
-                .reloaded_at
-                .is_some_and(|at| now.saturating_duration_since(at) < RELOAD_INTERVAL)
+    fn claim_reload(&self, id: &Arc<str>, now: Instant) -> Result<(), BusinessRecord> {
+        let recent = self.maps.by_id.update(id, now, |live| match live {
+            Some((entry, _))
+                if entry
+                    .reloaded_at
+                    .is_some_and(|at| now.saturating_duration_since(at) < RELOAD_INTERVAL) =>
             {
-                return Err(Some(entry.record.clone()));
+                Update::Keep
             }
-            entry.reloaded_at = Some(now);
+            Some((entry, until)) => Update::Replace(
+                CachedBusiness {
+                    record: entry.record.clone(),
+                    reloaded_at: Some(now),
+                },
+                until,
+            ),
+            None => Update::Keep,
+        });
+        match recent {
+            Some(entry) => Err(entry.record),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn forget_keys_before(&self, id: &str, generation: u64) {
-        self.shared
-            .by_key
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .retain(|_, (_, record)| {
-                *record.business.id != *id || record.business.key_generation >= generation
-            });
-    }
-
-    fn forget_business(&self, id: &str) {
-        self.shared
-            .by_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .remove(id);
+        self.maps.by_key.retain(|_, record| {
+            *record.business.id != *id || record.business.key_generation >= generation
+        });
     }
 }
 
@@ -359,7 +295,7 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
         async move {
             let asked_at = Instant::now();
             let known = match self.claim_reload(&id, asked_at) {
-                Err(recent) => return Ok(recent),
+                Err(recent) => return Ok(Some(recent)),
                 Ok(()) => self.cached_business(&id),
             };
             let found = self.inner.reload_business(&id).await?;
@@ -376,7 +312,7 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
                 }
                 None => {
                     self.forget_keys_before(&id, u64::MAX);
-                    self.forget_business(&id);
+                    self.maps.by_id.remove(&id);
                 }
             }
             Ok(found)
@@ -409,7 +345,7 @@ mod tests {
     async fn answers_are_trusted_for_the_ttl_then_asked_again() {
         let backing = MemoryKeyStore::new();
         let issued = backing.create_business("Acme", Environment::Test);
-        let store = CachedKeyStore::new(backing.clone()).ttl(Duration::from_secs(5));
+        let store = CachedKeyStore::new(backing.clone()).with_ttl(Duration::from_secs(5));
         let digest = KeyDigest::of(issued.api_key().expose_secret());
         assert!(store.try_find_by_key(&digest).is_none(), "cold");
         assert!(store.find_by_key(&digest).await.unwrap().is_some());
@@ -427,7 +363,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_cache_stays_bounded() {
         let backing = MemoryKeyStore::new();
-        let store = CachedKeyStore::new(backing.clone()).capacity(8);
+        let store = CachedKeyStore::new(backing.clone()).with_capacity(8);
         for _ in 0..50 {
             let issued = backing.create_business("Acme", Environment::Test);
             let digest = KeyDigest::of(issued.api_key().expose_secret());
@@ -438,7 +374,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
         }
-        assert!(store.shared.by_key.lock().unwrap().map.len() <= 8);
-        assert!(store.shared.by_id.lock().unwrap().map.len() <= 8);
+        assert!(store.maps.by_key.len() <= 8);
+        assert!(store.maps.by_id.len() <= 8);
     }
 }

@@ -47,7 +47,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -57,6 +56,7 @@ use tower_service::Service;
 use zeroize::Zeroizing;
 
 use super::jwt::TokenIssuer;
+use super::rejection::{Rejection, json_answer, json_failure};
 use super::store::{KeyDigest, KeyStore};
 
 /// The largest request body read. A token request is under 200 bytes.
@@ -65,10 +65,10 @@ pub const MAX_TOKEN_REQUEST_BYTES: usize = 16 * 1024;
 /// The token endpoint service. `Clone`, error `Infallible`: mount it with axum's
 /// `route_service`. See the [module docs](self).
 pub struct TokenEndpoint<K> {
-    shared: Arc<Shared<K>>,
+    exchange: Arc<Exchange<K>>,
 }
 
-struct Shared<K> {
+struct Exchange<K> {
     store: K,
     issuer: TokenIssuer,
 }
@@ -76,7 +76,7 @@ struct Shared<K> {
 impl<K> Clone for TokenEndpoint<K> {
     fn clone(&self) -> Self {
         TokenEndpoint {
-            shared: Arc::clone(&self.shared),
+            exchange: Arc::clone(&self.exchange),
         }
     }
 }
@@ -84,7 +84,7 @@ impl<K> Clone for TokenEndpoint<K> {
 impl<K> fmt::Debug for TokenEndpoint<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenEndpoint")
-            .field("issuer", &self.shared.issuer)
+            .field("issuer", &self.exchange.issuer)
             .finish_non_exhaustive()
     }
 }
@@ -93,27 +93,21 @@ impl<K: KeyStore> TokenEndpoint<K> {
     /// Exchanges keys found in `store` for tokens issued by `issuer`.
     pub fn new(store: K, issuer: TokenIssuer) -> Self {
         TokenEndpoint {
-            shared: Arc::new(Shared { store, issuer }),
+            exchange: Arc::new(Exchange { store, issuer }),
         }
     }
 }
 
-/// `{"success": false, "message": ...}`, fields in the documented order.
 #[derive(Serialize)]
-pub(crate) struct Failure<'a> {
-    pub(crate) success: bool,
-    pub(crate) message: &'a str,
-}
-
-#[derive(Serialize)]
-struct Success<'a> {
+struct SuccessBody<'a> {
     success: bool,
-    data: TokenData<'a>,
+    data: IssuedTokenData<'a>,
 }
 
+/// The `data` of a successful exchange, fields in the documented order.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct TokenData<'a> {
+struct IssuedTokenData<'a> {
     access_token: &'a str,
     token_type: &'a str,
     expires_in: u64,
@@ -121,31 +115,11 @@ struct TokenData<'a> {
     business_name: &'a str,
 }
 
-fn answer(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
+/// A failure of the endpoint; a 401 carries the bare challenge, as the layer's do.
 fn failure(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    let mut response = answer(
-        status,
-        &Failure {
-            success: false,
-            message,
-        },
-    );
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"axra\""),
-        );
-    }
-    response
+    let challenge =
+        (status == StatusCode::UNAUTHORIZED).then(|| Rejection::InvalidApiKey.www_authenticate());
+    json_failure(status, message, challenge)
 }
 
 /// Reads `apiKey` and `apiSecret`; `Err` is the 400 message.
@@ -180,8 +154,8 @@ struct Once {
     _api_secret: Option<serde::de::IgnoredAny>,
 }
 
-impl<K: KeyStore> Shared<K> {
-    async fn exchange<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+impl<K: KeyStore> Exchange<K> {
+    async fn answer<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body,
         B::Error: Into<crate::BoxError>,
@@ -212,13 +186,11 @@ impl<K: KeyStore> Shared<K> {
         let key_digest = KeyDigest::of(&key);
         drop(key);
 
-        let record = match self.shared_lookup(&key_digest).await {
+        let record = match self.store.find_by_key(&key_digest).await {
             Ok(record) => record,
-            Err(()) => {
-                return failure(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "authentication is temporarily unavailable",
-                );
+            Err(_) => {
+                let unavailable = Rejection::Unavailable;
+                return failure(unavailable.status(), unavailable.message());
             }
         };
         // Compare a digest whether or not the key matched, so a wrong key and a wrong secret
@@ -233,11 +205,11 @@ impl<K: KeyStore> Shared<K> {
             _ => return failure(StatusCode::UNAUTHORIZED, "invalid API key or secret"),
         };
         match self.issuer.issue(&record.business) {
-            Ok(token) => answer(
+            Ok(token) => json_answer(
                 StatusCode::OK,
-                &Success {
+                &SuccessBody {
                     success: true,
-                    data: TokenData {
+                    data: IssuedTokenData {
                         access_token: token.expose_secret(),
                         token_type: "Bearer",
                         expires_in: self.issuer.lifetime().as_secs(),
@@ -251,13 +223,6 @@ impl<K: KeyStore> Shared<K> {
                 "the token could not be issued",
             ),
         }
-    }
-
-    async fn shared_lookup(
-        &self,
-        key_digest: &KeyDigest,
-    ) -> Result<Option<super::store::KeyRecord>, ()> {
-        self.store.find_by_key(key_digest).await.map_err(|_| ())
     }
 }
 
@@ -277,9 +242,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let shared = Arc::clone(&self.shared);
+        let exchange = Arc::clone(&self.exchange);
         Box::pin(async move {
-            let response = shared.exchange(req).await;
+            let response = exchange.answer(req).await;
             trace_event!(
                 tracing::Level::DEBUG,
                 status = response.status().as_u16(),

@@ -354,7 +354,12 @@ impl TokenIssuer {
 
     /// Whether a token expiring at `exp` (Unix seconds) is still accepted now.
     pub(crate) fn check_expiry(&self, exp: u64) -> Result<(), VerifyError> {
-        if self.now_unix() > exp.saturating_add(self.inner.leeway.as_secs()) {
+        self.check_expiry_at(exp, self.now_unix())
+    }
+
+    /// Whether a token expiring at `exp` is accepted at `now` (both Unix seconds).
+    pub(crate) fn check_expiry_at(&self, exp: u64, now: u64) -> Result<(), VerifyError> {
+        if now > exp.saturating_add(self.inner.leeway.as_secs()) {
             Err(VerifyError::Expired)
         } else {
             Ok(())

@@ -30,7 +30,9 @@
 
 pub mod cached;
 pub mod endpoint;
+mod expiring;
 pub mod jwt;
+pub mod rejection;
 pub mod require;
 pub mod store;
 
@@ -44,8 +46,9 @@ pub use jwt::{
     DEFAULT_ISSUER, DEFAULT_LEEWAY, DEFAULT_TOKEN_LIFETIME, IssuerError, MAX_TOKEN_LIFETIME,
     MIN_SIGNING_KEY_LEN, TokenIssuer, VerifiedToken, VerifyError,
 };
+pub use rejection::Rejection;
 pub use require::{
-    DEFAULT_VERIFIED_TOKEN_CACHE, Rejection, RequireAxraAuth, RequireAxraAuthLayer, ResponseFuture,
+    DEFAULT_VERIFIED_TOKEN_CACHE, RequireAxraAuth, RequireAxraAuthLayer, ResponseFuture,
 };
 pub use store::{
     BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, MemoryKeyStore, StoreError,

@@ -599,7 +599,6 @@ impl<P: TokenProvider> Shared<P> {
             reason,
             "axra_auth: token fetch started"
         );
-        let _ = reason;
         let (tx, rx) = watch::channel(None);
         state.inflight = Some(rx.clone());
         this.counters.started.fetch_add(1, Ordering::Relaxed);
@@ -650,7 +649,6 @@ impl<P: TokenProvider> Shared<P> {
                         .as_secs(),
                     "axra_auth: token fetch finished"
                 );
-                let _ = entry;
             }
             Err(error) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,222 @@
+//! [`RequireAxraAuthLayer`]: the layer and its settings.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::service::RequireAxraAuth;
+use super::verified::VerifiedCache;
+use super::verify::Verifier;
+use crate::server::jwt::TokenIssuer;
+use crate::server::store::KeyStore;
+
+/// How many verified tokens [`RequireAxraAuthLayer`] remembers by default. A client reuses one
+/// token for an hour, so this covers thousands of clients; each entry is about 150 bytes.
+pub const DEFAULT_VERIFIED_TOKEN_CACHE: usize = 4096;
+
+/// Layer that requires an Axra API key or bearer token. See the [module docs](super).
+#[derive(Clone)]
+pub struct RequireAxraAuthLayer<K> {
+    verifier: Verifier<K>,
+}
+
+impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
+    /// Accepts keys found in `store` and tokens verified by `issuer`, remembering up to
+    /// [`DEFAULT_VERIFIED_TOKEN_CACHE`] verified tokens.
+    pub fn new(store: K, issuer: TokenIssuer) -> Self {
+        RequireAxraAuthLayer {
+            verifier: Verifier {
+                store,
+                verified: Some(Arc::new(VerifiedCache::new(
+                    DEFAULT_VERIFIED_TOKEN_CACHE,
+                    issuer.leeway().as_secs(),
+                ))),
+                issuer,
+            },
+        }
+    }
+
+    /// Remembers up to `capacity` verified tokens (keyed by their SHA-256 digest), so a token
+    /// seen before skips the signature check; expiry and key regeneration are still checked on
+    /// every request. `0` turns the cache off.
+    ///
+    /// For example, 1,000 clients each holding one one-hour token need 1,000 entries (about
+    /// 150 KB); the default, 4,096, leaves room for each client's next token during refreshes.
+    pub fn with_verified_token_cache(mut self, capacity: usize) -> Self {
+        let leeway = self.verifier.issuer.leeway().as_secs();
+        self.verifier.verified =
+            (capacity > 0).then(|| Arc::new(VerifiedCache::new(capacity, leeway)));
+        self
+    }
+
+    /// Renamed [`with_verified_token_cache`](Self::with_verified_token_cache), the crate's one
+    /// configuration style.
+    #[deprecated(since = "0.2.0", note = "use `with_verified_token_cache`")]
+    pub fn verified_token_cache(self, capacity: usize) -> Self {
+        self.with_verified_token_cache(capacity)
+    }
+
+    /// How many verified tokens are remembered now.
+    pub fn verified_tokens_cached(&self) -> usize {
+        self.verifier.verified.as_ref().map_or(0, |c| c.len())
+    }
+}
+
+impl<K> fmt::Debug for RequireAxraAuthLayer<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireAxraAuthLayer")
+            .field("issuer", &self.verifier.issuer)
+            .field(
+                "verified_token_cache",
+                &self.verifier.verified.as_ref().map(|c| c.capacity()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K: Clone> Layer<S> for RequireAxraAuthLayer<K> {
+    type Service = RequireAxraAuth<S, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireAxraAuth {
+            inner,
+            verifier: Arc::new(self.verifier.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::store::BusinessRecord;
+    use bytes::Bytes;
+    use http::header::AUTHORIZATION;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::{Either, Full};
+    use std::fmt;
+    use tower_service::Service;
+
+    use crate::credentials::Environment;
+    use crate::server::MemoryKeyStore;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, UNIX_EPOCH};
+    use tower::{ServiceExt, service_fn};
+
+    fn bearer(token: &str) -> Request<()> {
+        Request::builder()
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+    }
+
+    async fn status<S>(svc: &S, req: Request<()>) -> StatusCode
+    where
+        S: Service<Request<()>, Response = Response<Either<Full<Bytes>, Full<Bytes>>>> + Clone,
+        S::Error: fmt::Debug,
+    {
+        svc.clone().oneshot(req).await.unwrap().status()
+    }
+
+    fn ok_service() -> impl Service<
+        Request<()>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone {
+        service_fn(|_: Request<()>| async { Ok(Response::new(Full::default())) })
+    }
+
+    /// An issuer on a settable clock, and a business to issue tokens for.
+    fn clocked_business() -> (
+        Arc<AtomicU64>,
+        TokenIssuer,
+        MemoryKeyStore,
+        crate::server::IssuedCredentials,
+        BusinessRecord,
+    ) {
+        let now = Arc::new(AtomicU64::new(1_900_000_000));
+        let clock = Arc::clone(&now);
+        let issuer = TokenIssuer::random()
+            .with_clock(move || UNIX_EPOCH + Duration::from_secs(clock.load(Ordering::SeqCst)));
+        let store = MemoryKeyStore::new();
+        let issued = store.create_business("Acme", Environment::Test);
+        let record = store.lookup_business_for_tests(issued.business_id());
+        (now, issuer, store, issued, record)
+    }
+
+    #[tokio::test]
+    async fn cached_tokens_still_honour_expiry_and_regeneration() {
+        let (now, issuer, store, issued, record) = clocked_business();
+        let layer = RequireAxraAuthLayer::new(store.clone(), issuer.clone());
+        let svc = layer.layer(ok_service());
+
+        let token = issuer.issue(&record).unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                status(&svc, bearer(token.expose_secret())).await,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(layer.verified_tokens_cached(), 1);
+
+        // The cached token's signature on another payload is not a hit.
+        let (signed, signature) = token.expose_secret().rsplit_once('.').unwrap();
+        let (header, payload) = signed.split_once('.').unwrap();
+        let mut altered = payload.to_owned();
+        altered.push('A');
+        for forged in [
+            format!("{header}.{altered}.{signature}"),
+            format!("{header}.{}.{signature}", &payload[1..]),
+        ] {
+            assert_eq!(
+                status(&svc, bearer(&forged)).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+
+        now.fetch_add(3600 + 6, Ordering::SeqCst);
+        assert_eq!(
+            status(&svc, bearer(token.expose_secret())).await,
+            StatusCode::UNAUTHORIZED,
+            "a cached token still expires"
+        );
+
+        now.fetch_sub(3600 + 6, Ordering::SeqCst);
+        assert_eq!(
+            status(&svc, bearer(token.expose_secret())).await,
+            StatusCode::OK
+        );
+        store.regenerate(issued.business_id()).unwrap();
+        assert_eq!(
+            status(&svc, bearer(token.expose_secret())).await,
+            StatusCode::UNAUTHORIZED,
+            "a cached token of a regenerated key fails at once"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_verified_cache_stays_bounded() {
+        let (now, issuer, store, _, record) = clocked_business();
+        let layer = RequireAxraAuthLayer::new(store, issuer.clone()).with_verified_token_cache(32);
+        let svc = layer.layer(ok_service());
+        for _ in 0..500 {
+            now.fetch_add(1, Ordering::SeqCst); // a new iat: a distinct token
+            let token = issuer.issue(&record).unwrap();
+            assert_eq!(
+                status(&svc, bearer(token.expose_secret())).await,
+                StatusCode::OK
+            );
+        }
+        assert!(
+            layer.verified_tokens_cached() <= 32,
+            "{}",
+            layer.verified_tokens_cached()
+        );
+        // Forged tokens never enter it.
+        let off =
+            RequireAxraAuthLayer::new(MemoryKeyStore::new(), issuer).with_verified_token_cache(0);
+        assert_eq!(off.verified_tokens_cached(), 0);
+    }
+}

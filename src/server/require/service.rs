@@ -1,0 +1,84 @@
+//! [`RequireAxraAuth`]: the service. A request is judged before the inner service sees it; the
+//! verdict comes at once (an in-memory store, a cache hit) or after one store lookup.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Full};
+use tower_service::Service;
+
+use super::future::{ResponseFuture, State};
+use super::verify::{Verification, Verifier};
+use crate::server::rejection::is_grpc;
+use crate::server::store::KeyStore;
+
+/// Service that requires an Axra API key or bearer token, built by [`RequireAxraAuthLayer`].
+pub struct RequireAxraAuth<S, K> {
+    pub(super) inner: S,
+    pub(super) verifier: Arc<Verifier<K>>,
+}
+
+impl<S, K> RequireAxraAuth<S, K> {
+    inner_service_accessors!();
+}
+
+impl<S: Clone, K> Clone for RequireAxraAuth<S, K> {
+    fn clone(&self) -> Self {
+        RequireAxraAuth {
+            inner: self.inner.clone(),
+            verifier: Arc::clone(&self.verifier),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K> fmt::Debug for RequireAxraAuth<S, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireAxraAuth")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for RequireAxraAuth<S, K>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    K: KeyStore + Clone,
+{
+    type Response = Response<Either<ResBody, Full<Bytes>>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        match self.verifier.verify(&req) {
+            Verification::Now(Ok(business)) => {
+                // The store answered at once: call the service that was polled ready, no box.
+                req.extensions_mut().insert(business);
+                ResponseFuture {
+                    state: State::Call {
+                        future: self.inner.call(req),
+                    },
+                }
+            }
+            Verification::Now(Err(rejection)) => ResponseFuture::reject(rejection, is_grpc(&req)),
+            Verification::Later(verify) => {
+                // The service that was polled ready goes with the request; a clone stays behind.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Verify {
+                        verify,
+                        inner: Some(inner),
+                        req: Some(req),
+                    },
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! How a request's credentials are judged: the header parsing (strict, one value per header),
+//! the API-key lookup, and the bearer token's signature, expiry and key generation, from the
+//! verified-token cache when the token was seen before.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request};
+use sha2::{Digest, Sha256};
+
+use super::verified::{Slot, VerifiedCache};
+use crate::api_key::API_KEY_HEADER;
+use crate::server::jwt::{TokenIssuer, VerifiedToken};
+use crate::server::rejection::Rejection;
+use crate::server::store::{BusinessRecord, KeyDigest, KeyRecord, KeyStore, StoreError};
+use crate::server::{AuthMethod, AuthenticatedBusiness};
+
+/// A credential as presented, checked for shape only.
+enum Presented<'a> {
+    ApiKey(&'a [u8]),
+    Bearer(&'a str),
+}
+
+fn presented<B>(req: &Request<B>) -> Result<Presented<'_>, Rejection> {
+    if let Some(key) = single(req.headers(), &API_KEY_HEADER)? {
+        let key = key.as_bytes();
+        if key.is_empty() || !key.iter().all(u8::is_ascii_graphic) {
+            return Err(Rejection::Malformed);
+        }
+        return Ok(Presented::ApiKey(key));
+    }
+    let header = single(req.headers(), &AUTHORIZATION)?.ok_or(Rejection::Missing)?;
+    let header = header.to_str().map_err(|_| Rejection::Malformed)?;
+    let (scheme, token) = header.split_once(' ').ok_or(Rejection::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer")
+        || token.is_empty()
+        || !token.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Rejection::Malformed);
+    }
+    Ok(Presented::Bearer(token))
+}
+
+/// The one value of a credential header. Two values are refused, not judged by the first: a
+/// proxy or firewall in front of us may read the other one.
+fn single<'a>(
+    headers: &'a http::HeaderMap,
+    name: &http::HeaderName,
+) -> Result<Option<&'a HeaderValue>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if first.is_some() && values.next().is_some() {
+        return Err(Rejection::Malformed);
+    }
+    Ok(first)
+}
+
+/// The store, the issuer and the verified-token cache, shared by every clone of the service.
+#[derive(Clone)]
+pub(super) struct Verifier<K> {
+    pub(super) store: K,
+    pub(super) issuer: TokenIssuer,
+    pub(super) verified: Option<Arc<VerifiedCache>>,
+}
+
+pub(super) type Verdict = Result<AuthenticatedBusiness, Rejection>;
+
+fn key_verdict(found: Result<Option<KeyRecord>, StoreError>, digest: &KeyDigest) -> Verdict {
+    let record = found
+        .map_err(|_| Rejection::Unavailable)?
+        .ok_or(Rejection::InvalidApiKey)?;
+    if !record.key_digest.ct_eq(digest) {
+        return Err(Rejection::InvalidApiKey);
+    }
+    Ok(AuthenticatedBusiness {
+        business_id: record.business.id,
+        business_name: record.business.name,
+        environment: record.business.environment,
+        method: AuthMethod::ApiKey,
+    })
+}
+
+fn token_verdict(
+    found: Result<Option<BusinessRecord>, StoreError>,
+    token: &VerifiedToken,
+) -> Verdict {
+    let business = found
+        .map_err(|_| Rejection::Unavailable)?
+        .ok_or(Rejection::RevokedToken)?;
+    if business.key_generation != token.key_generation {
+        return Err(Rejection::RevokedToken);
+    }
+    Ok(AuthenticatedBusiness {
+        business_id: business.id,
+        business_name: business.name,
+        environment: business.environment,
+        method: AuthMethod::Bearer,
+    })
+}
+
+/// Whether the store answered with an older key generation than the token carries: the answer
+/// predates a regeneration (a cache), so it cannot judge the token.
+fn is_stale(found: &Result<Option<BusinessRecord>, StoreError>, token: &VerifiedToken) -> bool {
+    matches!(found, Ok(Some(business)) if business.key_generation < token.key_generation)
+}
+
+/// A verdict now, or a store lookup to await.
+pub(super) enum Verification {
+    Now(Verdict),
+    Later(Pin<Box<dyn Future<Output = Verdict> + Send>>),
+}
+
+impl<K: KeyStore + Clone> Verifier<K> {
+    /// Verifies a bearer token, from the cache when it was seen before. A hit still checks
+    /// expiry, and reuses the business it resolved to only while the store's revision (which
+    /// moves on every key regeneration) is unchanged.
+    fn verify_bearer(&self, token: &str) -> Verification {
+        let (Some(cache), Some((signed, signature))) = (&self.verified, token.rsplit_once('.'))
+        else {
+            return match self.issuer.verify(token) {
+                Ok(verified) => self.resolve(verified, None),
+                Err(error) => Verification::Now(Err(error.into())),
+            };
+        };
+        let slot = Slot {
+            cache,
+            digest: Sha256::digest(signature.as_bytes()).into(),
+            signed,
+        };
+        let now = self.issuer.now_unix();
+        let verified = match cache.get(&slot.digest, now) {
+            Some(cached) if *cached.signed == *signed => {
+                if let Err(error) = self
+                    .issuer
+                    .check_expiry_at(cached.token.expires_at_unix, now)
+                {
+                    return Verification::Now(Err(error.into()));
+                }
+                if let (Some((revision, business)), Some(now)) =
+                    (&cached.resolved, self.store.revision())
+                    && *revision == now
+                {
+                    return Verification::Now(Ok(business.clone()));
+                }
+                cached.token.clone()
+            }
+            _ => match self.issuer.verify(token) {
+                Ok(verified) => verified,
+                Err(error) => return Verification::Now(Err(error.into())),
+            },
+        };
+        self.resolve(verified, Some(slot))
+    }
+
+    /// Checks a verified token's business and key generation against the store, remembering the
+    /// answer in the cache when the store answered at once. A token newer than the store's
+    /// answer (a cache that predates a regeneration) is checked again against the source of
+    /// truth, never refused on the stale answer's word.
+    fn resolve(&self, verified: VerifiedToken, slot: Option<Slot<'_>>) -> Verification {
+        let revision = self.store.revision();
+        match self.store.try_find_business(&verified.business_id) {
+            Some(found) if !is_stale(&found, &verified) => {
+                let verdict = token_verdict(found, &verified);
+                if let (Some(slot), Ok(business)) = (&slot, &verdict) {
+                    let resolved = revision.map(|revision| (revision, business.clone()));
+                    slot.fill(verified, resolved);
+                }
+                Verification::Now(verdict)
+            }
+            stale_or_pending => {
+                if let Some(slot) = &slot {
+                    slot.fill(verified.clone(), None);
+                }
+                let store = self.store.clone();
+                let known_stale = stale_or_pending.is_some();
+                Verification::Later(Box::pin(async move {
+                    let id = &verified.business_id;
+                    let found = if known_stale {
+                        store.reload_business(id).await
+                    } else {
+                        match store.find_business(id).await {
+                            found if is_stale(&found, &verified) => store.reload_business(id).await,
+                            found => found,
+                        }
+                    };
+                    token_verdict(found, &verified)
+                }))
+            }
+        }
+    }
+
+    pub(super) fn verify<B>(&self, req: &Request<B>) -> Verification {
+        match presented(req) {
+            Err(rejection) => Verification::Now(Err(rejection)),
+            Ok(Presented::ApiKey(key)) => {
+                let digest = KeyDigest::of_bytes(key);
+                match self.store.try_find_by_key(&digest) {
+                    Some(found) => Verification::Now(key_verdict(found, &digest)),
+                    None => {
+                        let store = self.store.clone();
+                        Verification::Later(Box::pin(async move {
+                            key_verdict(store.find_by_key(&digest).await, &digest)
+                        }))
+                    }
+                }
+            }
+            Ok(Presented::Bearer(token)) => self.verify_bearer(token),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presented_credentials_are_parsed_strictly() {
+        let req = |name: &str, value: &[u8]| {
+            Request::builder()
+                .header(name, HeaderValue::from_bytes(value).unwrap())
+                .body(())
+                .unwrap()
+        };
+        assert!(matches!(
+            presented(&Request::new(())),
+            Err(Rejection::Missing)
+        ));
+        assert!(matches!(
+            presented(&req("authorization", b"bEaReR abc")),
+            Ok(Presented::Bearer("abc"))
+        ));
+        for bad in [
+            &b"Basic abc"[..],
+            b"Bearer",
+            b"Bearer ",
+            b"Bearer a b",
+            b"Bearerabc",
+            b"Bearer \xff",
+        ] {
+            assert!(
+                matches!(
+                    presented(&req("authorization", bad)),
+                    Err(Rejection::Malformed)
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            presented(&req("x-api-key", b"bk\xe9")),
+            Err(Rejection::Malformed)
+        ));
+        // A credential header sent twice is ambiguous: refused, whichever values it carries.
+        for name in ["x-api-key", "authorization"] {
+            let mut twice = req(name, b"Bearer abc");
+            twice
+                .headers_mut()
+                .append(name, HeaderValue::from_static("Bearer abc"));
+            assert!(
+                matches!(presented(&twice), Err(Rejection::Malformed)),
+                "{name}"
+            );
+        }
+    }
+}
