@@ -181,21 +181,18 @@ impl<P: TokenProvider> Middleware for BearerTokenMiddleware<P> {
         if req.headers().contains_key(AUTHORIZATION) {
             return next.run(req, extensions).await;
         }
-        let entry = match self.cache.usable_entry() {
-            Some(entry) => entry,
+        let (header, report) = match self.cache.usable_header() {
+            Some(usable) => usable,
             None => self
                 .cache
-                .entry()
+                .wait_for_header()
                 .await
                 .map_err(reqwest_middleware::Error::middleware)?,
         };
-        req.headers_mut()
-            .insert(AUTHORIZATION, entry.header.clone());
-        let generation = entry.generation;
-        drop(entry);
+        req.headers_mut().insert(AUTHORIZATION, header);
         let response = next.run(req, extensions).await?;
         if crate::token::rejects_token(response.status(), response.headers()) {
-            self.cache.invalidate_generation(generation);
+            report.rejected();
         }
         Ok(response)
     }

@@ -241,8 +241,8 @@ fn client_for(server: &FaultServer) -> (Arc<FaultCache>, Arc<AtomicUsize>) {
         inner: provider,
         count: Arc::clone(&count),
     })
-    .fetch_timeout(FETCH_TIMEOUT)
-    .backoff(BACKOFF_INITIAL, BACKOFF_MAX)
+    .with_fetch_timeout(FETCH_TIMEOUT)
+    .with_backoff(BACKOFF_INITIAL, BACKOFF_MAX)
     .build();
     (Arc::new(cache), count)
 }

@@ -78,8 +78,8 @@ async fn soak_with_short_tokens_and_a_flaky_endpoint() {
     };
     let cache = Arc::new(
         TokenCache::builder(provider)
-            .fetch_timeout(Duration::from_secs(2))
-            .backoff(Duration::from_millis(100), Duration::from_millis(400))
+            .with_fetch_timeout(Duration::from_secs(2))
+            .with_backoff(Duration::from_millis(100), Duration::from_millis(400))
             .build(),
     );
     let client = BearerTokenLayer::from_cache(Arc::clone(&cache)).layer(hyper_client());

@@ -228,7 +228,7 @@ async fn a_dropped_caller_does_not_abort_the_fetch_others_wait_on() {
 #[tokio::test(start_paused = true)]
 async fn a_hanging_endpoint_times_out() {
     let cache = TokenCache::builder(std::future::pending::<Result<AccessToken, TokenError>>)
-        .fetch_timeout(Duration::from_secs(2))
+        .with_fetch_timeout(Duration::from_secs(2))
         .build();
     let started = Instant::now();
     let err = cache.token().await.unwrap_err();

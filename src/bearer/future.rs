@@ -2,38 +2,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::error::BoxError;
-use crate::token::{TokenCache, TokenProvider};
+use crate::token::TokenProvider;
+use crate::token::cache::RejectionReport;
 
 type Waiting<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
-
-/// How a response future reaches the cache to invalidate a rejected token.
-pub(super) enum Invalidator<P> {
-    /// The cache handle every clone shares.
-    Shared(Arc<TokenCache<P>>),
-    /// A service instance's own handle (its reference count is not shared across threads).
-    Private(Arc<PrivateHandle<P>>),
-}
-
-/// A service instance's own reference to the shared cache: cloning the outer `Arc` touches only
-/// this instance's count.
-pub(super) struct PrivateHandle<P>(pub(super) Arc<TokenCache<P>>);
-
-impl<P> Invalidator<P> {
-    #[inline]
-    fn cache(&self) -> &TokenCache<P> {
-        match self {
-            Invalidator::Shared(cache) => cache,
-            Invalidator::Private(handle) => &handle.0,
-        }
-    }
-}
 
 pin_project! {
     /// Response future of [`BearerTokenService`](super::BearerTokenService).
@@ -52,7 +30,7 @@ pin_project! {
         Direct {
             #[pin]
             future: F,
-            used: Option<(Invalidator<P>, u64)>,
+            used: Option<RejectionReport<P>>,
         },
         Waiting {
             future: Waiting<Response<ResBody>>,
@@ -61,7 +39,7 @@ pin_project! {
 }
 
 impl<F, P, ResBody> ResponseFuture<F, P, ResBody> {
-    pub(super) fn direct(future: F, used: Option<(Invalidator<P>, u64)>) -> Self {
+    pub(super) fn direct(future: F, used: Option<RejectionReport<P>>) -> Self {
         ResponseFuture {
             kind: Kind::Direct { future, used },
         }
@@ -95,10 +73,10 @@ where
         match self.project().kind.project() {
             KindProj::Direct { future, used } => {
                 let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                if let Some((invalidator, generation)) = used.take()
+                if let Some(report) = used.take()
                     && is_rejection(&response)
                 {
-                    invalidator.cache().invalidate_generation(generation);
+                    report.rejected();
                 }
                 Poll::Ready(Ok(response))
             }

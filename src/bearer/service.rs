@@ -1,0 +1,93 @@
+//! [`BearerTokenService`]: sets `Authorization: Bearer <token>` and calls the inner service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::future::{ResponseFuture, is_rejection};
+use crate::error::BoxError;
+use crate::token::cache::InstanceHandle;
+use crate::token::{TokenCache, TokenProvider};
+
+/// Service that authenticates requests with a cached bearer token, built by
+/// [`BearerTokenLayer`](super::BearerTokenLayer).
+pub struct BearerTokenService<S, P> {
+    pub(super) inner: S,
+    /// This instance's hold on the shared cache (see `token/cache/handle.rs`).
+    pub(super) handle: InstanceHandle<P>,
+}
+
+impl<S, P> BearerTokenService<S, P> {
+    /// The token cache.
+    pub fn cache(&self) -> &Arc<TokenCache<P>> {
+        self.handle.cache()
+    }
+
+    inner_service_accessors!();
+}
+
+impl<S: Clone, P> Clone for BearerTokenService<S, P> {
+    fn clone(&self) -> Self {
+        BearerTokenService {
+            inner: self.inner.clone(),
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, P> fmt::Debug for BearerTokenService<S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerTokenService")
+            .field("inner", &self.inner)
+            .field("cache", self.handle.cache())
+            .finish()
+    }
+}
+
+impl<S, P, B, ResBody> Service<Request<B>> for BearerTokenService<S, P>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    P: TokenProvider,
+    B: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, P, ResBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if req.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::direct(self.inner.call(req), None);
+        }
+        // Hot path: a usable token; no lock, no await, no allocation.
+        if let Some((header, report)) = self.handle.usable() {
+            req.headers_mut().insert(AUTHORIZATION, header);
+            return ResponseFuture::direct(self.inner.call(req), Some(report));
+        }
+        // Cold path: take the service that was polled ready, leave a clone behind, and wait for
+        // the one fetch.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let cache = Arc::clone(self.handle.cache());
+        ResponseFuture::waiting(async move {
+            let (header, report) = cache.wait_for_header().await?;
+            req.headers_mut().insert(AUTHORIZATION, header);
+            let response = inner.call(req).await.map_err(Into::into)?;
+            if is_rejection(&response) {
+                report.rejected();
+            }
+            Ok(response)
+        })
+    }
+}

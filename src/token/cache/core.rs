@@ -1,0 +1,377 @@
+//! The primitive under [`TokenCache`](super::TokenCache): the current token, and the one fetch
+//! that replaces it. Its narrow API is what both client layers call:
+//!
+//! - [`usable`](CacheCore::usable): the current token if usable (no lock; claims the one
+//!   refresh-ahead when one is due);
+//! - [`wait`](CacheCore::wait): a usable token, joining the fetch in flight or starting one
+//!   (double-checked under a tokio `Mutex` that is never held across the fetch);
+//! - [`reject`](CacheCore::reject): a rejected token is dropped, at the pace the policy allows.
+//!
+//! Timeouts, backoff, jitter and deadlines come from [`Config`]; state transitions of a token
+//! from [`Entry`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+use tokio::sync::{Mutex, MutexGuard, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::entry::{Entry, Phase};
+use super::policy::Config;
+use crate::error::{TokenError, TokenErrorKind};
+use crate::token::{AccessToken, TokenProvider};
+
+/// What waiters of a fetch receive: nothing yet, then the new entry or the error.
+type Outcome = Option<Result<Arc<Entry>, TokenError>>;
+
+/// The fetch in flight, and the last failure while the cache backs off.
+struct FetchState {
+    inflight: Option<watch::Receiver<Outcome>>,
+    failure: Option<FetchFailure>,
+}
+
+/// Failed fetches in a row, the last error (served to waiters during the backoff) and when the
+/// next attempt may start.
+struct FetchFailure {
+    error: TokenError,
+    retry_at: Instant,
+    consecutive: u32,
+}
+
+/// The counters behind [`CacheStats`](super::CacheStats).
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) started: AtomicU64,
+    pub(super) succeeded: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) waits: AtomicU64,
+    pub(super) invalidations: AtomicU64,
+    pub(super) rejections_deferred: AtomicU64,
+}
+
+/// The current token and the single-flight fetch of the next one. Shared by every clone of a
+/// cache's handles; background tasks hold it weakly.
+pub(crate) struct CacheCore<P> {
+    provider: Arc<P>,
+    pub(super) config: Config,
+    current: ArcSwapOption<Entry>,
+    state: Mutex<FetchState>,
+    generation: AtomicU64,
+    pub(super) counters: Counters,
+    fetch_task: StdMutex<Option<AbortHandle>>,
+    /// Tokens dropped in a row after rejections, each soon after it was fetched (see
+    /// [`Config::rejection_hold`]). Taken only when a token is rejected, never on the hot path.
+    rejection_streak: StdMutex<u32>,
+}
+
+impl<P> Drop for CacheCore<P> {
+    fn drop(&mut self) {
+        let task = self
+            .fetch_task
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+}
+
+impl<P> CacheCore<P> {
+    pub(super) fn new(provider: P, config: Config) -> Self {
+        CacheCore {
+            provider: Arc::new(provider),
+            config,
+            current: ArcSwapOption::empty(),
+            state: Mutex::new(FetchState {
+                inflight: None,
+                failure: None,
+            }),
+            generation: AtomicU64::new(0),
+            counters: Counters::default(),
+            fetch_task: StdMutex::new(None),
+            rejection_streak: StdMutex::new(0),
+        }
+    }
+
+    pub(super) fn provider(&self) -> &P {
+        &self.provider
+    }
+
+    /// The current entry, usable or not.
+    pub(super) fn current(&self) -> Option<Arc<Entry>> {
+        self.current.load_full()
+    }
+}
+
+impl<P: TokenProvider> CacheCore<P> {
+    /// The current entry if it is usable, claiming the one background refresh when it is due.
+    /// No lock; no clock read outside the refresh window.
+    pub(crate) fn usable(self: &Arc<Self>) -> Option<Arc<Entry>> {
+        let current = self.current.load_full()?;
+        self.still_usable(&current).then_some(current)
+    }
+
+    /// Whether `entry` may be used now, claiming its refresh when it is due.
+    #[inline]
+    pub(crate) fn still_usable(self: &Arc<Self>, entry: &Entry) -> bool {
+        match entry.phase() {
+            Phase::Fresh => true,
+            Phase::RefreshDue => {
+                self.refresh_ahead(entry);
+                true
+            }
+            Phase::Expired => false,
+        }
+    }
+
+    /// A usable entry: the current one, the one the fetch in flight brings, or one a new fetch
+    /// brings. During a backoff after failures, the last error at once.
+    pub(crate) async fn wait(self: &Arc<Self>) -> Result<Arc<Entry>, TokenError> {
+        if let Some(entry) = self.usable() {
+            return Ok(entry);
+        }
+        self.counters.waits.fetch_add(1, Ordering::Relaxed);
+        trace_event!(
+            tracing::Level::DEBUG,
+            "axra_auth: no usable token, request waits for a fetch"
+        );
+        let mut outcome = {
+            let mut state = self.state.lock().await;
+            // Double-check: whoever held the lock before us may have stored a fresh token.
+            if let Some(entry) = self.usable() {
+                return Ok(entry);
+            }
+            self.reap_dead_fetch(&mut state);
+            match &state.inflight {
+                Some(inflight) => inflight.clone(),
+                None => {
+                    if let Some(failure) = &state.failure
+                        && Instant::now() < failure.retry_at
+                    {
+                        return Err(failure.error.clone());
+                    }
+                    self.start_fetch(&mut state, "cold")
+                }
+            }
+        };
+        let result = match outcome.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        result.unwrap_or_else(|| Err(TokenError::new(TokenErrorKind::Aborted)))
+    }
+
+    /// Drops the current entry if `rejected` says it is the refused one and the policy lets a
+    /// token of its age go (see [`TokenCache::invalidate`](super::TokenCache::invalidate)).
+    pub(crate) fn reject(&self, rejected: impl Fn(&Entry) -> bool) {
+        let current = self.current.load();
+        let Some(entry) = current.as_ref() else {
+            return;
+        };
+        if !rejected(entry) {
+            return;
+        }
+        let age = Instant::now().saturating_duration_since(entry.fetched_at);
+        let mut streak = self
+            .rejection_streak
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if age >= self.config.streak_reset_age() {
+            *streak = 0;
+        }
+        if age < self.config.rejection_hold(*streak) {
+            self.counters
+                .rejections_deferred
+                .fetch_add(1, Ordering::Relaxed);
+            trace_event!(
+                tracing::Level::DEBUG,
+                "axra_auth: token rejected soon after it was fetched, kept until the backoff passes"
+            );
+            return;
+        }
+        let previous = self.current.compare_and_swap(&*current, None);
+        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, entry)) {
+            entry.expire();
+            *streak = streak.saturating_add(1);
+            self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+            trace_event!(
+                tracing::Level::INFO,
+                rejected_in_a_row = *streak,
+                "axra_auth: token rejected, cache invalidated"
+            );
+        }
+    }
+
+    /// Starts one background refresh for `entry`, unless someone already did.
+    fn refresh_ahead(self: &Arc<Self>, entry: &Entry) {
+        if !entry.claim_refresh() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to refresh in: let a later caller (inside one) try.
+            entry.release_refresh();
+            return;
+        };
+        runtime.spawn(Self::refresh_task(Arc::downgrade(self), entry.generation));
+    }
+
+    /// Spawns the one fetch; the caller holds the state lock.
+    fn start_fetch(
+        self: &Arc<Self>,
+        state: &mut FetchState,
+        reason: &'static str,
+    ) -> watch::Receiver<Outcome> {
+        trace_event!(
+            tracing::Level::DEBUG,
+            reason,
+            "axra_auth: token fetch started"
+        );
+        let (tx, rx) = watch::channel(None);
+        state.inflight = Some(rx.clone());
+        self.counters.started.fetch_add(1, Ordering::Relaxed);
+        let provider = Arc::clone(&self.provider);
+        let weak = Arc::downgrade(self);
+        let timeout = self.config.fetch_timeout;
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(timeout, provider.fetch_token()).await {
+                Ok(result) => result,
+                Err(_) => Err(TokenError::new(TokenErrorKind::Timeout)),
+            };
+            drop(provider);
+            if let Some(core) = weak.upgrade() {
+                let state = core.state.lock().await;
+                core.complete(state, started, result, tx);
+            }
+        });
+        *self
+            .fetch_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+        rx
+    }
+
+    fn complete(
+        &self,
+        mut state: MutexGuard<'_, FetchState>,
+        started: Instant,
+        result: Result<AccessToken, TokenError>,
+        tx: watch::Sender<Outcome>,
+    ) {
+        state.inflight = None;
+        let outcome = result.and_then(|token| self.install(token, started));
+        match &outcome {
+            Ok(entry) => {
+                self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+                state.failure = None;
+                trace_event!(
+                    tracing::Level::INFO,
+                    outcome = "ok",
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    lifetime_s = entry.token.lifetime().as_secs(),
+                    usable_for_s = entry
+                        .usable_until
+                        .saturating_duration_since(Instant::now())
+                        .as_secs(),
+                    "axra_auth: token fetch finished"
+                );
+            }
+            Err(error) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.record_failure(&mut state, error.clone());
+                trace_event!(
+                    tracing::Level::WARN,
+                    outcome = "error",
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    error = %error,
+                    transient = error.is_transient(),
+                    backoff_ms = state.failure.as_ref().map_or(0, |f| f.retry_at.saturating_duration_since(Instant::now()).as_millis() as u64),
+                    "axra_auth: token fetch failed"
+                );
+                // Let the next caller that sees the refresh due start another attempt; it waits
+                // out the backoff first.
+                if let Some(current) = self.current.load().as_ref() {
+                    current.release_refresh();
+                }
+            }
+        }
+        tx.send_replace(Some(outcome));
+    }
+
+    /// Turns a fresh token into the current entry, retiring the one it replaces.
+    fn install(&self, token: AccessToken, started: Instant) -> Result<Arc<Entry>, TokenError> {
+        let mut header = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
+            .map_err(|_| {
+                TokenError::new(TokenErrorKind::InvalidResponse)
+                    .with_detail("the access token is not a valid header value")
+            })?;
+        header.set_sensitive(true);
+        let deadlines = self
+            .config
+            .deadlines(token.expires_at(), token.lifetime(), started);
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let entry = Entry::start(token, header, generation, started, deadlines);
+        if let Some(old) = self.current.swap(Some(Arc::clone(&entry))) {
+            old.expire();
+        }
+        Ok(entry)
+    }
+
+    /// Background refresh of the entry of `generation`: waits out any backoff (holding nothing),
+    /// then starts one fetch unless the entry was replaced or a fetch is already running.
+    async fn refresh_task(weak: Weak<Self>, generation: u64) {
+        loop {
+            let Some(core) = weak.upgrade() else { return };
+            let mut state = core.state.lock().await;
+            let still_current = core
+                .current
+                .load()
+                .as_ref()
+                .is_some_and(|entry| entry.generation == generation);
+            core.reap_dead_fetch(&mut state);
+            if !still_current || state.inflight.is_some() {
+                return;
+            }
+            if let Some(failure) = &state.failure
+                && Instant::now() < failure.retry_at
+            {
+                let retry_at = failure.retry_at;
+                drop(state);
+                drop(core);
+                tokio::time::sleep_until(retry_at).await;
+                continue;
+            }
+            core.start_fetch(&mut state, "refresh_ahead");
+            return;
+        }
+    }
+
+    /// A fetch whose task died without answering (runtime shutdown, panicking provider) counts
+    /// as a failed fetch, so callers do not join it forever.
+    fn reap_dead_fetch(&self, state: &mut FetchState) {
+        let dead = state
+            .inflight
+            .as_ref()
+            .is_some_and(|inflight| inflight.has_changed().is_err() && inflight.borrow().is_none());
+        if dead {
+            state.inflight = None;
+            self.record_failure(state, TokenError::new(TokenErrorKind::Aborted));
+        }
+    }
+
+    fn record_failure(&self, state: &mut FetchState, error: TokenError) {
+        let consecutive = state.failure.as_ref().map_or(0, |f| f.consecutive) + 1;
+        let wait = self.config.backoff(consecutive, &error);
+        state.failure = Some(FetchFailure {
+            error,
+            retry_at: Instant::now()
+                .checked_add(wait)
+                .unwrap_or_else(Instant::now),
+            consecutive,
+        });
+    }
+}

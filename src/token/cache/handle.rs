@@ -1,0 +1,161 @@
+//! How a client layer holds a shared [`TokenCache`]: the header of a usable token, and a
+//! [`RejectionReport`] that drops that very token if the server refuses it.
+//!
+//! [`InstanceHandle`] is the tower layer's per-service-instance view. While the token it last
+//! used stays usable, a request reads one atomic (the token's phase, see `entry.rs`) and clones
+//! two handles. An instance that keeps sending (a client reused in a loop, one per thread) makes
+//! its own copy of both handles after its second request (three allocations, once), so instances
+//! on different threads stop bouncing shared reference counts between cores: this is what lets
+//! the bearer layer scale with threads (`bearer_contention` in BENCHMARKS.md). An instance used
+//! once, as in `client.clone().oneshot(req)`, allocates nothing.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use super::TokenCache;
+use super::entry::Entry;
+use crate::token::TokenProvider;
+
+/// After this many requests an instance makes its own copies (see the module docs).
+const SHARED_COPY_REQUESTS: u8 = 2;
+
+/// A reference to the cache that a response future keeps to report a rejection.
+enum CacheRef<P> {
+    /// The handle every clone shares.
+    Shared(Arc<TokenCache<P>>),
+    /// One service instance's own handle: cloning it touches only that instance's count.
+    Private(Arc<PrivateCache<P>>),
+}
+
+/// A service instance's own reference to the shared cache.
+struct PrivateCache<P>(Arc<TokenCache<P>>);
+
+/// Drops the token a request used if the server refused it (see
+/// [`TokenCache::invalidate`] for the pace at which rejections are honoured).
+pub(crate) struct RejectionReport<P> {
+    cache: CacheRef<P>,
+    generation: u64,
+}
+
+impl<P: TokenProvider> RejectionReport<P> {
+    pub(super) fn shared(cache: Arc<TokenCache<P>>, generation: u64) -> Self {
+        RejectionReport {
+            cache: CacheRef::Shared(cache),
+            generation,
+        }
+    }
+
+    /// The server refused the token.
+    pub(crate) fn rejected(self) {
+        let cache = match &self.cache {
+            CacheRef::Shared(cache) => cache,
+            CacheRef::Private(private) => &private.0,
+        };
+        cache.invalidate_generation(self.generation);
+    }
+}
+
+/// The token a service instance last used, with its own copy of the header once it keeps
+/// sending.
+struct Lease {
+    entry: Arc<Entry>,
+    header: HeaderValue,
+    private_header: bool,
+}
+
+impl Lease {
+    fn new(entry: Arc<Entry>) -> Self {
+        Lease {
+            header: entry.header.clone(),
+            entry,
+            private_header: false,
+        }
+    }
+}
+
+/// A service instance's hold on a shared [`TokenCache`]. See the [module docs](self).
+pub(crate) struct InstanceHandle<P> {
+    cache: Arc<TokenCache<P>>,
+    lease: Option<Lease>,
+    private_cache: Option<Arc<PrivateCache<P>>>,
+    requests_sent: u8,
+}
+
+impl<P> InstanceHandle<P> {
+    pub(crate) fn new(cache: Arc<TokenCache<P>>) -> Self {
+        InstanceHandle {
+            cache,
+            lease: None,
+            private_cache: None,
+            requests_sent: 0,
+        }
+    }
+
+    pub(crate) fn cache(&self) -> &Arc<TokenCache<P>> {
+        &self.cache
+    }
+}
+
+impl<P> Clone for InstanceHandle<P> {
+    /// A new instance: it shares this one's lease until it makes its own copies.
+    fn clone(&self) -> Self {
+        InstanceHandle {
+            cache: Arc::clone(&self.cache),
+            lease: self.lease.as_ref().map(|lease| Lease {
+                entry: Arc::clone(&lease.entry),
+                header: lease.header.clone(),
+                private_header: false,
+            }),
+            private_cache: None,
+            requests_sent: 0,
+        }
+    }
+}
+
+impl<P: TokenProvider> InstanceHandle<P> {
+    /// The header of a usable cached token and the report of its rejection, or `None` when no
+    /// token is usable (then wait with [`TokenCache::wait_for_header`]).
+    #[inline]
+    pub(crate) fn usable(&mut self) -> Option<(HeaderValue, RejectionReport<P>)> {
+        let reused = self.requests_sent >= SHARED_COPY_REQUESTS;
+        if !reused {
+            self.requests_sent += 1;
+        }
+        let core = self.cache.core();
+        let still_usable = self
+            .lease
+            .as_ref()
+            .is_some_and(|lease| core.still_usable(&lease.entry));
+        if !still_usable {
+            self.lease = core.usable().map(Lease::new);
+        }
+        let lease = self.lease.as_mut()?;
+        let generation = lease.entry.generation;
+        if !reused {
+            let report = RejectionReport::shared(Arc::clone(&self.cache), generation);
+            return Some((lease.header.clone(), report));
+        }
+        if !lease.private_header {
+            lease.header = private_copy(&lease.header);
+            lease.private_header = true;
+        }
+        let cache = &self.cache;
+        let private = self
+            .private_cache
+            .get_or_insert_with(|| Arc::new(PrivateCache(Arc::clone(cache))));
+        let report = RejectionReport {
+            cache: CacheRef::Private(Arc::clone(private)),
+            generation,
+        };
+        Some((lease.header.clone(), report))
+    }
+}
+
+/// A copy of a header value with its own buffer (so its reference count is this instance's).
+fn private_copy(header: &HeaderValue) -> HeaderValue {
+    let mut copy = HeaderValue::from_bytes(header.as_bytes())
+        .expect("a copy of a valid header value is valid");
+    copy.set_sensitive(true);
+    copy
+}
