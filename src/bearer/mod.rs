@@ -7,7 +7,7 @@
 //!   calls the inner service directly: no lock, no boxing, no extra await.
 //! - When no usable token exists the request waits for the one fetch in flight, then goes on; the
 //!   inner service that was polled ready travels with it and a clone stays behind.
-//! - A token failure is returned as a [`BoxError`] that downcasts to
+//! - A token failure is returned as a [`BoxError`](crate::BoxError) that downcasts to
 //!   [`TokenError`](crate::TokenError).
 //! - An `Authorization` header already on the request wins and skips the cache.
 //! - A `401` answer (or a gRPC `UNAUTHENTICATED` status in the headers) to a request that used the

@@ -15,7 +15,8 @@ use super::verify::{Verification, Verifier};
 use crate::server::rejection::is_grpc;
 use crate::server::store::KeyStore;
 
-/// Service that requires an Axra API key or bearer token, built by [`RequireAxraAuthLayer`].
+/// Service that requires an Axra API key or bearer token, built by
+/// [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer).
 pub struct RequireAxraAuth<S, K> {
     pub(super) inner: S,
     pub(super) verifier: Arc<Verifier<K>>,

@@ -78,7 +78,7 @@ impl MemoryKeyStore {
     ///
     /// # Errors
     ///
-    /// [`StoreErrorKind::DuplicateKey`] when another business already has this API key (as
+    /// [`StoreErrorKind::DuplicateKey`](super::StoreErrorKind::DuplicateKey) when another business already has this API key (as
     /// `PgKeyStore`'s unique index refuses it): one key never authenticates two businesses.
     pub fn add_business(
         &self,
@@ -126,7 +126,7 @@ impl MemoryKeyStore {
     ///
     /// # Errors
     ///
-    /// [`StoreErrorKind::UnknownBusiness`] when no business has that id.
+    /// [`StoreErrorKind::UnknownBusiness`](super::StoreErrorKind::UnknownBusiness) when no business has that id.
     ///
     /// # Panics
     ///

@@ -42,6 +42,7 @@ pub(crate) use digest::{DigestHasher, DigestMap};
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryKeyStore;
 pub use mint::IssuedCredentials;
+#[cfg(feature = "postgres")]
 pub(crate) use mint::new_credentials;
 
 /// A business as the store knows it. Cheap to clone.
