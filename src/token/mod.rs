@@ -30,6 +30,7 @@
 //! ```
 
 pub mod axra;
+mod base_url;
 pub mod cache;
 
 use std::fmt;
