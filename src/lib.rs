@@ -73,6 +73,18 @@
 //! for this machine unless you opt in with
 //! [`with_insecure_http_base_url`](AxraTokenProvider::with_insecure_http_base_url).
 //!
+//! # Configuration
+//!
+//! One style throughout: a value is built with a constructor named for its mode (`new`,
+//! `from_cache`, `connect`, `random`), and every option is a `with_*` method that takes the value
+//! and returns it, so options chain: [`AxraTokenProvider::with_base_url`],
+//! `TokenIssuer::with_lifetime`, `CachedKeyStore::with_ttl`,
+//! `RequireAxraAuthLayer::with_verified_token_cache`, `PgKeyStore::with_pool_size`. A
+//! [`TokenCache`] collects its `with_*` options on a [`TokenCacheBuilder`] before it starts. An
+//! option that can be refused returns a `Result` and says why under `# Errors`; one with a
+//! range says what happens outside it. The names 0.1 used otherwise (`ttl`, `fetch_timeout`,
+//! `verified_token_cache`, `connect_with`, ...) remain as deprecated aliases for one release.
+//!
 //! # Feature flags
 //!
 //! No feature is on by default.
@@ -155,4 +167,6 @@ pub use credentials::{ApiKey, ApiSecret, Credentials, DEFAULT_BASE_URL, Environm
 pub use error::{
     BoxError, CredentialError, CredentialKind, InvalidBaseUrl, TokenError, TokenErrorKind,
 };
-pub use token::{AccessToken, AxraTokenProvider, CacheStats, TokenCache, TokenProvider};
+pub use token::{
+    AccessToken, AxraTokenProvider, CacheStats, TokenCache, TokenCacheBuilder, TokenProvider,
+};

@@ -304,7 +304,10 @@ async fn a_regeneration_whose_answer_is_lost_says_so_and_a_retry_recovers() {
     let Some(url) = database_url() else { return };
     let direct = store(&url).await;
     let (proxy, proxied) = proxied(&url).await;
-    let through_proxy = PgKeyStore::connect_with(&proxied, 2, Duration::from_secs(1)).unwrap();
+    let through_proxy = PgKeyStore::connect(&proxied)
+        .unwrap()
+        .with_pool_size(2)
+        .with_timeout(Duration::from_secs(1));
     let issued = direct
         .create_business("Lost Answer", Environment::Test)
         .await
@@ -380,7 +383,10 @@ async fn an_outage_answers_503_then_service_resumes() {
     let Some(url) = database_url() else { return };
     let (proxy, proxied) = proxied(&url).await;
 
-    let store = PgKeyStore::connect_with(&proxied, 4, Duration::from_secs(1)).unwrap();
+    let store = PgKeyStore::connect(&proxied)
+        .unwrap()
+        .with_pool_size(4)
+        .with_timeout(Duration::from_secs(1));
     store.migrate().await.unwrap();
     let issued = store
         .create_business("Outage", Environment::Test)
