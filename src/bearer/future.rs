@@ -39,6 +39,7 @@ pin_project! {
 }
 
 impl<F, P, ResBody> ResponseFuture<F, P, ResBody> {
+    #[inline(always)]
     pub(super) fn direct(future: F, used: Option<RejectionReport<P>>) -> Self {
         ResponseFuture {
             kind: Kind::Direct { future, used },

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::AUTHORIZATION;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use tower_service::Service;
 
 use super::future::{ResponseFuture, is_rejection};
 use crate::error::BoxError;
-use crate::token::cache::InstanceHandle;
+use crate::token::cache::{InstanceHandle, RejectionReport};
 use crate::token::{TokenCache, TokenProvider};
 
 /// Service that authenticates requests with a cached bearer token, built by
@@ -66,17 +66,43 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if req.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::direct(self.inner.call(req), None);
+        match self.authorize(req.headers_mut()) {
+            Some(report) => ResponseFuture::direct(self.inner.call(req), report),
+            None => self.wait_for_token(req),
         }
-        // Hot path: a usable token; no lock, no await, no allocation.
-        if let Some((header, report)) = self.handle.usable() {
-            req.headers_mut().insert(AUTHORIZATION, header);
-            return ResponseFuture::direct(self.inner.call(req), Some(report));
+    }
+}
+
+impl<S, P: TokenProvider> BearerTokenService<S, P> {
+    /// Sets the cached token's header, if a token is usable: `Some` with the report of its
+    /// rejection (`Some(None)` when the request brought its own `Authorization`, which wins),
+    /// `None` when the request must wait for a token. No lock, no await, no allocation.
+    #[inline]
+    fn authorize(&mut self, headers: &mut HeaderMap) -> Option<Option<RejectionReport<P>>> {
+        if headers.contains_key(AUTHORIZATION) {
+            return Some(None);
         }
-        // Cold path: take the service that was polled ready, leave a clone behind, and wait for
-        // the one fetch.
+        self.handle.authorize(headers).map(Some)
+    }
+}
+
+impl<S, P> BearerTokenService<S, P> {
+    /// Cold path: take the service that was polled ready, leave a clone behind, and wait for
+    /// the one fetch.
+    fn wait_for_token<B, ResBody>(
+        &mut self,
+        mut req: Request<B>,
+    ) -> ResponseFuture<S::Future, P, ResBody>
+    where
+        S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError>,
+        P: TokenProvider,
+        B: Send + 'static,
+        ResBody: Send + 'static,
+    {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let cache = Arc::clone(self.handle.cache());

@@ -200,16 +200,18 @@ struct TokenRequest<'a> {
     api_secret: &'a str,
 }
 
+/// The token endpoint's answer: `{"success", "data", "message"}`.
 #[derive(Deserialize)]
 struct Envelope {
     success: Option<bool>,
-    data: Option<TokenData>,
+    data: Option<ExchangeData>,
     message: Option<String>,
 }
 
+/// The `data` of a successful exchange; every field is checked in `parse`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TokenData {
+struct ExchangeData {
     access_token: Option<String>,
     token_type: Option<String>,
     expires_in: Option<serde_json::Value>,

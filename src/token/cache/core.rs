@@ -116,7 +116,7 @@ impl<P: TokenProvider> CacheCore<P> {
     }
 
     /// Whether `entry` may be used now, claiming its refresh when it is due.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn still_usable(self: &Arc<Self>, entry: &Entry) -> bool {
         match entry.phase() {
             Phase::Fresh => true,

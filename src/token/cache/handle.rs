@@ -11,10 +11,11 @@
 
 use std::sync::Arc;
 
-use http::HeaderValue;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
 
 use super::TokenCache;
-use super::entry::Entry;
+use super::entry::{Entry, Phase};
 use crate::token::TokenProvider;
 
 /// After this many requests an instance makes its own copies (see the module docs).
@@ -114,41 +115,43 @@ impl<P> Clone for InstanceHandle<P> {
 }
 
 impl<P: TokenProvider> InstanceHandle<P> {
-    /// The header of a usable cached token and the report of its rejection, or `None` when no
-    /// token is usable (then wait with [`TokenCache::wait_for_header`]).
+    /// Sets `Authorization` in `headers` from a usable cached token and returns the report of
+    /// its rejection, or `None` (headers untouched) when no token is usable: then wait with
+    /// [`TokenCache::wait_for_header`].
     #[inline]
-    pub(crate) fn usable(&mut self) -> Option<(HeaderValue, RejectionReport<P>)> {
+    pub(crate) fn authorize(&mut self, headers: &mut HeaderMap) -> Option<RejectionReport<P>> {
         let reused = self.requests_sent >= SHARED_COPY_REQUESTS;
         if !reused {
             self.requests_sent += 1;
         }
-        let core = self.cache.core();
-        let still_usable = self
-            .lease
-            .as_ref()
-            .is_some_and(|lease| core.still_usable(&lease.entry));
+        let still_usable = match &self.lease {
+            Some(lease) => match lease.entry.phase() {
+                Phase::Fresh => true,
+                Phase::RefreshDue => self.cache.core().still_usable(&lease.entry),
+                Phase::Expired => false,
+            },
+            None => false,
+        };
         if !still_usable {
-            self.lease = core.usable().map(Lease::new);
+            self.lease = self.cache.core().usable().map(Lease::new);
         }
         let lease = self.lease.as_mut()?;
-        let generation = lease.entry.generation;
-        if !reused {
-            let report = RejectionReport::shared(Arc::clone(&self.cache), generation);
-            return Some((lease.header.clone(), report));
-        }
-        if !lease.private_header {
+        if reused && !lease.private_header {
             lease.header = private_copy(&lease.header);
             lease.private_header = true;
         }
-        let cache = &self.cache;
-        let private = self
-            .private_cache
-            .get_or_insert_with(|| Arc::new(PrivateCache(Arc::clone(cache))));
-        let report = RejectionReport {
-            cache: CacheRef::Private(Arc::clone(private)),
-            generation,
+        headers.insert(AUTHORIZATION, lease.header.clone());
+        let generation = lease.entry.generation;
+        let cache = if reused {
+            let cache = &self.cache;
+            let private = self
+                .private_cache
+                .get_or_insert_with(|| Arc::new(PrivateCache(Arc::clone(cache))));
+            CacheRef::Private(Arc::clone(private))
+        } else {
+            CacheRef::Shared(Arc::clone(&self.cache))
         };
-        Some((lease.header.clone(), report))
+        Some(RejectionReport { cache, generation })
     }
 }
 
