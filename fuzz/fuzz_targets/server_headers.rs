@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::sync::OnceLock;
 
 use axra_auth::server::{MemoryKeyStore, RequireAxraAuthLayer, TokenIssuer};
-use axra_auth::Environment;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
