@@ -35,7 +35,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
 use crate::credentials::{Credentials, Environment};
@@ -228,13 +228,10 @@ impl PgKeyStore {
         &self.pool
     }
 
+    /// A pooled connection. Every caller bounds the wait (with the query) by the timeout, so this
+    /// works over a pool built without a runtime or timeouts of its own.
     async fn client(&self) -> Result<Object, StoreError> {
-        let timeouts = Timeouts {
-            wait: Some(self.timeout),
-            create: Some(self.timeout),
-            recycle: Some(self.timeout),
-        };
-        self.pool.timeout_get(&timeouts).await.map_err(unavailable)
+        self.pool.get().await.map_err(unavailable)
     }
 
     async fn bounded<T>(

@@ -419,3 +419,36 @@ async fn an_outage_answers_503_then_service_resumes() {
     })
     .await;
 }
+
+/// Found by the second adversarial pass: `PgKeyStore::new(pool)` over a pool built as deadpool-postgres documents it
+/// (`Pool::builder(manager).max_size(n).build()`, no runtime) worked before 0c40a26..HEAD:
+/// `client()` was `pool.get()`. It is now `pool.timeout_get(&Timeouts { wait: Some(..), .. })`,
+/// which deadpool refuses without a runtime (`NoRuntimeSpecified`) before any connection is
+/// attempted: every lookup answers 503.
+#[tokio::test]
+async fn a_store_over_a_pool_built_without_a_runtime_reaches_the_database() {
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config: tokio_postgres::Config = format!("host=127.0.0.1 port={port} user=u dbname=d")
+        .parse()
+        .unwrap();
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager).max_size(4).build().unwrap();
+    let store = PgKeyStore::new(pool).with_timeout(Duration::from_secs(1));
+    let lookup = tokio::spawn(async move { store.find_by_key(&KeyDigest::of("bk_test_x")).await });
+    let accepted = tokio::time::timeout(Duration::from_millis(800), listener.accept()).await;
+    let outcome = lookup.await.unwrap();
+    assert!(
+        accepted.is_ok(),
+        "the store never tried to connect; the lookup answered: {:?}",
+        outcome.err().map(|e| e.to_string())
+    );
+}

@@ -286,6 +286,99 @@ async fn a_slow_key_lookup_does_not_bring_back_a_regenerated_key() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// A store behind the cache that counts its queries and answers after a delay.
+#[derive(Clone)]
+struct SlowStore {
+    finds: Arc<std::sync::atomic::AtomicUsize>,
+    reloads: Arc<std::sync::atomic::AtomicUsize>,
+    find_delay: Duration,
+    reload_delay: Duration,
+}
+
+impl SlowStore {
+    fn new(find_delay: Duration, reload_delay: Duration) -> Self {
+        SlowStore {
+            finds: Arc::default(),
+            reloads: Arc::default(),
+            find_delay,
+            reload_delay,
+        }
+    }
+}
+
+fn business(id: &str) -> BusinessRecord {
+    BusinessRecord {
+        id: Arc::from(id),
+        name: Arc::from("Acme"),
+        environment: Environment::Test,
+        key_generation: 1,
+    }
+}
+
+impl KeyStore for SlowStore {
+    async fn find_by_key(
+        &self,
+        _: &KeyDigest,
+    ) -> Result<Option<axra_auth::server::KeyRecord>, StoreError> {
+        Ok(None)
+    }
+
+    async fn find_business(&self, id: &str) -> Result<Option<BusinessRecord>, StoreError> {
+        self.finds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(self.find_delay).await;
+        Ok(Some(business(id)))
+    }
+
+    async fn reload_business(&self, id: &str) -> Result<Option<BusinessRecord>, StoreError> {
+        self.reloads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(self.reload_delay).await;
+        Ok(Some(business(id)))
+    }
+}
+
+/// Found by the second adversarial pass. `CachedKeyStore::reload_business` promises "at most every 250 ms per business". A reload
+/// of a business the cache does not hold (never looked up, evicted, or expired) claims nothing,
+/// so concurrent reloads all reach the store behind.
+#[tokio::test(start_paused = true)]
+async fn concurrent_reloads_of_an_uncached_business_share_one_query() {
+    let inner = SlowStore::new(Duration::ZERO, Duration::from_millis(50));
+    let store = CachedKeyStore::new(inner.clone());
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        set.spawn(async move { store.reload_business("biz_1").await.unwrap() });
+    }
+    while set.join_next().await.is_some() {}
+    let reloads = inner.reloads.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        reloads <= 1,
+        "20 concurrent reloads within 50 ms cost {reloads} queries of the store behind"
+    );
+}
+
+/// Found by the second adversarial pass: a slow `find_business` that was in flight when a reload landed overwrites the cached
+/// entry with `reloaded_at: None`, so the next reload inside the 250 ms interval is not refused.
+#[tokio::test(start_paused = true)]
+async fn a_late_lookup_does_not_reset_the_reload_interval() {
+    let inner = SlowStore::new(Duration::from_millis(100), Duration::ZERO);
+    let store = CachedKeyStore::new(inner.clone());
+    let slow = {
+        let store = store.clone();
+        tokio::spawn(async move { store.find_business("biz_1").await.unwrap() })
+    };
+    tokio::task::yield_now().await; // the find is in flight
+    store.reload_business("biz_1").await.unwrap(); // t = 0: the one reload allowed
+    slow.await.unwrap(); // t = 100 ms: lands, remembered with reloaded_at = None
+    tokio::time::advance(Duration::from_millis(50)).await; // t = 150 ms
+    store.reload_business("biz_1").await.unwrap();
+    let reloads = inner.reloads.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        reloads, 1,
+        "two reloads 150 ms apart reached the store behind"
+    );
+}
+
 /// A token endpoint that counts exchanges and an API that refuses every token (and, on
 /// `/grpc`, answers gRPC `UNAUTHENTICATED` in the headers).
 async fn refusing_api(exchanges: Arc<Mutex<usize>>) -> SocketAddr {

@@ -5,6 +5,13 @@
 //! instance for at most the TTL after the store changed. Only found records are cached, so a
 //! newly created key works at once.
 //!
+//! The TTL counts from when a query was sent, not from when its answer came, so a record is
+//! never trusted for longer than the TTL after the store could have changed; the price is that
+//! a store slower to answer than the TTL gets nothing cached. A token newer than the cached
+//! business (its key was just regenerated elsewhere) makes the instance reload the business
+//! from the store behind, at most every 250 ms per business, concurrent reloads sharing one
+//! query.
+//!
 //! # Example
 //!
 //! ```
@@ -49,15 +56,11 @@ struct KeyCacheMaps {
     ttl: Duration,
     capacity: usize,
     by_key: ExpiringMap<KeyDigest, KeyRecord, Instant, BuildHasherDefault<DigestHasher>>,
-    by_id: ExpiringMap<Arc<str>, CachedBusiness, Instant, DefaultHashBuilder>,
-}
-
-/// A business as cached, and when it was last reloaded from the source of truth (see
-/// [`KeyStore::reload_business`]).
-#[derive(Clone)]
-struct CachedBusiness {
-    record: BusinessRecord,
-    reloaded_at: Option<Instant>,
+    by_id: ExpiringMap<Arc<str>, BusinessRecord, Instant, DefaultHashBuilder>,
+    /// The last reload of each business from the source of truth (see
+    /// [`KeyStore::reload_business`]), for [`RELOAD_INTERVAL`]: concurrent reloads share one
+    /// query, and later ones within the interval get its answer.
+    reloads: ExpiringMap<Arc<str>, Option<BusinessRecord>, Instant, DefaultHashBuilder>,
 }
 
 /// The shortest time between two reloads of one business. A token can only ask for a reload when
@@ -104,6 +107,7 @@ fn maps(ttl: Duration, capacity: usize) -> Arc<KeyCacheMaps> {
         capacity,
         by_key: ExpiringMap::new(capacity, BuildHasherDefault::default()),
         by_id: ExpiringMap::new(capacity, DefaultHashBuilder::default()),
+        reloads: ExpiringMap::new(capacity, DefaultHashBuilder::default()),
     })
 }
 
@@ -171,74 +175,39 @@ impl<K: KeyStore> CachedKeyStore<K> {
     /// key generation for the business: then the record is a regenerated key, and `false` says
     /// so.
     fn remember_key(&self, digest: KeyDigest, record: &KeyRecord, asked_at: Instant) -> bool {
-        let newer_known = self
-            .cached_business(&record.business.id)
-            .is_some_and(|known| known.key_generation > record.business.key_generation);
-        if newer_known {
-            return false;
-        }
-        self.maps
-            .by_key
-            .insert(digest, record.clone(), asked_at + self.maps.ttl);
-        true
+        let mut current = true;
+        // The generation is read under the key's entry lock: a reload that lands meanwhile
+        // either is seen here or forgets this key after it is stored.
+        self.maps.by_key.update(&digest, Instant::now(), |_| {
+            current = self
+                .cached_business(&record.business.id)
+                .is_none_or(|known| known.key_generation <= record.business.key_generation);
+            if current {
+                Update::Replace(record.clone(), asked_at + self.maps.ttl)
+            } else {
+                Update::Keep
+            }
+        });
+        current
     }
 
     fn cached_business(&self, id: &str) -> Option<BusinessRecord> {
         self.maps
             .by_id
             .get(id, Instant::now())
-            .map(|(entry, _)| entry.record)
+            .map(|(record, _)| record)
     }
 
     /// Remembers a business the source answered to a query sent at `asked_at`, never replacing
     /// a newer key generation with an older one (a slow query that read before a regeneration).
-    fn remember_business(
-        &self,
-        record: &BusinessRecord,
-        asked_at: Instant,
-        reloaded_at: Option<Instant>,
-    ) {
+    fn remember_business(&self, record: &BusinessRecord, asked_at: Instant) {
         let until = asked_at + self.maps.ttl;
         self.maps
             .by_id
             .update(&record.id, Instant::now(), |live| match live {
-                Some((known, _)) if known.record.key_generation > record.key_generation => {
-                    Update::Keep
-                }
-                _ => Update::Replace(
-                    CachedBusiness {
-                        record: record.clone(),
-                        reloaded_at,
-                    },
-                    until,
-                ),
+                Some((known, _)) if known.key_generation > record.key_generation => Update::Keep,
+                _ => Update::Replace(record.clone(), until),
             });
-    }
-
-    /// Claims the right to reload `id` now: `Err(cached)` when it was reloaded (or a reload was
-    /// claimed) less than [`RELOAD_INTERVAL`] ago, with what the cache holds.
-    fn claim_reload(&self, id: &Arc<str>, now: Instant) -> Result<(), BusinessRecord> {
-        let recent = self.maps.by_id.update(id, now, |live| match live {
-            Some((entry, _))
-                if entry
-                    .reloaded_at
-                    .is_some_and(|at| now.saturating_duration_since(at) < RELOAD_INTERVAL) =>
-            {
-                Update::Keep
-            }
-            Some((entry, until)) => Update::Replace(
-                CachedBusiness {
-                    record: entry.record.clone(),
-                    reloaded_at: Some(now),
-                },
-                until,
-            ),
-            None => Update::Keep,
-        });
-        match recent {
-            Some(entry) => Err(entry.record),
-            None => Ok(()),
-        }
     }
 
     fn forget_keys_before(&self, id: &str, generation: u64) {
@@ -279,14 +248,15 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
             let asked_at = Instant::now();
             let found = self.inner.find_business(&id).await?;
             if let Some(record) = &found {
-                self.remember_business(record, asked_at, None);
+                self.remember_business(record, asked_at);
             }
             Ok(found)
         }
     }
 
-    /// Asks the store behind again, at most every 250 ms per business (see the trait), and drops
-    /// the business's cached keys of older generations when the generation moved on.
+    /// Asks the store behind again, at most every 250 ms per business however many callers ask
+    /// (concurrent ones share the one query), and drops the business's cached keys of older
+    /// generations when the generation moved on.
     fn reload_business(
         &self,
         business_id: &str,
@@ -294,11 +264,16 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
         let id: Arc<str> = Arc::from(business_id);
         async move {
             let asked_at = Instant::now();
-            let known = match self.claim_reload(&id, asked_at) {
-                Err(recent) => return Ok(Some(recent)),
-                Ok(()) => self.cached_business(&id),
-            };
-            let found = self.inner.reload_business(&id).await?;
+            let known = self.cached_business(&id);
+            let reload = self.inner.reload_business(&id);
+            let (found, loaded) = self
+                .maps
+                .reloads
+                .get_or_load(&id, asked_at, asked_at + RELOAD_INTERVAL, reload)
+                .await?;
+            if !loaded {
+                return Ok(found);
+            }
             match &found {
                 Some(record) => {
                     let moved_on =
@@ -308,7 +283,7 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
                         // here now rather than at the end of the TTL.
                         self.forget_keys_before(&id, record.key_generation);
                     }
-                    self.remember_business(record, asked_at, Some(asked_at));
+                    self.remember_business(record, asked_at);
                 }
                 None => {
                     self.forget_keys_before(&id, u64::MAX);

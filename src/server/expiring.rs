@@ -6,6 +6,7 @@
 //! and is dropped. Deadlines are of any ordered type, so each user keeps its own clock (tokio's
 //! `Instant` for the key cache, the token issuer's Unix seconds for tokens).
 
+use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 
 use quick_cache::sync::{Cache, DefaultLifecycle, EntryAction, EntryResult};
@@ -102,6 +103,32 @@ where
         }
     }
 
+    /// The live value under `key`, or the one `load` gives, loaded once however many callers ask
+    /// at the same time (the others wait for it) and kept until `until`. `true` says this caller
+    /// ran `load`. A failed load is not kept: the next caller loads again.
+    pub(crate) async fn get_or_load<E>(
+        &self,
+        key: &K,
+        now: D,
+        until: D,
+        load: impl Future<Output = Result<V, E>>,
+    ) -> Result<(V, bool), E> {
+        loop {
+            match self.entries.get_value_or_guard_async(key).await {
+                Ok((live_until, value)) if live_until > now => return Ok((value, false)),
+                Ok(_) => {
+                    self.entries
+                        .remove_if(key, |(live_until, _)| *live_until <= now);
+                }
+                Err(guard) => {
+                    let value = load.await?;
+                    let _ = guard.insert((until, value.clone()));
+                    return Ok((value, true));
+                }
+            }
+        }
+    }
+
     /// Drops `key`.
     pub(crate) fn remove<Q>(&self, key: &Q)
     where
@@ -151,6 +178,43 @@ mod tests {
             many.insert(n, n, 1000u64);
         }
         assert!(many.len() <= 8, "{}", many.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_load_until_the_deadline() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let map = Arc::new(ExpiringMap::new(8, RandomState::new()));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..20)
+            .map(|_| {
+                let (map, loads) = (Arc::clone(&map), Arc::clone(&loads));
+                tokio::spawn(async move {
+                    let load = async {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        Ok::<_, ()>(7)
+                    };
+                    map.get_or_load(&"k", 0u64, 10, load).await.unwrap()
+                })
+            })
+            .collect();
+        let mut loaded = 0;
+        for caller in callers {
+            let (value, ran) = caller.await.unwrap();
+            assert_eq!(value, 7);
+            loaded += usize::from(ran);
+        }
+        assert_eq!((loads.load(Ordering::SeqCst), loaded), (1, 1));
+        // Past the deadline, the next caller loads again; a failed load is not kept.
+        let failed = map
+            .get_or_load(&"k", 10, 20, async { Err::<u32, _>("down") })
+            .await;
+        assert_eq!(failed, Err("down"));
+        let again = map
+            .get_or_load(&"k", 10, 20, async { Ok::<_, ()>(8) })
+            .await;
+        assert_eq!(again, Ok((8, true)));
     }
 
     #[test]
