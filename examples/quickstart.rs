@@ -1,11 +1,15 @@
 //! The main job, end to end, with no network and no credentials: an Axra-compatible server runs
-//! in-process on 127.0.0.1, and a hyper client calls it with both of Axra's methods.
+//! in-process on 127.0.0.1 over TLS (a certificate from a throwaway CA made at start), and the
+//! crate's HTTPS client (`axra_auth::https`, the one users point at Axra) calls it with both of
+//! Axra's methods.
 //!
 //! ```sh
 //! cargo run --example quickstart
 //! ```
 
 mod common;
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::error::Error;
 
@@ -16,8 +20,6 @@ use axra_auth::{
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -55,18 +57,19 @@ async fn main() -> Result<(), BoxError> {
     // An Axra-compatible server: one sandbox business, the token endpoint, a protected route.
     let store = MemoryKeyStore::new();
     let business = store.create_business("Quickstart Coffee", Environment::Test);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base_url = format!("http://{}/api/v1", listener.local_addr()?);
+    let ca = tls::TestCa::new();
     let app = common::axra_app(store, TokenIssuer::random());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    println!("Axra-compatible server at {base_url}");
+    let addr = tls::serve_tls(app, ca.server_config(&["localhost"])).await;
+    let base_url = format!("https://localhost:{}/api/v1", addr.port());
+    println!("Axra-compatible server at {base_url} (TLS, test CA)");
     println!(
         "business {} ({:?})\n",
         business.business_id(),
         business.api_key()
     );
 
-    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    // Against Axra itself: `axra_auth::https::client()` (Mozilla's roots). Here: the test CA.
+    let http = axra_auth::https::client_with_roots(ca.roots());
 
     // Method 1: the x-api-key header on every request.
     let mut client = ServiceBuilder::new()

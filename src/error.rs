@@ -165,6 +165,10 @@ pub enum TokenErrorKind {
     /// The request could not be sent or the answer could not be read (connection refused, reset).
     /// Transient.
     Transport,
+    /// The TLS handshake with the token endpoint failed: its certificate does not chain to a
+    /// trusted root, names another host, or expired. Nothing was sent. Permanent (a
+    /// configuration or an attack, not an outage).
+    Tls,
     /// The fetch did not finish within the cache's fetch timeout. Transient.
     Timeout,
     /// The fetch task ended without an answer (the runtime shut down, or the provider panicked).
@@ -188,6 +192,9 @@ impl TokenErrorKind {
             TokenErrorKind::UnexpectedStatus => "the token endpoint answered an unexpected status",
             TokenErrorKind::InvalidResponse => "the token endpoint's answer is invalid",
             TokenErrorKind::Transport => "the token request could not be completed",
+            TokenErrorKind::Tls => {
+                "the TLS handshake with the token endpoint failed (certificate refused)"
+            }
             TokenErrorKind::Timeout => "the token request timed out",
             TokenErrorKind::Aborted => "the token fetch ended without an answer",
             TokenErrorKind::Provider => "the token provider failed",

@@ -87,10 +87,12 @@
 //!
 //! # Feature flags
 //!
-//! No feature is on by default.
+//! Only `rustls` is on by default; a user who brings their own HTTP client turns default features
+//! off.
 //!
 //! | feature | what it adds |
 //! |---|---|
+//! | `rustls` (default) | `https::client()`: a ready HTTPS hyper-util client (rustls with ring, Mozilla's roots, HTTP/2 by ALPN), custom roots or config for private CAs |
 //! | `server` | verification layer, token endpoint, key store, JWT issuer (an Axra-compatible server) |
 //! | `reqwest` | `reqwest-middleware` middlewares and a reqwest transport for the token exchange |
 //! | `postgres` | `postgres::PgKeyStore`: the key store in PostgreSQL (tokio-postgres, deadpool), shared by every instance |
@@ -150,6 +152,9 @@ pub mod api_key;
 pub mod bearer;
 pub mod credentials;
 pub mod error;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod https;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

@@ -342,6 +342,30 @@ fn echoes(text: &str, credential: &str) -> bool {
         .any(|part| text.windows(run).any(|candidate| candidate == part))
 }
 
+/// Whether a transport error is a refused TLS handshake: a `rustls::Error` anywhere in its
+/// source chain, directly or inside the `io::Error`s a connector wraps it in.
+fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    #[cfg(feature = "rustls")]
+    {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if e.is::<rustls::Error>() {
+                return true;
+            }
+            // An `io::Error` hides the error it wraps from `source()`: look inside it.
+            current = match e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => e.source(),
+            };
+        }
+    }
+    let _ = error;
+    false
+}
+
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers
         .get(RETRY_AFTER)?
@@ -379,7 +403,12 @@ where
                 return TokenError::new(TokenErrorKind::UnexpectedStatus)
                     .with_detail(RedirectRefused::DETAIL);
             }
-            TokenError::new(TokenErrorKind::Transport).with_source(e)
+            let kind = if is_tls_failure(&*e) {
+                TokenErrorKind::Tls
+            } else {
+                TokenErrorKind::Transport
+            };
+            TokenError::new(kind).with_source(e)
         };
         let mut client = self.client.clone();
         poll_fn(|cx| client.poll_ready(cx))
