@@ -1,5 +1,5 @@
 //! Soak: at least 20,000 requests from many concurrent tasks through `BearerTokenLayer` against
-//! the real server layers, with tokens living 4 s (a refresh every second or so, mid-load) and a
+//! the real server layers, with tokens living 4 s (a refresh every two seconds, at half their life, mid-load) and a
 //! token endpoint that fails every third exchange. Bounded to about 10 s of load.
 
 mod common;
@@ -127,11 +127,12 @@ async fn soak_with_short_tokens_and_a_flaky_endpoint() {
 
     assert!(sent >= MIN_REQUESTS, "{sent} requests");
     assert_eq!(failed, 0, "no request may fail while a usable token exists");
-    // A 4 s token is refreshed 1.0 to 1.2 s after its fetch starts: about one success a second.
+    // A 4 s token is refreshed at half its life, 2 s after its fetch starts (a later attempt
+    // when the endpoint fails): about one success every two seconds, not one a second.
     let seconds = elapsed.as_secs_f64();
     let ok = stats.fetches_succeeded as f64;
     assert!(
-        ok >= seconds / 1.5 - 1.0 && ok <= seconds / 0.9 + 2.0,
+        ok >= seconds / 3.0 - 1.0 && ok <= seconds / 1.9 + 2.0,
         "{ok} successful exchanges in {seconds:.1} s"
     );
     assert!(stats.fetches_failed >= 1, "the injected failures were met");

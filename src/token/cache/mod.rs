@@ -88,8 +88,8 @@ pub struct CacheStats {
 ///   fetch runs however many callers wait. The lock is never held across the fetch.
 /// - **Refresh ahead**: a token is usable until `expires_at - expiry_margin`; inside the
 ///   refresh-ahead window before that, the first caller starts one background fetch and everyone
-///   keeps using the current token. Margin and window shrink for short-lived tokens (at most a
-///   quarter and a half of the lifetime).
+///   keeps using the current token. The margin is at most a quarter of the lifetime, and no
+///   refresh starts before half of the lifetime has passed: a 4 s token is refreshed at 2 s.
 /// - **Conservative expiry**: a token's lifetime counts from when its fetch started.
 /// - **Cancellation-safe**: fetches run in a spawned task, so a dropped caller never aborts one.
 ///   Background tasks hold weak references and end when the cache is dropped.
@@ -148,10 +148,10 @@ impl<P: TokenProvider> TokenCacheBuilder<P> {
         self
     }
 
-    /// How long before a token stops being usable a background refresh starts (default 5 min,
-    /// at most half of the token's lifetime), up to a tenth of it later (jitter). For example,
-    /// with 10 min and the default margin, a one-hour token refreshes between 49 min 30 s and
-    /// 50 min 30 s, while every request keeps using it.
+    /// How long before a token stops being usable a background refresh starts (default 5 min),
+    /// up to a tenth of it later (jitter), and never before half of the token's lifetime. For
+    /// example, with 10 min and the default margin, a one-hour token refreshes between
+    /// 49 min 30 s and 50 min 30 s, while every request keeps using it.
     pub fn with_refresh_ahead(mut self, window: Duration) -> Self {
         self.config.refresh_ahead = window;
         self

@@ -106,9 +106,11 @@ impl Config {
     ///
     /// Its lifetime counts from `started`, whatever the provider said; it stops being used
     /// `expiry_margin` before it expires (at most a quarter of its lifetime), and its refresh
-    /// starts `refresh_ahead` before that (at most half of its lifetime), up to a tenth of that
-    /// window later, so that clients started together spread out. A one-hour token refreshes
-    /// between 54 min 30 s and 55 min, and stops being used at 59 min 30 s.
+    /// starts `refresh_ahead` before that, up to a tenth of that window later, so that clients
+    /// started together spread out, but never before half of its lifetime has passed (as MSAL
+    /// does): a short token is not thrown away early. A one-hour token refreshes between
+    /// 54 min 30 s and 55 min and stops being used at 59 min 30 s; a 4 s token refreshes at 2 s
+    /// and stops being used at 3 s.
     pub(super) fn deadlines(
         &self,
         token_expires_at: Instant,
@@ -120,7 +122,10 @@ impl Config {
         let window = self.refresh_ahead.min(lifetime / 2);
         let jitter = window.mul_f64(self.jitter.sample() * 0.1);
         let usable_until = expires_at - margin;
-        let refresh_at = (usable_until - window + jitter).max(started);
+        let half_life = started + lifetime / 2;
+        let refresh_at = (usable_until - window + jitter)
+            .max(half_life)
+            .min(usable_until);
         (refresh_at, usable_until)
     }
 
@@ -200,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn a_one_hour_token_refreshes_five_minutes_ahead_and_stops_thirty_seconds_early() {
+    fn a_one_hour_token_refreshes_five_minutes_ahead_and_a_short_one_at_half_life() {
         let started = Instant::now();
         let hour = Duration::from_secs(3600);
         let (refresh_at, usable_until) = fixed(0.0).deadlines(started + hour, hour, started);
@@ -210,11 +215,19 @@ mod tests {
         let (late, _) = fixed(0.999_999).deadlines(started + hour, hour, started);
         assert!(late - refresh_at <= Duration::from_secs(30));
         assert!(late - refresh_at >= Duration::from_secs(29));
-        // A 100 s token: margin 25 s (a quarter), window 50 s (a half).
+        // A 100 s token: margin 25 s (a quarter); the window would start the refresh at 25 s,
+        // but a token is used for at least half its life.
         let short = Duration::from_secs(100);
         let (refresh_at, usable_until) = fixed(0.0).deadlines(started + short, short, started);
         assert_eq!(usable_until - started, Duration::from_secs(75));
-        assert_eq!(refresh_at - started, Duration::from_secs(25));
+        assert_eq!(refresh_at - started, Duration::from_secs(50));
+        // A 4 s token: refreshed at 2 s, not 1 s.
+        let four = Duration::from_secs(4);
+        let (refresh_at, usable_until) = fixed(0.5).deadlines(started + four, four, started);
+        assert_eq!(
+            (refresh_at - started, usable_until - started),
+            (four / 2, Duration::from_secs(3))
+        );
     }
 
     #[test]
