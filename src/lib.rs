@@ -173,5 +173,6 @@ pub use error::{
     BoxError, CredentialError, CredentialKind, InvalidBaseUrl, TokenError, TokenErrorKind,
 };
 pub use token::{
-    AccessToken, AxraTokenProvider, CacheStats, TokenCache, TokenCacheBuilder, TokenProvider,
+    AccessToken, AxraTokenProvider, CacheHealth, CacheStats, FailureHealth, TokenCache,
+    TokenCacheBuilder, TokenProvider,
 };

@@ -128,7 +128,13 @@ async fn no_public_type_or_error_shows_a_secret() {
         .await
         .unwrap_err();
     texts.push(err.to_string());
-    record!(err, cache, bearer_layer.cache());
+    record!(
+        err,
+        cache,
+        bearer_layer.cache(),
+        cache.health(),
+        bearer_layer.cache().health()
+    );
 
     // Construction errors.
     let long_secret = format!("bk_test_{}", "x".repeat(2000));

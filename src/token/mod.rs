@@ -45,8 +45,8 @@ use crate::error::TokenError;
 
 pub use axra::{AxraTokenProvider, MAX_TOKEN_RESPONSE_BYTES, TOKEN_PATH};
 pub use cache::{
-    CacheStats, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXPIRY_MARGIN,
-    DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD, TokenCache, TokenCacheBuilder,
+    CacheHealth, CacheStats, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXPIRY_MARGIN,
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD, FailureHealth, TokenCache, TokenCacheBuilder,
 };
 
 /// A bearer access token: the secret value, when it expires, and who it was issued to.

@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::FailureHealth;
 use super::entry::{Entry, Phase};
 use super::policy::Config;
 use crate::error::{TokenError, TokenErrorKind};
@@ -65,6 +66,9 @@ pub(crate) struct CacheCore<P> {
     /// Tokens dropped in a row after rejections, each soon after it was fetched (see
     /// [`Config::rejection_hold`]). Taken only when a token is rejected, never on the hot path.
     rejection_streak: StdMutex<u32>,
+    /// What the health view shows of the last failure: a copy kept beside the fetch state, so a
+    /// probe reads it without the async lock.
+    failure_view: StdMutex<Option<FailureHealth>>,
 }
 
 impl<P> Drop for CacheCore<P> {
@@ -94,7 +98,16 @@ impl<P> CacheCore<P> {
             counters: Counters::default(),
             fetch_task: StdMutex::new(None),
             rejection_streak: StdMutex::new(0),
+            failure_view: StdMutex::new(None),
         }
+    }
+
+    /// The last failure as the health view shows it, if the last fetch failed.
+    pub(super) fn last_failure(&self) -> Option<FailureHealth> {
+        self.failure_view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(super) fn provider(&self) -> &P {
@@ -268,6 +281,10 @@ impl<P: TokenProvider> CacheCore<P> {
             Ok(entry) => {
                 self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
                 state.failure = None;
+                *self
+                    .failure_view
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
                 trace_event!(
                     tracing::Level::INFO,
                     outcome = "ok",
@@ -366,11 +383,21 @@ impl<P: TokenProvider> CacheCore<P> {
     fn record_failure(&self, state: &mut FetchState, error: TokenError) {
         let consecutive = state.failure.as_ref().map_or(0, |f| f.consecutive) + 1;
         let wait = self.config.backoff(consecutive, &error);
+        let retry_at = Instant::now()
+            .checked_add(wait)
+            .unwrap_or_else(Instant::now);
+        *self
+            .failure_view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(FailureHealth {
+            kind: error.kind(),
+            transient: error.is_transient(),
+            consecutive,
+            next_attempt: retry_at,
+        });
         state.failure = Some(FetchFailure {
             error,
-            retry_at: Instant::now()
-                .checked_add(wait)
-                .unwrap_or_else(Instant::now),
+            retry_at,
             consecutive,
         });
     }

@@ -46,7 +46,9 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use crate::error::TokenError;
+use tokio::time::Instant;
+
+use crate::error::{TokenError, TokenErrorKind};
 use crate::token::{AccessToken, TokenProvider};
 
 pub(crate) use self::core::CacheCore;
@@ -76,6 +78,69 @@ pub struct CacheStats {
     /// that refuses every token gets a new one only after a doubling backoff, not on every
     /// request.
     pub rejections_deferred: u64,
+}
+
+/// What a [`TokenCache`] can say about itself to a readiness probe or a dashboard: whether a
+/// usable token is held and until when, when its refresh is due, and how the last fetch failed.
+/// Never a secret. From [`TokenCache::health`].
+///
+/// # Example: an axum `/ready` route
+///
+/// ```
+/// use axra_auth::{AccessToken, TokenCache, TokenError};
+/// use axum::{extract::State, http::StatusCode, routing::get, Router};
+/// use std::{sync::Arc, time::Duration};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Arc::new(TokenCache::new(|| async {
+///     Ok::<_, TokenError>(AccessToken::new("t", Duration::from_secs(3600)))
+/// }));
+/// async fn ready<P: axra_auth::TokenProvider>(State(cache): State<Arc<TokenCache<P>>>) -> (StatusCode, String) {
+///     let health = cache.health();
+///     let status = if health.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+///     (status, format!("{health:?}"))
+/// }
+/// let app: Router = Router::new().route("/ready", get(ready)).with_state(Arc::clone(&cache));
+/// # let _ = app;
+/// assert!(!cache.health().is_ready()); // no token yet
+/// cache.token().await.unwrap();
+/// let health = cache.health();
+/// assert!(health.is_ready() && health.last_failure.is_none());
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheHealth {
+    /// Whether a token is cached, usable or not.
+    pub token_held: bool,
+    /// Until when the cached token is used; `None` when no usable token is held.
+    pub usable_until: Option<Instant>,
+    /// When the background refresh of the usable token is due (it may be under way).
+    pub refresh_at: Option<Instant>,
+    /// How the last fetch failed; `None` when it succeeded (or none ran yet).
+    pub last_failure: Option<FailureHealth>,
+}
+
+impl CacheHealth {
+    /// Whether requests can be authenticated now without waiting: a usable token is held.
+    pub fn is_ready(&self) -> bool {
+        self.usable_until.is_some()
+    }
+}
+
+/// How the last token fetch failed, in a [`CacheHealth`]. Never a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailureHealth {
+    /// What kind of failure it was.
+    pub kind: TokenErrorKind,
+    /// Whether it is expected to pass on its own.
+    pub transient: bool,
+    /// Failed fetches in a row.
+    pub consecutive: u32,
+    /// When the next fetch may start (the backoff's end).
+    pub next_attempt: Instant,
 }
 
 /// A shared, single-flight cache in front of a [`TokenProvider`].
@@ -243,6 +308,21 @@ impl<P> TokenCache<P> {
     /// The provider.
     pub fn provider(&self) -> &P {
         self.core.provider()
+    }
+
+    /// A snapshot for probes and dashboards (see [`CacheHealth`]). Cheap: no await, no lock
+    /// shared with requests.
+    pub fn health(&self) -> CacheHealth {
+        let current = self.core.current();
+        let usable = current
+            .as_ref()
+            .filter(|entry| entry.phase() != entry::Phase::Expired);
+        CacheHealth {
+            token_held: current.is_some(),
+            usable_until: usable.map(|entry| entry.usable_until),
+            refresh_at: usable.map(|entry| entry.refresh_at),
+            last_failure: self.core.last_failure(),
+        }
     }
 
     pub(crate) fn core(&self) -> &Arc<CacheCore<P>> {
