@@ -37,6 +37,10 @@ use std::fmt;
 use std::task::{Context, Poll};
 
 use http::{HeaderName, HeaderValue, Request};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -53,25 +57,104 @@ pub(crate) fn sensitive_header(value: &str) -> HeaderValue {
     header
 }
 
+/// The key a layer's services send, replaceable while they run: the header, and a version that
+/// moves on every replacement so a service notices with one atomic load.
+pub(crate) struct KeySlot {
+    header: ArcSwap<HeaderValue>,
+    version: AtomicU64,
+}
+
+impl KeySlot {
+    pub(crate) fn new(key: &ApiKey) -> Arc<KeySlot> {
+        Arc::new(KeySlot {
+            header: ArcSwap::from_pointee(sensitive_header(key.expose_secret())),
+            version: AtomicU64::new(0),
+        })
+    }
+
+    /// The current header (a reference-counted copy).
+    pub(crate) fn header(&self) -> HeaderValue {
+        HeaderValue::clone(&self.header.load())
+    }
+}
+
+/// Replaces the API key that every service of an [`ApiKeyLayer`] (or an
+/// `ApiKeyMiddleware`) sends, from their next request on; no restart. Cheap to clone; from
+/// [`ApiKeyLayer::rotator`].
+///
+/// Axra's keys live until they are regenerated, and a regenerated key stops working at once: feed
+/// the new key here from your secret store.
+#[derive(Clone)]
+pub struct ApiKeyRotator {
+    slot: Arc<KeySlot>,
+}
+
+impl ApiKeyRotator {
+    pub(crate) fn new(slot: Arc<KeySlot>) -> Self {
+        ApiKeyRotator { slot }
+    }
+
+    /// Sends `key` from now on.
+    pub fn rotate(&self, key: ApiKey) {
+        self.slot
+            .header
+            .store(Arc::new(sensitive_header(key.expose_secret())));
+        self.slot.version.fetch_add(1, Ordering::Release);
+        trace_event!(tracing::Level::INFO, "axra_auth: API key rotated");
+    }
+}
+
+impl fmt::Debug for ApiKeyRotator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyRotator").finish_non_exhaustive()
+    }
+}
+
 /// Layer that sets `x-api-key` on every request. See the [module docs](self).
 #[derive(Clone)]
 pub struct ApiKeyLayer {
-    header: HeaderValue,
+    slot: Arc<KeySlot>,
 }
 
 impl ApiKeyLayer {
     /// A layer that sends this key.
     pub fn new(key: ApiKey) -> Self {
         ApiKeyLayer {
-            header: sensitive_header(key.expose_secret()),
+            slot: KeySlot::new(&key),
         }
+    }
+
+    /// A handle that replaces the key every service of this layer (and every clone of them)
+    /// sends, from its next request on.
+    ///
+    /// ```
+    /// use axra_auth::{ApiKey, ApiKeyLayer};
+    /// use http::Request;
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let layer = ApiKeyLayer::new(ApiKey::new("bk_test_old")?);
+    /// let rotator = layer.rotator();
+    /// let echo = tower::service_fn(|req: Request<()>| async move {
+    ///     Ok::<_, std::convert::Infallible>(req.headers()["x-api-key"].clone())
+    /// });
+    /// let client = layer.layer(echo);
+    /// assert_eq!(client.clone().oneshot(Request::new(())).await?, "bk_test_old");
+    /// rotator.rotate(ApiKey::new("bk_test_new")?); // say, the key was regenerated
+    /// assert_eq!(client.oneshot(Request::new(())).await?, "bk_test_new");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn rotator(&self) -> ApiKeyRotator {
+        ApiKeyRotator::new(Arc::clone(&self.slot))
     }
 }
 
 impl fmt::Debug for ApiKeyLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeyLayer")
-            .field("header", &self.header)
+            .field("header", &self.slot.header())
             .finish()
     }
 }
@@ -82,7 +165,9 @@ impl<S> Layer<S> for ApiKeyLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ApiKeyService {
             inner,
-            header: self.header.clone(),
+            version: self.slot.version.load(Ordering::Acquire),
+            header: self.slot.header(),
+            slot: Arc::clone(&self.slot),
         }
     }
 }
@@ -91,7 +176,10 @@ impl<S> Layer<S> for ApiKeyLayer {
 #[derive(Clone)]
 pub struct ApiKeyService<S> {
     inner: S,
+    /// This service's copy of the header, and the slot version it was taken at.
     header: HeaderValue,
+    version: u64,
+    slot: Arc<KeySlot>,
 }
 
 impl<S> ApiKeyService<S> {
@@ -130,6 +218,12 @@ where
         // `contains_key` then `insert` measures a third faster than `entry()` on the small maps
         // requests carry (benches/api_key.rs).
         if !req.headers().contains_key(API_KEY_HEADER) {
+            // One atomic load notices a rotation; the copy is refreshed only then.
+            let version = self.slot.version.load(Ordering::Acquire);
+            if version != self.version {
+                self.header = self.slot.header();
+                self.version = version;
+            }
             req.headers_mut()
                 .insert(API_KEY_HEADER, self.header.clone());
         }

@@ -166,13 +166,13 @@ pub mod reqwest;
 pub mod server;
 pub mod token;
 
-pub use api_key::{API_KEY_HEADER, ApiKeyLayer, ApiKeyService};
+pub use api_key::{API_KEY_HEADER, ApiKeyLayer, ApiKeyRotator, ApiKeyService};
 pub use bearer::{BearerTokenLayer, BearerTokenService};
 pub use credentials::{ApiKey, ApiSecret, Credentials, DEFAULT_BASE_URL, Environment};
 pub use error::{
     BoxError, CredentialError, CredentialKind, InvalidBaseUrl, TokenError, TokenErrorKind,
 };
 pub use token::{
-    AccessToken, AxraTokenProvider, CacheHealth, CacheStats, FailureHealth, TokenCache,
-    TokenCacheBuilder, TokenProvider,
+    AccessToken, AxraTokenProvider, CacheHealth, CacheStats, CredentialsRotator, FailureHealth,
+    TokenCache, TokenCacheBuilder, TokenProvider,
 };

@@ -86,7 +86,7 @@ use http_body_util::{BodyExt, Full};
 use reqwest_middleware::{Middleware, Next};
 use tower_service::Service;
 
-use crate::api_key::{API_KEY_HEADER, sensitive_header};
+use crate::api_key::{API_KEY_HEADER, ApiKeyRotator, KeySlot};
 use crate::credentials::{ApiKey, Credentials};
 use crate::error::{BoxError, TokenError};
 use crate::token::axra::RedirectRefused;
@@ -97,22 +97,28 @@ use crate::token::{AxraTokenProvider, TokenCache, TokenProvider};
 /// host.
 #[derive(Clone)]
 pub struct ApiKeyMiddleware {
-    header: HeaderValue,
+    slot: Arc<KeySlot>,
 }
 
 impl ApiKeyMiddleware {
     /// A middleware that sends this key.
     pub fn new(key: ApiKey) -> Self {
         ApiKeyMiddleware {
-            header: sensitive_header(key.expose_secret()),
+            slot: KeySlot::new(&key),
         }
+    }
+
+    /// A handle that replaces the key this middleware (and every clone) sends, from the next
+    /// request on.
+    pub fn rotator(&self) -> ApiKeyRotator {
+        ApiKeyRotator::new(Arc::clone(&self.slot))
     }
 }
 
 impl fmt::Debug for ApiKeyMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeyMiddleware")
-            .field("header", &self.header)
+            .field("header", &self.slot.header())
             .finish()
     }
 }
@@ -126,7 +132,7 @@ impl Middleware for ApiKeyMiddleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
         if let http::header::Entry::Vacant(slot) = req.headers_mut().entry(API_KEY_HEADER) {
-            slot.insert(self.header.clone());
+            slot.insert(self.slot.header());
         }
         next.run(req, extensions).await
     }
@@ -151,6 +157,14 @@ impl<P: TokenProvider> BearerTokenMiddleware<P> {
     /// The token cache.
     pub fn cache(&self) -> &Arc<TokenCache<P>> {
         &self.cache
+    }
+}
+
+impl<C: Send + Sync + 'static> BearerTokenMiddleware<AxraTokenProvider<C>> {
+    /// A handle that replaces the key and secret and drops the cached token (see
+    /// [`TokenCache::credentials_rotator`]).
+    pub fn credentials_rotator(&self) -> crate::CredentialsRotator {
+        self.cache.credentials_rotator()
     }
 }
 

@@ -55,7 +55,8 @@ async fn no_secret_in_any_event_of_a_full_flow() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    // Tokens of 3 s: the background refresh comes due after about 0.75 s.
+    // Tokens of 3 s: the background refresh comes due at half their life, 1.5 s; they stop being
+    // used at 2.25 s.
     let issuer = TokenIssuer::random().with_lifetime(Duration::from_secs(3));
     let server = AxraServer::start_with(issuer).await;
     let mut secrets = common::secrets_of(&server.business);
@@ -77,7 +78,7 @@ async fn no_secret_in_any_event_of_a_full_flow() {
             .to_owned(),
     );
 
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(1700)).await;
     let response = client.clone().oneshot(checkout(&server)).await.unwrap();
     assert_eq!(response.status(), 200);
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -83,6 +83,14 @@ impl<P: TokenProvider> BearerTokenLayer<P> {
     }
 }
 
+impl<C: Send + Sync + 'static> BearerTokenLayer<crate::AxraTokenProvider<C>> {
+    /// A handle that replaces the key and secret and drops the cached token (see
+    /// [`TokenCache::credentials_rotator`]).
+    pub fn credentials_rotator(&self) -> crate::CredentialsRotator {
+        self.cache.credentials_rotator()
+    }
+}
+
 impl<P> Clone for BearerTokenLayer<P> {
     fn clone(&self) -> Self {
         BearerTokenLayer {

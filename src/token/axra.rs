@@ -30,8 +30,10 @@
 
 use std::fmt;
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
@@ -104,7 +106,8 @@ const MAX_DETAIL_CHARS: usize = 200;
 #[derive(Clone)]
 pub struct AxraTokenProvider<C> {
     client: C,
-    credentials: Credentials,
+    /// Replaceable while running (see [`CredentialsRotator`]); clones share it.
+    credentials: Arc<ArcSwap<Credentials>>,
     token_uri: Uri,
 }
 
@@ -112,7 +115,47 @@ impl<C> fmt::Debug for AxraTokenProvider<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AxraTokenProvider")
             .field("token_uri", &self.token_uri)
-            .field("credentials", &self.credentials)
+            .field("credentials", &self.credentials.load())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Replaces the key and secret an [`AxraTokenProvider`] exchanges, while it runs. Cheap to
+/// clone.
+///
+/// From [`TokenCache::credentials_rotator`](crate::TokenCache::credentials_rotator) (or the
+/// layers' and middlewares' `credentials_rotator`), a rotation also drops the cached token, so
+/// the next request exchanges the new credentials at once (single-flight as ever), whatever
+/// backoff the old ones had earned. From [`AxraTokenProvider::rotator`] it only swaps them:
+/// the cached token serves until it expires or is rejected.
+#[derive(Clone)]
+pub struct CredentialsRotator {
+    credentials: Arc<ArcSwap<Credentials>>,
+    on_rotate: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl CredentialsRotator {
+    pub(crate) fn with_hook(self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        CredentialsRotator {
+            on_rotate: Some(Arc::new(hook)),
+            ..self
+        }
+    }
+
+    /// Exchanges `credentials` from now on.
+    pub fn rotate(&self, credentials: Credentials) {
+        self.credentials.store(Arc::new(credentials));
+        if let Some(hook) = &self.on_rotate {
+            hook();
+        }
+        trace_event!(tracing::Level::INFO, "axra_auth: credentials rotated");
+    }
+}
+
+impl fmt::Debug for CredentialsRotator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsRotator")
+            .field("credentials", &self.credentials.load())
             .finish_non_exhaustive()
     }
 }
@@ -141,7 +184,7 @@ impl<C> AxraTokenProvider<C> {
     pub fn new(client: C, credentials: Credentials) -> Self {
         AxraTokenProvider {
             client,
-            credentials,
+            credentials: Arc::new(ArcSwap::from_pointee(credentials)),
             token_uri: token_uri(DEFAULT_BASE_URL, PlainHttp::LoopbackOnly)
                 .expect("the default base URL is valid"),
         }
@@ -182,9 +225,19 @@ impl<C> AxraTokenProvider<C> {
         &self.token_uri
     }
 
-    /// The credentials exchanged.
-    pub fn credentials(&self) -> &Credentials {
-        &self.credentials
+    /// The credentials exchanged now (a snapshot: a rotation replaces them).
+    pub fn credentials(&self) -> Arc<Credentials> {
+        self.credentials.load_full()
+    }
+
+    /// A handle that replaces the credentials this provider (and every clone) exchanges. It does
+    /// not touch any cache: prefer [`TokenCache::credentials_rotator`](crate::TokenCache::credentials_rotator),
+    /// which also drops the cached token.
+    pub fn rotator(&self) -> CredentialsRotator {
+        CredentialsRotator {
+            credentials: Arc::clone(&self.credentials),
+            on_rotate: None,
+        }
     }
 
     /// The HTTP client.
@@ -231,6 +284,7 @@ fn invalid(detail: &str) -> TokenError {
 impl<C> AxraTokenProvider<C> {
     fn parse(
         &self,
+        credentials: &Credentials,
         status: StatusCode,
         headers: &HeaderMap,
         body: &[u8],
@@ -251,7 +305,7 @@ impl<C> AxraTokenProvider<C> {
             let message = serde_json::from_slice::<ErrorBody>(body)
                 .ok()
                 .and_then(|b| b.message);
-            if let Some(detail) = message.and_then(|m| self.sanitize(&m)) {
+            if let Some(detail) = message.and_then(|m| sanitize(credentials, &m)) {
                 error = error.with_detail(detail);
             }
             return Err(error);
@@ -261,7 +315,7 @@ impl<C> AxraTokenProvider<C> {
             .map_err(|_| invalid("the answer is not the documented JSON envelope"))?;
         if envelope.success != Some(true) {
             let mut error = invalid("the answer does not say success: true");
-            if let Some(detail) = envelope.message.and_then(|m| self.sanitize(&m)) {
+            if let Some(detail) = envelope.message.and_then(|m| sanitize(credentials, &m)) {
                 error = error.with_detail(detail);
             }
             return Err(error);
@@ -296,26 +350,26 @@ impl<C> AxraTokenProvider<C> {
                 .with_business(data.business_id, data.business_name),
         )
     }
+}
 
-    /// A server message fit for an error: printable and bounded, and withheld whole if it
-    /// repeats any part of the credentials (a server echoing its input, even cut or altered).
-    fn sanitize(&self, message: &str) -> Option<String> {
-        let text: String = message
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_DETAIL_CHARS)
-            .collect();
-        let echoed = [
-            self.credentials.api_key().expose_secret(),
-            self.credentials.api_secret().expose_secret(),
-        ]
-        .into_iter()
-        .any(|secret| echoes(&text, secret));
-        if echoed {
-            return Some(WITHHELD.to_owned());
-        }
-        (!text.trim().is_empty()).then_some(text)
+/// A server message fit for an error: printable and bounded, and withheld whole if it repeats
+/// any part of the credentials exchanged (a server echoing its input, even cut or altered).
+fn sanitize(credentials: &Credentials, message: &str) -> Option<String> {
+    let text: String = message
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_DETAIL_CHARS)
+        .collect();
+    let echoed = [
+        credentials.api_key().expose_secret(),
+        credentials.api_secret().expose_secret(),
+    ]
+    .into_iter()
+    .any(|secret| echoes(&text, secret));
+    if echoed {
+        return Some(WITHHELD.to_owned());
     }
+    (!text.trim().is_empty()).then_some(text)
 }
 
 /// What replaces a server message that repeated part of a credential.
@@ -387,9 +441,10 @@ where
     RB::Error: Into<BoxError>,
 {
     async fn fetch_token(&self) -> Result<AccessToken, TokenError> {
+        let credentials = self.credentials.load_full();
         let body = serde_json::to_vec(&TokenRequest {
-            api_key: self.credentials.api_key().expose_secret(),
-            api_secret: self.credentials.api_secret().expose_secret(),
+            api_key: credentials.api_key().expose_secret(),
+            api_secret: credentials.api_secret().expose_secret(),
         })
         .map_err(|_| invalid("the token request could not be encoded"))?;
         let request = Request::post(self.token_uri.clone())
@@ -432,7 +487,7 @@ where
                 }
             })?
             .to_bytes();
-        let parsed = self.parse(parts.status, &parts.headers, &bytes, sent_at);
+        let parsed = self.parse(&credentials, parts.status, &parts.headers, &bytes, sent_at);
         // The answer holds the token in clear: overwrite it when the buffer is ours alone.
         if let Ok(mut owned) = bytes.try_into_mut() {
             zeroize::Zeroize::zeroize(owned.as_mut());
@@ -465,7 +520,9 @@ mod tests {
     }
 
     fn parse(status: u16, body: &str) -> Result<AccessToken, TokenError> {
-        provider().parse(
+        let provider = provider();
+        provider.parse(
+            &provider.credentials(),
             StatusCode::from_u16(status).unwrap(),
             &HeaderMap::new(),
             body.as_bytes(),
@@ -549,8 +606,15 @@ mod tests {
         }
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, "7".parse().unwrap());
-        let err = provider()
-            .parse(StatusCode::TOO_MANY_REQUESTS, &headers, b"", Instant::now())
+        let provider = provider();
+        let err = provider
+            .parse(
+                &provider.credentials(),
+                StatusCode::TOO_MANY_REQUESTS,
+                &headers,
+                b"",
+                Instant::now(),
+            )
             .unwrap_err();
         assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     }

@@ -43,7 +43,7 @@ use tokio::time::Instant;
 
 use crate::error::TokenError;
 
-pub use axra::{AxraTokenProvider, MAX_TOKEN_RESPONSE_BYTES, TOKEN_PATH};
+pub use axra::{AxraTokenProvider, CredentialsRotator, MAX_TOKEN_RESPONSE_BYTES, TOKEN_PATH};
 pub use cache::{
     CacheHealth, CacheStats, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXPIRY_MARGIN,
     DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD, FailureHealth, TokenCache, TokenCacheBuilder,

@@ -32,6 +32,9 @@ type Outcome = Option<Result<Arc<Entry>, TokenError>>;
 struct FetchState {
     inflight: Option<watch::Receiver<Outcome>>,
     failure: Option<FetchFailure>,
+    /// The credentials epoch the fetch in flight and the failure belong to (see
+    /// [`CacheCore::forget`]).
+    epoch: u64,
 }
 
 /// Failed fetches in a row, the last error (served to waiters during the backoff) and when the
@@ -69,6 +72,9 @@ pub(crate) struct CacheCore<P> {
     /// What the health view shows of the last failure: a copy kept beside the fetch state, so a
     /// probe reads it without the async lock.
     failure_view: StdMutex<Option<FailureHealth>>,
+    /// Moves on when the credentials change ([`CacheCore::forget`]): a fetch started before
+    /// delivers to its own waiters only, and its failure does not hold back the next fetch.
+    epoch: AtomicU64,
 }
 
 impl<P> Drop for CacheCore<P> {
@@ -93,7 +99,9 @@ impl<P> CacheCore<P> {
             state: Mutex::new(FetchState {
                 inflight: None,
                 failure: None,
+                epoch: 0,
             }),
+            epoch: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             counters: Counters::default(),
             fetch_task: StdMutex::new(None),
@@ -117,6 +125,19 @@ impl<P> CacheCore<P> {
     /// The current entry, usable or not.
     pub(super) fn current(&self) -> Option<Arc<Entry>> {
         self.current.load_full()
+    }
+
+    /// The credentials changed: drop the current token, and let the next caller fetch at once
+    /// (single-flight as ever), whatever fetch or backoff the old credentials left.
+    pub(crate) fn forget(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(old) = self.current.swap(None) {
+            old.expire();
+        }
+        *self
+            .failure_view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 
@@ -157,6 +178,13 @@ impl<P: TokenProvider> CacheCore<P> {
             // Double-check: whoever held the lock before us may have stored a fresh token.
             if let Some(entry) = self.usable() {
                 return Ok(entry);
+            }
+            let epoch = self.epoch.load(Ordering::Acquire);
+            if state.epoch != epoch {
+                // The credentials changed: the old fetch and its backoff no longer apply.
+                state.inflight = None;
+                state.failure = None;
+                state.epoch = epoch;
             }
             self.reap_dead_fetch(&mut state);
             match &state.inflight {
@@ -245,6 +273,7 @@ impl<P: TokenProvider> CacheCore<P> {
         );
         let (tx, rx) = watch::channel(None);
         state.inflight = Some(rx.clone());
+        let epoch = state.epoch;
         self.counters.started.fetch_add(1, Ordering::Relaxed);
         let provider = Arc::clone(&self.provider);
         let weak = Arc::downgrade(self);
@@ -258,7 +287,7 @@ impl<P: TokenProvider> CacheCore<P> {
             drop(provider);
             if let Some(core) = weak.upgrade() {
                 let state = core.state.lock().await;
-                core.complete(state, started, result, tx);
+                core.complete(state, started, epoch, result, tx);
             }
         });
         *self
@@ -272,10 +301,20 @@ impl<P: TokenProvider> CacheCore<P> {
         &self,
         mut state: MutexGuard<'_, FetchState>,
         started: Instant,
+        epoch: u64,
         result: Result<AccessToken, TokenError>,
         tx: watch::Sender<Outcome>,
     ) {
-        state.inflight = None;
+        if state.epoch == epoch {
+            state.inflight = None;
+        }
+        if epoch != self.epoch.load(Ordering::Acquire) {
+            // Fetched with credentials replaced since: its own waiters get it, the cache does
+            // not keep it, and its failure holds nothing back.
+            let outcome = result.and_then(|token| self.entry_for(token, started));
+            tx.send_replace(Some(outcome));
+            return;
+        }
         let outcome = result.and_then(|token| self.install(token, started));
         match &outcome {
             Ok(entry) => {
@@ -321,6 +360,15 @@ impl<P: TokenProvider> CacheCore<P> {
 
     /// Turns a fresh token into the current entry, retiring the one it replaces.
     fn install(&self, token: AccessToken, started: Instant) -> Result<Arc<Entry>, TokenError> {
+        let entry = self.entry_for(token, started)?;
+        if let Some(old) = self.current.swap(Some(Arc::clone(&entry))) {
+            old.expire();
+        }
+        Ok(entry)
+    }
+
+    /// An entry for a fresh token: its header and deadlines.
+    fn entry_for(&self, token: AccessToken, started: Instant) -> Result<Arc<Entry>, TokenError> {
         let mut header = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
             .map_err(|_| {
                 TokenError::new(TokenErrorKind::InvalidResponse)
@@ -331,11 +379,7 @@ impl<P: TokenProvider> CacheCore<P> {
             .config
             .deadlines(token.expires_at(), token.lifetime(), started);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let entry = Entry::start(token, header, generation, started, deadlines);
-        if let Some(old) = self.current.swap(Some(Arc::clone(&entry))) {
-            old.expire();
-        }
-        Ok(entry)
+        Ok(Entry::start(token, header, generation, started, deadlines))
     }
 
     /// Background refresh of the entry of `generation`: waits out any backoff (holding nothing),

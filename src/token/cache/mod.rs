@@ -396,6 +396,38 @@ impl<P: TokenProvider> TokenCache<P> {
     }
 }
 
+impl<C: Send + Sync + 'static> TokenCache<crate::token::AxraTokenProvider<C>> {
+    /// A handle that replaces the key and secret this cache's provider exchanges, and drops the
+    /// cached token with them: the next request exchanges the new credentials at once,
+    /// single-flight, whatever backoff the old ones had earned (a fetch still running with the
+    /// old ones answers only the requests that were waiting for it). For a key regenerated in
+    /// Axra's dashboard, fed from a secret store or a mounted file.
+    ///
+    /// ```
+    /// use axra_auth::{ApiKey, ApiSecret, AxraTokenProvider, Credentials, TokenCache};
+    ///
+    /// # fn main() -> Result<(), axra_auth::CredentialError> {
+    /// # let http = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
+    /// # });
+    /// let old = Credentials::new(ApiKey::new("bk_test_old")?, ApiSecret::new("bs_test_old")?);
+    /// let cache = TokenCache::new(AxraTokenProvider::new(http, old));
+    /// let rotator = cache.credentials_rotator();
+    /// rotator.rotate(Credentials::new(ApiKey::new("bk_test_new")?, ApiSecret::new("bs_test_new")?));
+    /// assert_eq!(cache.provider().credentials().api_key().expose_secret(), "bk_test_new");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn credentials_rotator(&self) -> crate::token::CredentialsRotator {
+        let core = Arc::downgrade(&self.core);
+        self.core.provider().rotator().with_hook(move || {
+            if let Some(core) = core.upgrade() {
+                core.forget();
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
