@@ -86,6 +86,23 @@ pub enum CredentialError {
         /// What is wrong with its value.
         source: Box<CredentialError>,
     },
+    /// A credential file (named by `AXRA_API_KEY_FILE` or `AXRA_API_SECRET_FILE`, or given to
+    /// [`CredentialFiles`](crate::credentials::CredentialFiles)) could not be read.
+    UnreadableFile {
+        /// Which credential.
+        kind: CredentialKind,
+        /// Why, as the operating system said.
+        error: std::io::ErrorKind,
+    },
+    /// A credential lacks the documented prefix (`bk_live_`/`bk_test_`, `bs_live_`/`bs_test_`):
+    /// what a half-written or wrong file holds. Only [`CredentialFiles`](crate::credentials::CredentialFiles)
+    /// requires it.
+    UnknownPrefix {
+        /// Which credential.
+        kind: CredentialKind,
+    },
+    /// A credential file changed while it was read (a writer mid-way); read again later.
+    Unsettled,
 }
 
 impl fmt::Display for CredentialError {
@@ -110,6 +127,15 @@ impl fmt::Display for CredentialError {
             }
             CredentialError::InvalidEnvVar { name, source } => {
                 write!(f, "environment variable {name} is invalid: {source}")
+            }
+            CredentialError::UnreadableFile { kind, error } => {
+                write!(f, "the {kind} file could not be read: {error}")
+            }
+            CredentialError::UnknownPrefix { kind } => {
+                write!(f, "the {kind} does not start with its documented prefix")
+            }
+            CredentialError::Unsettled => {
+                f.write_str("a credential file changed while it was read")
             }
         }
     }

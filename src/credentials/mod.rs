@@ -19,6 +19,36 @@
 //! # Ok::<(), axra_auth::CredentialError>(())
 //! ```
 
+//! # Credentials in files
+//!
+//! [`CredentialFiles`] reads a key and a secret kept in files (Docker and Kubernetes secrets, or
+//! `AXRA_API_KEY_FILE`/`AXRA_API_SECRET_FILE` through [`Credentials::from_env`]), and watches
+//! them: a key regenerated in Axra's dashboard reaches a running service when the secret store
+//! updates the files, through a rotation handle
+//! ([`TokenCache::credentials_rotator`](crate::TokenCache::credentials_rotator),
+//! [`ApiKeyLayer::rotator`](crate::ApiKeyLayer::rotator)). A half-written or briefly missing
+//! file never replaces good credentials: a read needs both files, the documented prefixes,
+//! valid characters, and the same content when read again a moment later (Kubernetes swaps a
+//! symlink, which a read sees whole either side of).
+//!
+//! ```no_run
+//! use axra_auth::credentials::CredentialFiles;
+//! use axra_auth::{https, AxraTokenProvider, BearerTokenLayer};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // AXRA_API_KEY_FILE=/run/secrets/axra_api_key AXRA_API_SECRET_FILE=/run/secrets/axra_api_secret
+//! let files = CredentialFiles::from_env().expect("the *_FILE variables are set");
+//! let http = https::client();
+//! let layer = BearerTokenLayer::new(AxraTokenProvider::new(http.clone(), files.read()?));
+//! let rotator = layer.credentials_rotator();
+//! let watcher = files.watch(move |credentials| rotator.rotate(credentials)); // every 10 s
+//! let client = tower::ServiceBuilder::new().layer(layer).service(http);
+//! # let _ = (client, watcher);
+//! # Ok(())
+//! # }
+//! ```
+
 use std::ffi::OsString;
 use std::fmt;
 
@@ -39,6 +69,16 @@ pub const ENV_API_KEY: &str = "AXRA_API_KEY";
 pub const ENV_API_SECRET: &str = "AXRA_API_SECRET";
 /// Fallback for [`ENV_API_SECRET`]: Axra's webhook secret is the same value as the API secret.
 pub const ENV_WEBHOOK_SECRET: &str = "AXRA_WEBHOOK_SECRET";
+/// Environment variable naming a file that holds the API key, read when [`ENV_API_KEY`] is not
+/// set (the Docker and Kubernetes secrets convention).
+pub const ENV_API_KEY_FILE: &str = "AXRA_API_KEY_FILE";
+/// Environment variable naming a file that holds the API secret, read when neither
+/// [`ENV_API_SECRET`] nor [`ENV_WEBHOOK_SECRET`] is set.
+pub const ENV_API_SECRET_FILE: &str = "AXRA_API_SECRET_FILE";
+
+mod files;
+
+pub use files::{CredentialFiles, CredentialWatcher, DEFAULT_POLL_INTERVAL};
 
 /// Which Axra environment a credential belongs to, read from its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,13 +258,17 @@ impl Credentials {
     }
 
     /// Reads `AXRA_API_KEY` and `AXRA_API_SECRET`, falling back to `AXRA_WEBHOOK_SECRET` for the
-    /// secret (Axra's docs: the webhook secret *is* the API secret).
+    /// secret (Axra's docs: the webhook secret *is* the API secret), and to the files named by
+    /// `AXRA_API_KEY_FILE` and `AXRA_API_SECRET_FILE` (surrounding white space trimmed) when the
+    /// values themselves are not set. To follow such files as they change, see
+    /// [`CredentialFiles::watch`].
     ///
     /// # Errors
     ///
     /// [`CredentialError::MissingEnvVar`] naming the missing variable,
-    /// [`CredentialError::EnvVarNotUnicode`], or [`CredentialError::InvalidEnvVar`] when a value
-    /// is not a valid credential. No error contains a value.
+    /// [`CredentialError::EnvVarNotUnicode`], [`CredentialError::UnreadableFile`], or
+    /// [`CredentialError::InvalidEnvVar`] when a value is not a valid credential. No error
+    /// contains a value.
     pub fn from_env() -> Result<Self, CredentialError> {
         Self::from_lookup(std::env::var_os)
     }
@@ -248,17 +292,38 @@ impl Credentials {
             }
         };
 
-        let key = read(ENV_API_KEY)?.ok_or(CredentialError::MissingEnvVar { name: ENV_API_KEY })?;
-        let api_key = ApiKey::new(key).map_err(invalid(ENV_API_KEY))?;
+        let from_file = |name: &'static str, kind| -> Result<Option<String>, CredentialError> {
+            let Some(path) = lookup(name) else {
+                return Ok(None);
+            };
+            std::fs::read_to_string(path)
+                .map(|text| Some(text.trim().to_owned()))
+                .map_err(|e| CredentialError::UnreadableFile {
+                    kind,
+                    error: e.kind(),
+                })
+        };
+
+        let (key_name, key) = match read(ENV_API_KEY)? {
+            Some(key) => (ENV_API_KEY, key),
+            None => match from_file(ENV_API_KEY_FILE, CredentialKind::ApiKey)? {
+                Some(key) => (ENV_API_KEY_FILE, key),
+                None => return Err(CredentialError::MissingEnvVar { name: ENV_API_KEY }),
+            },
+        };
+        let api_key = ApiKey::new(key).map_err(invalid(key_name))?;
         let (name, secret) = match read(ENV_API_SECRET)? {
             Some(secret) => (ENV_API_SECRET, secret),
             None => match read(ENV_WEBHOOK_SECRET)? {
                 Some(secret) => (ENV_WEBHOOK_SECRET, secret),
-                None => {
-                    return Err(CredentialError::MissingEnvVar {
-                        name: ENV_API_SECRET,
-                    });
-                }
+                None => match from_file(ENV_API_SECRET_FILE, CredentialKind::ApiSecret)? {
+                    Some(secret) => (ENV_API_SECRET_FILE, secret),
+                    None => {
+                        return Err(CredentialError::MissingEnvVar {
+                            name: ENV_API_SECRET,
+                        });
+                    }
+                },
             },
         };
         let api_secret = ApiSecret::new(secret).map_err(invalid(name))?;
@@ -380,5 +445,52 @@ mod tests {
         assert!(text.contains(ENV_WEBHOOK_SECRET), "{text}");
         assert!(!text.contains("bs_test"), "{text}");
         assert!(!format!("{err:?}").contains("bs_test"), "{err:?}");
+    }
+
+    #[test]
+    fn from_env_reads_credential_files_when_the_values_are_not_set() {
+        let dir = std::env::temp_dir().join(format!("axra-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (key, secret) = (dir.join("key"), dir.join("secret"));
+        std::fs::write(&key, "bk_test_from_file\n").unwrap();
+        std::fs::write(&secret, "  bs_test_from_file\r\n").unwrap();
+        let (key_path, secret_path) = (key.to_str().unwrap(), secret.to_str().unwrap());
+        let c = Credentials::from_lookup(env(&[
+            (ENV_API_KEY_FILE, key_path),
+            (ENV_API_SECRET_FILE, secret_path),
+        ]))
+        .unwrap();
+        assert_eq!(c.api_key().expose_secret(), "bk_test_from_file");
+        assert_eq!(c.api_secret().expose_secret(), "bs_test_from_file");
+        // A value set directly wins over its file.
+        let c = Credentials::from_lookup(env(&[
+            (ENV_API_KEY, "bk_test_direct"),
+            (ENV_API_KEY_FILE, key_path),
+            (ENV_API_SECRET_FILE, secret_path),
+        ]))
+        .unwrap();
+        assert_eq!(c.api_key().expose_secret(), "bk_test_direct");
+        // A missing file is a typed error naming the credential, never the path's content.
+        let err = Credentials::from_lookup(env(&[
+            (ENV_API_KEY_FILE, "/nonexistent/axra/key"),
+            (ENV_API_SECRET_FILE, secret_path),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            CredentialError::UnreadableFile {
+                kind: CredentialKind::ApiKey,
+                error: std::io::ErrorKind::NotFound
+            }
+        );
+        std::fs::write(&key, "bk_test_with zebra").unwrap();
+        let err = Credentials::from_lookup(env(&[
+            (ENV_API_KEY_FILE, key_path),
+            (ENV_API_SECRET_FILE, secret_path),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains(ENV_API_KEY_FILE), "{err}");
+        assert!(!format!("{err} {err:?}").contains("zebra"), "{err:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,190 @@
+//! Credential files and their watcher; documented in the parent module.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::{ApiKey, ApiSecret, Credentials, ENV_API_KEY_FILE, ENV_API_SECRET_FILE};
+use crate::error::{CredentialError, CredentialKind};
+
+/// How often a watcher reads the files by default: a regenerated key reaches the service within
+/// about this long after the files change, for two small reads.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a read waits before reading again to check that no writer is mid-way.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// The two files holding an API key and its secret: read once with [`read`](Self::read), or
+/// followed with [`watch`](Self::watch). A read never passes on half-written, missing or
+/// malformed files (see the [`credentials` module](crate::credentials)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialFiles {
+    key: PathBuf,
+    secret: PathBuf,
+}
+
+/// Reads one credential file: its content without surrounding white space (a trailing newline
+/// is usual).
+fn read_file(path: &PathBuf, kind: CredentialKind) -> Result<String, CredentialError> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_owned())
+        .map_err(|e| CredentialError::UnreadableFile {
+            kind,
+            error: e.kind(),
+        })
+}
+
+impl CredentialFiles {
+    /// The files at these paths.
+    pub fn new(key: impl Into<PathBuf>, secret: impl Into<PathBuf>) -> Self {
+        CredentialFiles {
+            key: key.into(),
+            secret: secret.into(),
+        }
+    }
+
+    /// The files named by `AXRA_API_KEY_FILE` and `AXRA_API_SECRET_FILE`, when both are set.
+    pub fn from_env() -> Option<Self> {
+        let key = std::env::var_os(ENV_API_KEY_FILE)?;
+        let secret = std::env::var_os(ENV_API_SECRET_FILE)?;
+        Some(CredentialFiles::new(key, secret))
+    }
+
+    /// Reads both files, once.
+    ///
+    /// # Errors
+    ///
+    /// [`CredentialError::UnreadableFile`], or the credential's own error when a file does not
+    /// hold a valid one ([`CredentialError::UnknownPrefix`] when it lacks the documented
+    /// prefix). No error contains a value.
+    pub fn read(&self) -> Result<Credentials, CredentialError> {
+        let key = ApiKey::new(read_file(&self.key, CredentialKind::ApiKey)?)?;
+        let secret = ApiSecret::new(read_file(&self.secret, CredentialKind::ApiSecret)?)?;
+        if key.environment().is_none() {
+            return Err(CredentialError::UnknownPrefix {
+                kind: CredentialKind::ApiKey,
+            });
+        }
+        if secret.environment().is_none() {
+            return Err(CredentialError::UnknownPrefix {
+                kind: CredentialKind::ApiSecret,
+            });
+        }
+        Ok(Credentials::new(key, secret))
+    }
+
+    /// Reads both files twice, a moment apart, and answers only when both reads agree.
+    async fn read_settled(&self) -> Result<Credentials, CredentialError> {
+        let first = self.read()?;
+        tokio::time::sleep(SETTLE).await;
+        let second = self.read()?;
+        if same(&first, &second) {
+            Ok(second)
+        } else {
+            Err(CredentialError::Unsettled)
+        }
+    }
+
+    /// Watches the files every [`DEFAULT_POLL_INTERVAL`]; see [`watch_every`](Self::watch_every).
+    pub fn watch(
+        self,
+        on_change: impl Fn(Credentials) + Send + Sync + 'static,
+    ) -> CredentialWatcher {
+        self.watch_every(DEFAULT_POLL_INTERVAL, on_change)
+    }
+
+    /// Reads the files every `interval` (and on [`CredentialWatcher::check_now`]) and calls
+    /// `on_change` with the credentials they hold whenever those differ from the last good
+    /// ones (the credentials the files held when watching started count as known). A read that
+    /// fails keeps the last good credentials. Runs in a tokio task until the watcher drops.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn watch_every(
+        self,
+        interval: Duration,
+        on_change: impl Fn(Credentials) + Send + Sync + 'static,
+    ) -> CredentialWatcher {
+        let wake = Arc::new(Notify::new());
+        let woken = Arc::clone(&wake);
+        let task = tokio::spawn(async move {
+            let mut known = self.read().ok();
+            loop {
+                // The interval, or a `check_now` before it.
+                let _ = tokio::time::timeout(interval, woken.notified()).await;
+                match self.read_settled().await {
+                    Ok(read) if known.as_ref().is_some_and(|known| same(known, &read)) => {}
+                    Ok(read) => {
+                        known = Some(read.clone());
+                        trace_event!(
+                            tracing::Level::INFO,
+                            "axra_auth: credential files changed, rotating"
+                        );
+                        on_change(read);
+                    }
+                    Err(error) => {
+                        trace_event!(
+                            tracing::Level::WARN,
+                            error = %error,
+                            "axra_auth: credential files unusable, keeping the last good credentials"
+                        );
+                    }
+                }
+            }
+        });
+        CredentialWatcher {
+            task: task.abort_handle(),
+            wake,
+        }
+    }
+}
+
+/// Whether two credentials are the same (compared in constant time).
+fn same(a: &Credentials, b: &Credentials) -> bool {
+    use subtle::ConstantTimeEq;
+    let key = a
+        .api_key()
+        .expose_secret()
+        .as_bytes()
+        .ct_eq(b.api_key().expose_secret().as_bytes());
+    let secret = a
+        .api_secret()
+        .expose_secret()
+        .as_bytes()
+        .ct_eq(b.api_secret().expose_secret().as_bytes());
+    bool::from(key & secret)
+}
+
+/// A running watch of credential files (see [`CredentialFiles::watch_every`]). Dropping it
+/// stops the watch.
+pub struct CredentialWatcher {
+    task: AbortHandle,
+    wake: Arc<Notify>,
+}
+
+impl CredentialWatcher {
+    /// Reads the files now rather than at the next interval: say, after the API or the token
+    /// endpoint answered 401.
+    pub fn check_now(&self) {
+        self.wake.notify_one();
+    }
+}
+
+impl Drop for CredentialWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl fmt::Debug for CredentialWatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialWatcher")
+            .field("running", &!self.task.is_finished())
+            .finish()
+    }
+}

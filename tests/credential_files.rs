@@ -1,0 +1,175 @@
+//! Credentials in files, as Kubernetes mounts them (a `..data` symlink swapped atomically), fed
+//! to a running client by the watcher: a regenerated key reaches it without a restart; missing
+//! or broken files never replace good credentials.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axra_auth::credentials::CredentialFiles;
+use axra_auth::{AxraTokenProvider, BearerTokenLayer, Credentials};
+use bytes::Bytes;
+use common::{AxraServer, HyperClient, hyper_client};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use tower::{Layer, ServiceExt};
+
+/// A secret volume laid out as Kubernetes does: `key` and `secret` are symlinks into `..data`,
+/// itself a symlink to a timestamped directory, swapped by a rename.
+struct SecretVolume {
+    root: PathBuf,
+    version: usize,
+}
+
+impl SecretVolume {
+    fn new(name: &str) -> SecretVolume {
+        let root = std::env::temp_dir().join(format!("axra-vol-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        for file in ["key", "secret"] {
+            std::os::unix::fs::symlink(Path::new("..data").join(file), root.join(file)).unwrap();
+        }
+        SecretVolume { root, version: 0 }
+    }
+
+    /// Publishes new contents atomically, the way the kubelet does.
+    fn publish(&mut self, key: &str, secret: &str) {
+        self.version += 1;
+        let dir = format!("..v{}", self.version);
+        std::fs::create_dir_all(self.root.join(&dir)).unwrap();
+        std::fs::write(self.root.join(&dir).join("key"), format!("{key}\n")).unwrap();
+        std::fs::write(self.root.join(&dir).join("secret"), format!("{secret}\n")).unwrap();
+        let tmp = self.root.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&dir, &tmp).unwrap();
+        std::fs::rename(&tmp, self.root.join("..data")).unwrap();
+    }
+
+    fn files(&self) -> CredentialFiles {
+        CredentialFiles::new(self.root.join("key"), self.root.join("secret"))
+    }
+}
+
+impl Drop for SecretVolume {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+async fn succeeds<S>(client: &S, url: &str) -> bool
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<hyper::body::Incoming>,
+            Error = axra_auth::BoxError,
+        > + Clone,
+{
+    let request = Request::post(url).body(Full::<Bytes>::default()).unwrap();
+    match client.clone().oneshot(request).await {
+        Ok(response) => response.status() == StatusCode::OK,
+        Err(_) => false,
+    }
+}
+
+fn seen_keys(seen: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+    seen.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn the_watcher_passes_on_changes_and_ignores_broken_files() {
+    let mut volume = SecretVolume::new("watch");
+    volume.publish("bk_test_first", "bs_test_first");
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let watcher = volume
+        .files()
+        .watch_every(Duration::from_millis(100), move |c: Credentials| {
+            sink.lock()
+                .unwrap()
+                .push(c.api_key().expose_secret().to_owned());
+        });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(seen_keys(&seen).is_empty(), "the initial files are known");
+
+    volume.publish("bk_test_second", "bs_test_second");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(seen_keys(&seen), ["bk_test_second"]);
+
+    // Missing, empty, truncated or wrong files: nothing is passed on.
+    std::fs::remove_file(volume.root.join("..data")).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    volume.publish("", "bs_test_third");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    volume.publish("bk_te", "bs_test_third");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    volume.publish("bk_test_has space", "bs_test_third");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(seen_keys(&seen), ["bk_test_second"]);
+
+    // Back to good files: passed on once (`check_now` reads at once rather than at the next
+    // interval).
+    volume.publish("bk_test_third", "bs_test_third");
+    watcher.check_now();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(seen_keys(&seen), ["bk_test_second", "bk_test_third"]);
+    drop(watcher);
+    volume.publish("bk_test_fourth", "bs_test_fourth");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(seen_keys(&seen).len(), 2, "a dropped watcher stops");
+}
+
+#[tokio::test]
+async fn a_key_regenerated_mid_run_reaches_the_client_through_the_files() {
+    let server = AxraServer::start().await;
+    let mut volume = SecretVolume::new("e2e");
+    volume.publish(
+        server.business.api_key().expose_secret(),
+        server.business.api_secret().expose_secret(),
+    );
+    let files = volume.files();
+    let provider: AxraTokenProvider<HyperClient> =
+        AxraTokenProvider::new(hyper_client(), files.read().unwrap())
+            .with_base_url(&server.base_url())
+            .unwrap();
+    let layer = BearerTokenLayer::new(provider);
+    let rotator = layer.credentials_rotator();
+    let interval = Duration::from_millis(200);
+    let _watcher = files.watch_every(interval, move |c| rotator.rotate(c));
+    let client = layer.layer(hyper_client());
+    let url = server.url("/api/v1/business/checkout/session");
+    assert!(succeeds(&client, &url).await);
+
+    let fresh = server
+        .store
+        .regenerate(server.business.business_id())
+        .unwrap();
+    assert!(
+        !succeeds(&client, &url).await,
+        "the old key and its token died at once"
+    );
+    volume.publish(
+        fresh.api_key().expose_secret(),
+        fresh.api_secret().expose_secret(),
+    );
+    let published = tokio::time::Instant::now();
+    let mut failures = 0;
+    while !succeeds(&client, &url).await {
+        failures += 1;
+        assert!(
+            published.elapsed() < interval * 10,
+            "still failing {:?} after the files changed",
+            published.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..20 {
+        assert!(succeeds(&client, &url).await);
+    }
+    let stats = layer.cache().stats();
+    assert!(
+        stats.fetches_started <= 4,
+        "{stats:?} after {failures} failed requests"
+    );
+}
