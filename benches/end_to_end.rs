@@ -1,10 +1,13 @@
 //! A hyper-util client calling an axum server over loopback, one request at a time: no auth,
-//! `ApiKeyLayer` + `RequireAxraAuthLayer`, and bearer on both sides.
+//! `ApiKeyLayer` + `RequireAxraAuthLayer`, bearer on both sides, and bearer over TLS (HTTP/2,
+//! `axra_auth::https`, a test CA), as users call Axra.
 
 mod common;
 
 #[path = "../examples/common/mod.rs"]
 mod app;
+#[path = "../examples/common/tls.rs"]
+mod tls;
 
 use std::sync::Arc;
 
@@ -48,7 +51,8 @@ fn bench(c: &mut Criterion) {
     let store = MemoryKeyStore::new();
     let business = store.create_business("Bench", Environment::Test);
     let issuer = TokenIssuer::random();
-    let (plain, authed) = runtime.block_on(async {
+    let ca = tls::TestCa::new();
+    let (plain, authed, secure) = runtime.block_on(async {
         // The same routes and handlers, with the business inserted by a plain `Extension`
         // layer instead of being authenticated.
         let fixed = AuthenticatedBusiness {
@@ -59,7 +63,16 @@ fn bench(c: &mut Criterion) {
         };
         let plain = serve(app::business_routes().route_layer(axum::Extension(fixed))).await;
         let authed = serve(app::axra_app(store.clone(), issuer.clone())).await;
-        (plain, authed)
+        let secure = tls::serve_tls(
+            app::axra_app(store.clone(), issuer.clone()),
+            ca.server_config(&["127.0.0.1"]),
+        )
+        .await;
+        (
+            plain,
+            authed,
+            format!("https://127.0.0.1:{}", secure.port()),
+        )
     });
     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let path = "/api/v1/business/checkout/session";
@@ -70,12 +83,23 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         BearerTokenLayer::new(provider).layer(http.clone())
     };
+    let https = axra_auth::https::client_with_roots(ca.roots());
+    let bearer_tls = {
+        let provider = AxraTokenProvider::new(https.clone(), business.credentials().clone())
+            .with_base_url(&format!("{secure}/api/v1"))
+            .unwrap();
+        BearerTokenLayer::new(provider).layer(https)
+    };
 
     // Interleaved rounds: the three variants take turns, so drift on a shared machine hits all
     // of them alike; the medians of the per-round times give the ratios reported.
     runtime.block_on(async {
-        let urls = [format!("{plain}{path}"), format!("{authed}{path}")];
-        let mut rounds: [Vec<f64>; 3] = Default::default();
+        let urls = [
+            format!("{plain}{path}"),
+            format!("{authed}{path}"),
+            format!("{secure}{path}"),
+        ];
+        let mut rounds: [Vec<f64>; 4] = Default::default();
         for _ in 0..30 {
             for (i, times) in rounds.iter_mut().enumerate() {
                 let start = std::time::Instant::now();
@@ -83,7 +107,8 @@ fn bench(c: &mut Criterion) {
                     match i {
                         0 => roundtrip(&http, &urls[0]).await,
                         1 => roundtrip(&api_key, &urls[1]).await,
-                        _ => roundtrip(&bearer, &urls[1]).await,
+                        2 => roundtrip(&bearer, &urls[1]).await,
+                        _ => roundtrip(&bearer_tls, &urls[2]).await,
                     }
                 }
                 times.push(start.elapsed().as_secs_f64() / 100.0);
@@ -93,10 +118,10 @@ fn bench(c: &mut Criterion) {
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
         };
-        let [a, b, c] = rounds.each_mut().map(median);
+        let [a, b, c, d] = rounds.each_mut().map(median);
         println!(
-            "end_to_end interleaved medians: no auth {:.1} us; api key {:.1} us ({:.3}x); bearer {:.1} us ({:.3}x)",
-            a * 1e6, b * 1e6, b / a, c * 1e6, c / a
+            "end_to_end interleaved medians: no auth {:.1} us; api key {:.1} us ({:.3}x); bearer {:.1} us ({:.3}x); bearer over TLS {:.1} us ({:.3}x of bearer over plain HTTP)",
+            a * 1e6, b * 1e6, b / a, c * 1e6, c / a, d * 1e6, d / c
         );
     });
 
@@ -111,6 +136,10 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("c_bearer_both_sides", |b| {
         b.to_async(&*runtime).iter(|| roundtrip(&bearer, &url))
+    });
+    let url = format!("{secure}{path}");
+    group.bench_function("d_bearer_over_tls", |b| {
+        b.to_async(&*runtime).iter(|| roundtrip(&bearer_tls, &url))
     });
     group.finish();
 }
