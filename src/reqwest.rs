@@ -4,7 +4,8 @@
 //! - [`ApiKeyMiddleware`] sets a sensitive `x-api-key`; an `x-api-key` already on the request wins.
 //! - [`BearerTokenMiddleware`] sets `Authorization: Bearer <token>` from a shared, single-flight
 //!   [`TokenCache`]; an `Authorization` already on the request wins; a `401` answer invalidates
-//!   the token it used (the request is not retried). A token failure is
+//!   the token it used, and a request whose body can be replayed is sent once more with a new
+//!   token (see [`BearerTokenMiddleware::with_retry_once`]). A token failure is
 //!   `reqwest_middleware::Error::Middleware`, which downcasts to [`TokenError`].
 //! - [`AxraTokenProvider::reqwest`] runs the exchange over a `reqwest::Client`, so a reqwest user
 //!   needs no second HTTP client. The exchange never follows a redirect, whatever the client's
@@ -141,6 +142,7 @@ impl Middleware for ApiKeyMiddleware {
 /// Sets `Authorization: Bearer <token>` from a shared token cache. See the [module docs](self).
 pub struct BearerTokenMiddleware<P> {
     cache: Arc<TokenCache<P>>,
+    retry_once: bool,
 }
 
 impl<P: TokenProvider> BearerTokenMiddleware<P> {
@@ -151,7 +153,25 @@ impl<P: TokenProvider> BearerTokenMiddleware<P> {
 
     /// A middleware sharing `cache` with other clients and layers.
     pub fn from_cache(cache: Arc<TokenCache<P>>) -> Self {
-        BearerTokenMiddleware { cache }
+        BearerTokenMiddleware {
+            cache,
+            retry_once: true,
+        }
+    }
+
+    /// Whether a request refused with a 401 is sent once more with a new token (default: yes).
+    ///
+    /// The retry happens only when all of these hold, so it is bounded to one and never
+    /// repeats a hopeless request: the body can be replayed (`reqwest::Request::try_clone`; a
+    /// streamed body cannot), the refused token was cached before the request started (a token
+    /// fetched for this very request and refused says the credentials, not the token, are
+    /// wrong), and the cache now holds another token (the rejection backoff may keep the old
+    /// one). The caller sees only the second answer. On by default, as Google's and Azure's
+    /// credential policies do: a token revoked mid-flight (a key regenerated, a signing key
+    /// rotated) then costs no failed request.
+    pub fn with_retry_once(mut self, retry: bool) -> Self {
+        self.retry_once = retry;
+        self
     }
 
     /// The token cache.
@@ -172,6 +192,7 @@ impl<P> Clone for BearerTokenMiddleware<P> {
     fn clone(&self) -> Self {
         BearerTokenMiddleware {
             cache: Arc::clone(&self.cache),
+            retry_once: self.retry_once,
         }
     }
 }
@@ -195,20 +216,49 @@ impl<P: TokenProvider> Middleware for BearerTokenMiddleware<P> {
         if req.headers().contains_key(AUTHORIZATION) {
             return next.run(req, extensions).await;
         }
-        let (header, report) = match self.cache.usable_header() {
-            Some(usable) => usable,
-            None => self
-                .cache
-                .wait_for_header()
-                .await
-                .map_err(reqwest_middleware::Error::middleware)?,
+        let (header, report, cached_before) = match self.cache.usable_header() {
+            Some((header, report)) => (header, report, true),
+            None => {
+                let (header, report) = self
+                    .cache
+                    .wait_for_header()
+                    .await
+                    .map_err(reqwest_middleware::Error::middleware)?;
+                (header, report, false)
+            }
         };
-        req.headers_mut().insert(AUTHORIZATION, header);
-        let response = next.run(req, extensions).await?;
-        if crate::token::rejects_token(response.status(), response.headers()) {
-            report.rejected();
+        let replay = if self.retry_once && cached_before {
+            req.try_clone()
+        } else {
+            None
+        };
+        req.headers_mut().insert(AUTHORIZATION, header.clone());
+        let response = next.clone().run(req, extensions).await?;
+        if !crate::token::rejects_token(response.status(), response.headers()) {
+            return Ok(response);
         }
-        Ok(response)
+        report.rejected();
+        let Some(mut replay) = replay else {
+            return Ok(response);
+        };
+        // Best effort: without another token, the first answer stands.
+        let fresh = match self.cache.usable_header() {
+            Some(usable) => Some(usable),
+            None => self.cache.wait_for_header().await.ok(),
+        };
+        let Some((fresh, fresh_report)) = fresh.filter(|(fresh, _)| *fresh != header) else {
+            return Ok(response);
+        };
+        trace_event!(
+            tracing::Level::DEBUG,
+            "axra_auth: token rejected, request sent once more with a new token"
+        );
+        replay.headers_mut().insert(AUTHORIZATION, fresh);
+        let retried = next.run(replay, extensions).await?;
+        if crate::token::rejects_token(retried.status(), retried.headers()) {
+            fresh_report.rejected();
+        }
+        Ok(retried)
     }
 }
 

@@ -1,0 +1,173 @@
+//! Retry once after a 401 (reqwest middleware): a request whose body can be replayed is sent
+//! again with a new token when the cached one was revoked mid-flight; never twice, never with
+//! the same token, never for a streamed body, never when turned off.
+#![cfg(feature = "reqwest")]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axra_auth::reqwest::{BearerTokenMiddleware, redirect_policy};
+use axum::Router;
+use axum::body::Bytes as AxumBytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use common::serve;
+use serde_json::json;
+
+/// A token endpoint issuing `tok-1`, `tok-2`, ...; an API that refuses the tokens in `refused`
+/// and records every attempt as (token, body).
+struct Api {
+    addr: std::net::SocketAddr,
+    attempts: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+async fn api(refused: &'static [&'static str]) -> Api {
+    let issued = Arc::new(Mutex::new(0));
+    let attempts: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen = Arc::clone(&attempts);
+    let app = Router::new()
+        .route(
+            "/api/v1/business/auth/token",
+            post(move || {
+                let n = {
+                    let mut n = issued.lock().unwrap();
+                    *n += 1;
+                    *n
+                };
+                async move {
+                    axum::Json(json!({"success": true, "data": {
+                        "accessToken": format!("tok-{n}"), "tokenType": "Bearer", "expiresIn": 3600}}))
+                }
+            }),
+        )
+        .route(
+            "/api/v1/payments",
+            post(move |headers: HeaderMap, body: AxumBytes| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    let token = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .trim_start_matches("Bearer ")
+                        .to_owned();
+                    let refuse = refused.contains(&token.as_str());
+                    seen.lock()
+                        .unwrap()
+                        .push((token, String::from_utf8_lossy(&body).into_owned()));
+                    if refuse { StatusCode::UNAUTHORIZED } else { StatusCode::OK }
+                }
+            }),
+        );
+    Api {
+        addr: serve(app).await,
+        attempts,
+    }
+}
+
+fn middleware(
+    api: &Api,
+) -> (
+    reqwest::Client,
+    BearerTokenMiddleware<axra_auth::AxraTokenProvider<axra_auth::reqwest::ReqwestTransport>>,
+) {
+    let http = reqwest::Client::builder()
+        .redirect(redirect_policy())
+        .build()
+        .unwrap();
+    let credentials = axra_auth::Credentials::new(
+        axra_auth::ApiKey::new("bk_test_retry").unwrap(),
+        axra_auth::ApiSecret::new("bs_test_retry").unwrap(),
+    );
+    let provider = axra_auth::AxraTokenProvider::reqwest(http.clone(), credentials)
+        .with_base_url(&format!("http://{}/api/v1", api.addr))
+        .unwrap();
+    (http, BearerTokenMiddleware::new(provider))
+}
+
+fn attempts(api: &Api) -> Vec<(String, String)> {
+    api.attempts.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_revoked_token_costs_no_failed_request_when_the_body_can_be_replayed() {
+    let api = api(&["tok-1"]).await;
+    let (http, middleware) = middleware(&api);
+    let cache = std::sync::Arc::clone(middleware.cache());
+    cache.token().await.unwrap(); // tok-1, cached before the request starts
+    let client = reqwest_middleware::ClientBuilder::new(http)
+        .with(middleware)
+        .build();
+    let url = format!("http://{}/api/v1/payments", api.addr);
+    let response = client
+        .post(&url)
+        .body("{\"amount\":5}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the caller sees only the retry's answer"
+    );
+    assert_eq!(
+        attempts(&api),
+        [
+            ("tok-1".to_owned(), "{\"amount\":5}".to_owned()),
+            ("tok-2".to_owned(), "{\"amount\":5}".to_owned())
+        ]
+    );
+    assert_eq!(cache.stats().fetches_started, 2);
+}
+
+#[tokio::test]
+async fn no_retry_for_a_streamed_body_or_when_turned_off() {
+    let api = api(&["tok-1", "tok-3"]).await;
+    let (http, middleware) = middleware(&api);
+    let cache = std::sync::Arc::clone(middleware.cache());
+    cache.token().await.unwrap();
+    let url = format!("http://{}/api/v1/payments", api.addr);
+    let client = reqwest_middleware::ClientBuilder::new(http)
+        .with(middleware)
+        .build();
+    let streamed = reqwest::Body::wrap(http_body_util::Full::new(bytes::Bytes::from("streamed")));
+    let response = client.post(&url).body(streamed).send().await.unwrap();
+    assert_eq!(response.status(), 401, "a streamed body cannot be replayed");
+    assert_eq!(attempts(&api).len(), 1);
+
+    // Turned off: the 401 reaches the caller, and no new token is fetched for a retry.
+    let api = self::api(&["tok-1"]).await;
+    let (http, off_middleware) = self::middleware(&api);
+    let cache = std::sync::Arc::clone(off_middleware.cache());
+    cache.token().await.unwrap();
+    let off = reqwest_middleware::ClientBuilder::new(http)
+        .with(off_middleware.with_retry_once(false))
+        .build();
+    let url = format!("http://{}/api/v1/payments", api.addr);
+    assert_eq!(off.post(&url).body("x").send().await.unwrap().status(), 401);
+    assert_eq!(attempts(&api).len(), 1);
+    assert_eq!(cache.stats().fetches_started, 1);
+}
+
+#[tokio::test]
+async fn a_server_refusing_every_token_sees_at_most_two_attempts_a_request() {
+    let api = api(&["tok-1", "tok-2", "tok-3", "tok-4"]).await;
+    let (http, middleware) = middleware(&api);
+    let cache = std::sync::Arc::clone(middleware.cache());
+    cache.token().await.unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(http)
+        .with(middleware)
+        .build();
+    let url = format!("http://{}/api/v1/payments", api.addr);
+    for _ in 0..10 {
+        assert_eq!(
+            client.post(&url).body("x").send().await.unwrap().status(),
+            401
+        );
+    }
+    // The first request retried once with tok-2; tok-2, just fetched, is then held by the
+    // rejection backoff, so no later request finds another token to retry with.
+    assert_eq!(attempts(&api).len(), 11);
+    assert_eq!(cache.stats().fetches_started, 2);
+}
