@@ -1,12 +1,13 @@
-//! Retry once after a 401 (reqwest middleware): a request whose body can be replayed is sent
-//! again with a new token when the cached one was revoked mid-flight; never twice, never with
-//! the same token, never for a streamed body, never when turned off.
-#![cfg(feature = "reqwest")]
+//! Retry once after a 401 (reqwest middleware, and the tower layer's opt-in variant): a request
+//! whose body can be replayed is sent again with a new token when the cached one was revoked
+//! mid-flight; never twice, never with the same token, never for a streamed body, never when
+//! turned off.
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "reqwest")]
 use axra_auth::reqwest::{BearerTokenMiddleware, redirect_policy};
 use axum::Router;
 use axum::body::Bytes as AxumBytes;
@@ -66,6 +67,7 @@ async fn api(refused: &'static [&'static str]) -> Api {
     }
 }
 
+#[cfg(feature = "reqwest")]
 fn middleware(
     api: &Api,
 ) -> (
@@ -90,6 +92,7 @@ fn attempts(api: &Api) -> Vec<(String, String)> {
     api.attempts.lock().unwrap().clone()
 }
 
+#[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn a_revoked_token_costs_no_failed_request_when_the_body_can_be_replayed() {
     let api = api(&["tok-1"]).await;
@@ -121,6 +124,7 @@ async fn a_revoked_token_costs_no_failed_request_when_the_body_can_be_replayed()
     assert_eq!(cache.stats().fetches_started, 2);
 }
 
+#[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn no_retry_for_a_streamed_body_or_when_turned_off() {
     let api = api(&["tok-1", "tok-3"]).await;
@@ -150,6 +154,7 @@ async fn no_retry_for_a_streamed_body_or_when_turned_off() {
     assert_eq!(cache.stats().fetches_started, 1);
 }
 
+#[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn a_server_refusing_every_token_sees_at_most_two_attempts_a_request() {
     let api = api(&["tok-1", "tok-2", "tok-3", "tok-4"]).await;
@@ -169,5 +174,50 @@ async fn a_server_refusing_every_token_sees_at_most_two_attempts_a_request() {
     // The first request retried once with tok-2; tok-2, just fetched, is then held by the
     // rejection backoff, so no later request finds another token to retry with.
     assert_eq!(attempts(&api).len(), 11);
+    assert_eq!(cache.stats().fetches_started, 2);
+}
+
+#[tokio::test]
+async fn the_tower_layer_retries_once_when_asked_and_only_then() {
+    use axra_auth::{AxraTokenProvider, BearerTokenLayer};
+    use tower::{Layer, ServiceExt};
+
+    let api = api(&["tok-1"]).await;
+    let credentials = axra_auth::Credentials::new(
+        axra_auth::ApiKey::new("bk_test_retry").unwrap(),
+        axra_auth::ApiSecret::new("bs_test_retry").unwrap(),
+    );
+    let provider: AxraTokenProvider<common::HyperClient> =
+        AxraTokenProvider::new(common::hyper_client(), credentials)
+            .with_base_url(&format!("http://{}/api/v1", api.addr))
+            .unwrap();
+    let layer = BearerTokenLayer::new(provider);
+    let cache = std::sync::Arc::clone(layer.cache());
+    cache.token().await.unwrap(); // tok-1, cached before the request
+    let url = format!("http://{}/api/v1/payments", api.addr);
+    let request = || {
+        http::Request::post(&url)
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                "{\"amount\":7}",
+            )))
+            .unwrap()
+    };
+    let retrying = layer
+        .clone()
+        .with_retry_once()
+        .layer(common::hyper_client());
+    let response = retrying.oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        attempts(&api),
+        [
+            ("tok-1".to_owned(), "{\"amount\":7}".to_owned()),
+            ("tok-2".to_owned(), "{\"amount\":7}".to_owned())
+        ]
+    );
+    // The plain layer does not retry (tok-2 is fine, so it simply succeeds here).
+    let plain = layer.layer(common::hyper_client());
+    assert_eq!(plain.oneshot(request()).await.unwrap().status(), 200);
+    assert_eq!(attempts(&api).len(), 3);
     assert_eq!(cache.stats().fetches_started, 2);
 }

@@ -12,8 +12,9 @@
 //! - An `Authorization` header already on the request wins and skips the cache.
 //! - A `401` answer (or a gRPC `UNAUTHENTICATED` status in the headers) to a request that used the
 //!   cached token invalidates that token, so the next request fetches a new one. The rejected
-//!   request itself is not retried: its body is generic and may not be replayable. Put a
-//!   `tower::retry` layer outside this one if your bodies can be cloned.
+//!   request itself is not retried, since its body is generic and may not be replayable; for
+//!   bodies that can be cloned, [`BearerTokenLayer::with_retry_once`] sends it once more with a
+//!   new token.
 //!
 //! Several clients (say a hyper client and a tonic channel) share one token through
 //! [`BearerTokenLayer::from_cache`].
@@ -47,6 +48,7 @@
 //! ```
 
 mod future;
+mod retry;
 mod service;
 
 use std::fmt;
@@ -58,6 +60,7 @@ use crate::token::cache::InstanceHandle;
 use crate::token::{TokenCache, TokenProvider};
 
 pub use future::ResponseFuture;
+pub use retry::{RetryingBearerTokenLayer, RetryingBearerTokenService};
 pub use service::BearerTokenService;
 
 /// Layer that authenticates requests with a cached bearer token. See the [module docs](self).
@@ -80,6 +83,13 @@ impl<P: TokenProvider> BearerTokenLayer<P> {
     /// The token cache.
     pub fn cache(&self) -> &Arc<TokenCache<P>> {
         &self.cache
+    }
+
+    /// This layer, plus one retry of a request refused with a 401, with a new token, for
+    /// request bodies that can be cloned (see [`RetryingBearerTokenLayer`]). Opt-in: the plain
+    /// layer stays allocation-free and accepts any body.
+    pub fn with_retry_once(self) -> RetryingBearerTokenLayer<P> {
+        RetryingBearerTokenLayer { cache: self.cache }
     }
 }
 

@@ -379,7 +379,6 @@ impl<P: TokenProvider> TokenCache<P> {
 
     /// The header of the usable cached token and the report of its rejection; `None` when no
     /// token is usable. No lock.
-    #[cfg(feature = "reqwest")]
     pub(crate) fn usable_header(self: &Arc<Self>) -> Option<(HeaderValue, RejectionReport<P>)> {
         let entry = self.core.usable()?;
         let report = RejectionReport::shared(Arc::clone(self), entry.generation);
