@@ -197,18 +197,23 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[tokio::test(start_paused = true)]
-    async fn the_timer_moves_the_phase_and_a_lost_timer_falls_back_to_the_clock() {
+    /// A 100 s token fetched now: refresh due at 30 s, usable until 75 s.
+    fn entry() -> Arc<Entry> {
         let now = Instant::now();
         let token = AccessToken::new("t", Duration::from_secs(100));
         let deadlines = (now + Duration::from_secs(30), now + Duration::from_secs(75));
-        let entry = Entry::start(
+        Entry::start(
             token,
             HeaderValue::from_static("Bearer t"),
             1,
             now,
             deadlines,
-        );
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_moves_the_phase_and_a_lost_timer_falls_back_to_the_clock() {
+        let entry = entry();
         assert_eq!(entry.phase(), Phase::Fresh);
         tokio::time::advance(Duration::from_secs(31)).await;
         tokio::task::yield_now().await;
@@ -228,16 +233,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_expired_entry_stays_expired() {
-        let now = Instant::now();
-        let token = AccessToken::new("t", Duration::from_secs(100));
-        let deadlines = (now + Duration::from_secs(30), now + Duration::from_secs(75));
-        let entry = Entry::start(
-            token,
-            HeaderValue::from_static("Bearer t"),
-            1,
-            now,
-            deadlines,
-        );
+        let entry = entry();
         entry.expire();
         assert_eq!(entry.phase(), Phase::Expired);
         tokio::time::advance(Duration::from_secs(31)).await;
