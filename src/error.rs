@@ -191,9 +191,9 @@ pub enum TokenErrorKind {
     /// The request could not be sent or the answer could not be read (connection refused, reset).
     /// Transient.
     Transport,
-    /// The TLS handshake with the token endpoint failed: its certificate does not chain to a
-    /// trusted root, names another host, or expired. Nothing was sent. Permanent (a
-    /// configuration or an attack, not an outage).
+    /// The TLS handshake with the token endpoint failed while connecting: its certificate does
+    /// not chain to a trusted root, names another host, or expired. The request was not sent.
+    /// Permanent (a configuration or an attack, not an outage).
     Tls,
     /// The fetch did not finish within the cache's fetch timeout. Transient.
     Timeout,

@@ -7,9 +7,11 @@
 //!   [`client_with_roots`], or a whole `rustls::ClientConfig` with [`client_with_config`].
 //! - **Crypto provider**: *ring*, which builds with a C compiler alone (aws-lc-rs needs CMake on
 //!   some platforms).
-//! - **Protocols**: HTTP/2 when the server offers it by ALPN, HTTP/1.1 otherwise. Plain
-//!   `http://` still works for a server on this machine (a mock); the token exchange refuses
-//!   plain `http://` to any other host on its own (see
+//! - **Protocols**: HTTP/2 when the server offers it by ALPN, HTTP/1.1 otherwise.
+//! - **HTTPS only**: a plain `http://` URI is refused, so neither the key nor a token can leave
+//!   in clear text through this client. For a plain-HTTP mock server on this machine, use
+//!   hyper-util's `Client::builder(..).build_http()` (the token exchange accepts plain
+//!   `http://` only to this machine anyway, see
 //!   [`AxraTokenProvider::with_base_url`](crate::AxraTokenProvider::with_base_url)).
 //!
 //! A certificate that does not chain to a trusted root, or names another host, fails the
@@ -72,7 +74,7 @@ pub fn client_with_config(mut config: ClientConfig) -> HttpsClient {
     config.alpn_protocols.clear();
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(config)
-        .https_or_http()
+        .https_only()
         .enable_all_versions()
         .build();
     Client::builder(TokioExecutor::new()).build(connector)

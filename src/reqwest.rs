@@ -162,11 +162,14 @@ impl<P: TokenProvider> BearerTokenMiddleware<P> {
     /// Whether a request refused with a 401 is sent once more with a new token (default: yes).
     ///
     /// The retry happens only when all of these hold, so it is bounded to one and never
-    /// repeats a hopeless request: the body can be replayed (`reqwest::Request::try_clone`; a
-    /// streamed body cannot), the refused token was cached before the request started (a token
-    /// fetched for this very request and refused says the credentials, not the token, are
-    /// wrong), and the cache now holds another token (the rejection backoff may keep the old
-    /// one). The caller sees only the second answer. On by default, as Google's and Azure's
+    /// repeats a hopeless request: the 401 came from the URL asked, with no redirect on the way
+    /// (a 401 means the API refused the credentials before handling the request; after a
+    /// redirect the request may have been handled already, so it is never replayed then), the
+    /// body can be replayed (`reqwest::Request::try_clone`; a streamed body cannot), the
+    /// refused token was cached before the request started (a token fetched for this very
+    /// request and refused says the credentials, not the token, are wrong), and the cache now
+    /// holds another token (the rejection backoff may keep the old one). The caller sees only
+    /// the second answer. If your API may answer 401 *after* acting on a request, turn it off. On by default, as Google's and Azure's
     /// credential policies do: a token revoked mid-flight (a key regenerated, a signing key
     /// rotated) then costs no failed request.
     pub fn with_retry_once(mut self, retry: bool) -> Self {
@@ -232,9 +235,14 @@ impl<P: TokenProvider> Middleware for BearerTokenMiddleware<P> {
         } else {
             None
         };
+        let asked = req.url().clone();
         req.headers_mut().insert(AUTHORIZATION, header.clone());
         let response = next.clone().run(req, extensions).await?;
-        if !crate::token::rejects_token(response.status(), response.headers()) {
+        // Only an answer from the URL asked judges the token: after a redirect the request may
+        // have been handled already (a 303 after a POST), and another origin never saw the token.
+        if *response.url() != asked
+            || !crate::token::rejects_token(response.status(), response.headers())
+        {
             return Ok(response);
         }
         report.rejected();

@@ -89,3 +89,14 @@ async fn an_untrusted_certificate_is_refused() {
     assert_eq!(err.kind(), TokenErrorKind::Tls, "{err:?}");
     assert!(err.to_string().contains("TLS"), "{err}");
 }
+
+#[tokio::test]
+async fn the_ready_client_refuses_plain_http() {
+    let server = common::AxraServer::start().await; // plain HTTP on 127.0.0.1
+    let request = Request::post(server.url("/api/v1/business/checkout/session"))
+        .header("x-api-key", server.business.api_key().expose_secret())
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let err = https::client().request(request).await.unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+}

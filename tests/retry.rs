@@ -221,3 +221,51 @@ async fn the_tower_layer_retries_once_when_asked_and_only_then() {
     assert_eq!(attempts(&api).len(), 3);
     assert_eq!(cache.stats().fetches_started, 2);
 }
+
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn a_401_after_a_redirect_is_never_replayed() {
+    use axum::response::IntoResponse;
+    // POST /charges is handled (counted), then redirected (303) to a page that answers 401.
+    let handled = Arc::new(Mutex::new(0));
+    let count = Arc::clone(&handled);
+    let app = Router::new()
+        .route(
+            "/api/v1/business/auth/token",
+            post(|| async {
+                axum::Json(json!({"success": true, "data": {
+                    "accessToken": "tok-any", "tokenType": "Bearer", "expiresIn": 3600}}))
+            }),
+        )
+        .route(
+            "/api/v1/charges",
+            post(move || {
+                *count.lock().unwrap() += 1;
+                async { (StatusCode::SEE_OTHER, [("location", "/api/v1/receipt")]).into_response() }
+            }),
+        )
+        .route(
+            "/api/v1/receipt",
+            axum::routing::get(|| async { StatusCode::UNAUTHORIZED }),
+        );
+    let addr = serve(app).await;
+    let api = Api {
+        addr,
+        attempts: Arc::default(),
+    };
+    let (http, middleware) = middleware(&api);
+    let cache = std::sync::Arc::clone(middleware.cache());
+    cache.token().await.unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(http)
+        .with(middleware)
+        .build();
+    let response = client
+        .post(format!("http://{addr}/api/v1/charges"))
+        .body("{\"amount\":9}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(*handled.lock().unwrap(), 1, "the charge was not made twice");
+    assert_eq!(cache.stats().invalidations, 0, "nor the token dropped");
+}

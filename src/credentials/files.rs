@@ -29,13 +29,8 @@ pub struct CredentialFiles {
 
 /// Reads one credential file: its content without surrounding white space (a trailing newline
 /// is usual).
-fn read_file(path: &PathBuf, kind: CredentialKind) -> Result<String, CredentialError> {
-    std::fs::read_to_string(path)
-        .map(|text| text.trim().to_owned())
-        .map_err(|e| CredentialError::UnreadableFile {
-            kind,
-            error: e.kind(),
-        })
+fn read_file(path: &std::path::Path, kind: CredentialKind) -> Result<String, CredentialError> {
+    super::read_credential_file(path.as_os_str(), kind)
 }
 
 impl CredentialFiles {
@@ -69,7 +64,8 @@ impl CredentialFiles {
                 kind: CredentialKind::ApiKey,
             });
         }
-        if secret.environment().is_none() {
+        if secret.environment() != key.environment() {
+            // A live key with a test secret: two files written apart, one not yet updated.
             return Err(CredentialError::UnknownPrefix {
                 kind: CredentialKind::ApiSecret,
             });
@@ -77,11 +73,19 @@ impl CredentialFiles {
         Ok(Credentials::new(key, secret))
     }
 
+    /// [`read`](Self::read) on tokio's blocking pool (a hung file system stalls no worker).
+    async fn read_off_runtime(&self) -> Result<Credentials, CredentialError> {
+        let files = self.clone();
+        tokio::task::spawn_blocking(move || files.read())
+            .await
+            .unwrap_or(Err(CredentialError::Unsettled))
+    }
+
     /// Reads both files twice, a moment apart, and answers only when both reads agree.
     async fn read_settled(&self) -> Result<Credentials, CredentialError> {
-        let first = self.read()?;
+        let first = self.read_off_runtime().await?;
         tokio::time::sleep(SETTLE).await;
-        let second = self.read()?;
+        let second = self.read_off_runtime().await?;
         if same(&first, &second) {
             Ok(second)
         } else {
@@ -98,9 +102,11 @@ impl CredentialFiles {
     }
 
     /// Reads the files every `interval` (and on [`CredentialWatcher::check_now`]) and calls
-    /// `on_change` with the credentials they hold whenever those differ from the last good
-    /// ones (the credentials the files held when watching started count as known). A read that
-    /// fails keeps the last good credentials. Runs in a tokio task until the watcher drops.
+    /// `on_change` with the credentials they hold: after the first interval, then whenever they
+    /// differ from the last good ones. The first call lets nothing slip between the read that
+    /// built the client and the watch; the rotators ignore credentials they already hold. A
+    /// read that fails keeps the last good credentials. Runs in a tokio task until the watcher
+    /// drops.
     ///
     /// # Panics
     ///
@@ -113,7 +119,7 @@ impl CredentialFiles {
         let wake = Arc::new(Notify::new());
         let woken = Arc::clone(&wake);
         let task = tokio::spawn(async move {
-            let mut known = self.read().ok();
+            let mut known: Option<Credentials> = None;
             loop {
                 // The interval, or a `check_now` before it.
                 let _ = tokio::time::timeout(interval, woken.notified()).await;
@@ -144,21 +150,7 @@ impl CredentialFiles {
     }
 }
 
-/// Whether two credentials are the same (compared in constant time).
-fn same(a: &Credentials, b: &Credentials) -> bool {
-    use subtle::ConstantTimeEq;
-    let key = a
-        .api_key()
-        .expose_secret()
-        .as_bytes()
-        .ct_eq(b.api_key().expose_secret().as_bytes());
-    let secret = a
-        .api_secret()
-        .expose_secret()
-        .as_bytes()
-        .ct_eq(b.api_secret().expose_secret().as_bytes());
-    bool::from(key & secret)
-}
+use crate::token::axra::same_credentials as same;
 
 /// A running watch of credential files (see [`CredentialFiles::watch_every`]). Dropping it
 /// stops the watch.

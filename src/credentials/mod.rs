@@ -241,6 +241,43 @@ secret_credential!(
     "bs_test_"
 );
 
+/// Reads a credential file: a regular file (not a FIFO or a device that never ends), at most
+/// a little more than [`MAX_CREDENTIAL_LEN`] bytes, without surrounding white space. The
+/// buffer is zeroed after use.
+pub(crate) fn read_credential_file(
+    path: &std::ffi::OsStr,
+    kind: CredentialKind,
+) -> Result<String, CredentialError> {
+    use std::io::Read;
+    use zeroize::Zeroize;
+    let unreadable = |error: std::io::Error| CredentialError::UnreadableFile {
+        kind,
+        error: error.kind(),
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    if !file.metadata().map_err(unreadable)?.is_file() {
+        return Err(CredentialError::UnreadableFile {
+            kind,
+            error: std::io::ErrorKind::InvalidInput,
+        });
+    }
+    let mut buffer = Vec::with_capacity(256);
+    let read = file
+        .take(MAX_CREDENTIAL_LEN as u64 + 64)
+        .read_to_end(&mut buffer);
+    let text = match read {
+        Ok(_) => std::str::from_utf8(&buffer)
+            .map(|text| text.trim().to_owned())
+            .map_err(|_| CredentialError::UnreadableFile {
+                kind,
+                error: std::io::ErrorKind::InvalidData,
+            }),
+        Err(error) => Err(unreadable(error)),
+    };
+    buffer.zeroize();
+    text
+}
+
 /// An API key and its secret: what the token exchange needs.
 #[derive(Clone, Debug)]
 pub struct Credentials {
@@ -293,15 +330,10 @@ impl Credentials {
         };
 
         let from_file = |name: &'static str, kind| -> Result<Option<String>, CredentialError> {
-            let Some(path) = lookup(name) else {
-                return Ok(None);
-            };
-            std::fs::read_to_string(path)
-                .map(|text| Some(text.trim().to_owned()))
-                .map_err(|e| CredentialError::UnreadableFile {
-                    kind,
-                    error: e.kind(),
-                })
+            match lookup(name) {
+                Some(path) => read_credential_file(&path, kind).map(Some),
+                None => Ok(None),
+            }
         };
 
         let (key_name, key) = match read(ENV_API_KEY)? {
@@ -491,6 +523,23 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains(ENV_API_KEY_FILE), "{err}");
         assert!(!format!("{err} {err:?}").contains("zebra"), "{err:?}");
+        // Not a regular file (a directory, a device that never ends): refused before reading.
+        for path in [dir.to_str().unwrap(), "/dev/zero"] {
+            let err = read_credential_file(std::ffi::OsStr::new(path), CredentialKind::ApiKey)
+                .unwrap_err();
+            assert!(
+                matches!(err, CredentialError::UnreadableFile { .. }),
+                "{path}: {err:?}"
+            );
+        }
+        // A huge file is read only up to the bound, then refused as too long.
+        std::fs::write(&key, "bk_test_".to_owned() + &"x".repeat(1 << 20)).unwrap();
+        let err = Credentials::from_lookup(env(&[
+            (ENV_API_KEY_FILE, key_path),
+            (ENV_API_SECRET_FILE, secret_path),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("bytes long"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

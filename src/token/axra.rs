@@ -142,14 +142,34 @@ impl CredentialsRotator {
         }
     }
 
-    /// Exchanges `credentials` from now on.
+    /// Exchanges `credentials` from now on. Credentials equal to the current ones change
+    /// nothing (the cached token stays).
     pub fn rotate(&self, credentials: Credentials) {
+        if same_credentials(&self.credentials.load(), &credentials) {
+            return;
+        }
         self.credentials.store(Arc::new(credentials));
         if let Some(hook) = &self.on_rotate {
             hook();
         }
         trace_event!(tracing::Level::INFO, "axra_auth: credentials rotated");
     }
+}
+
+/// Whether two credentials are equal, compared in constant time.
+pub(crate) fn same_credentials(a: &Credentials, b: &Credentials) -> bool {
+    use subtle::ConstantTimeEq;
+    let key = a
+        .api_key()
+        .expose_secret()
+        .as_bytes()
+        .ct_eq(b.api_key().expose_secret().as_bytes());
+    let secret = a
+        .api_secret()
+        .expose_secret()
+        .as_bytes()
+        .ct_eq(b.api_secret().expose_secret().as_bytes());
+    bool::from(key & secret)
 }
 
 impl fmt::Debug for CredentialsRotator {
@@ -396,13 +416,26 @@ fn echoes(text: &str, credential: &str) -> bool {
         .any(|part| text.windows(run).any(|candidate| candidate == part))
 }
 
-/// Whether a transport error is a refused TLS handshake: a `rustls::Error` anywhere in its
-/// source chain, directly or inside the `io::Error`s a connector wraps it in.
+/// Whether a transport error is a refused TLS handshake: a `rustls::Error` in the source chain
+/// of a failure to connect, directly or inside the `io::Error`s a connector wraps it in.
 fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
     #[cfg(feature = "rustls")]
     {
         let mut current = Some(error);
         while let Some(e) = current {
+            // Only a failure to connect is a refused handshake; a TLS error later on an
+            // established connection (an alert, a bad record) is a transport error.
+            if e.downcast_ref::<hyper_util::client::legacy::Error>()
+                .is_some_and(|e| !e.is_connect())
+            {
+                return false;
+            }
+            #[cfg(feature = "reqwest")]
+            if e.downcast_ref::<reqwest::Error>()
+                .is_some_and(|e| !e.is_connect())
+            {
+                return false;
+            }
             if e.is::<rustls::Error>() {
                 return true;
             }

@@ -185,6 +185,10 @@ impl<P: TokenProvider> CacheCore<P> {
                 state.inflight = None;
                 state.failure = None;
                 state.epoch = epoch;
+                *self
+                    .failure_view
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
             }
             self.reap_dead_fetch(&mut state);
             match &state.inflight {
@@ -316,6 +320,17 @@ impl<P: TokenProvider> CacheCore<P> {
             return;
         }
         let outcome = result.and_then(|token| self.install(token, started));
+        if let Ok(entry) = &outcome
+            && epoch != self.epoch.load(Ordering::Acquire)
+        {
+            // A rotation landed between the check above and the install: the token was made
+            // with the old credentials, so it must not stay.
+            let current = self.current.load();
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, entry)) {
+                self.current.compare_and_swap(&*current, None);
+            }
+            entry.expire();
+        }
         match &outcome {
             Ok(entry) => {
                 self.counters.succeeded.fetch_add(1, Ordering::Relaxed);

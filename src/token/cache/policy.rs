@@ -121,9 +121,18 @@ impl Config {
         let margin = self.expiry_margin.min(lifetime / 4);
         let window = self.refresh_ahead.min(lifetime / 2);
         let jitter = window.mul_f64(self.jitter.sample() * 0.1);
-        let usable_until = expires_at - margin;
+        // `Instant` subtraction panics below the clock's origin on some platforms: saturate at
+        // `started`.
+        let usable_until = expires_at
+            .checked_sub(margin)
+            .unwrap_or(started)
+            .max(started);
         let half_life = started + lifetime / 2;
-        let refresh_at = (usable_until - window + jitter)
+        let refresh_at = usable_until
+            .checked_sub(window)
+            .unwrap_or(started)
+            .checked_add(jitter)
+            .unwrap_or(usable_until)
             .max(half_life)
             .min(usable_until);
         (refresh_at, usable_until)
