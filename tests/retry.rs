@@ -88,6 +88,24 @@ fn middleware(
     (http, BearerTokenMiddleware::new(provider))
 }
 
+/// A client through the middleware whose cache already holds a token (cached before any
+/// request starts, so a refusal of it may be retried).
+#[cfg(feature = "reqwest")]
+async fn client_with_a_cached_token(
+    api: &Api,
+) -> (
+    reqwest_middleware::ClientWithMiddleware,
+    Arc<axra_auth::TokenCache<axra_auth::AxraTokenProvider<axra_auth::reqwest::ReqwestTransport>>>,
+) {
+    let (http, middleware) = middleware(api);
+    let cache = Arc::clone(middleware.cache());
+    cache.token().await.unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(http)
+        .with(middleware)
+        .build();
+    (client, cache)
+}
+
 fn attempts(api: &Api) -> Vec<(String, String)> {
     api.attempts.lock().unwrap().clone()
 }
@@ -96,12 +114,7 @@ fn attempts(api: &Api) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_revoked_token_costs_no_failed_request_when_the_body_can_be_replayed() {
     let api = api(&["tok-1"]).await;
-    let (http, middleware) = middleware(&api);
-    let cache = std::sync::Arc::clone(middleware.cache());
-    cache.token().await.unwrap(); // tok-1, cached before the request starts
-    let client = reqwest_middleware::ClientBuilder::new(http)
-        .with(middleware)
-        .build();
+    let (client, cache) = client_with_a_cached_token(&api).await; // tok-1
     let url = format!("http://{}/api/v1/payments", api.addr);
     let response = client
         .post(&url)
@@ -128,17 +141,17 @@ async fn a_revoked_token_costs_no_failed_request_when_the_body_can_be_replayed()
 #[tokio::test]
 async fn no_retry_for_a_streamed_body_or_when_turned_off() {
     let api = api(&["tok-1", "tok-3"]).await;
-    let (http, middleware) = middleware(&api);
-    let cache = std::sync::Arc::clone(middleware.cache());
-    cache.token().await.unwrap();
+    let (client, cache) = client_with_a_cached_token(&api).await;
     let url = format!("http://{}/api/v1/payments", api.addr);
-    let client = reqwest_middleware::ClientBuilder::new(http)
-        .with(middleware)
-        .build();
     let streamed = reqwest::Body::wrap(http_body_util::Full::new(bytes::Bytes::from("streamed")));
     let response = client.post(&url).body(streamed).send().await.unwrap();
     assert_eq!(response.status(), 401, "a streamed body cannot be replayed");
     assert_eq!(attempts(&api).len(), 1);
+    assert_eq!(
+        cache.stats().fetches_started,
+        1,
+        "no token fetched for a retry"
+    );
 
     // Turned off: the 401 reaches the caller, and no new token is fetched for a retry.
     let api = self::api(&["tok-1"]).await;
@@ -158,12 +171,7 @@ async fn no_retry_for_a_streamed_body_or_when_turned_off() {
 #[tokio::test]
 async fn a_server_refusing_every_token_sees_at_most_two_attempts_a_request() {
     let api = api(&["tok-1", "tok-2", "tok-3", "tok-4"]).await;
-    let (http, middleware) = middleware(&api);
-    let cache = std::sync::Arc::clone(middleware.cache());
-    cache.token().await.unwrap();
-    let client = reqwest_middleware::ClientBuilder::new(http)
-        .with(middleware)
-        .build();
+    let (client, cache) = client_with_a_cached_token(&api).await;
     let url = format!("http://{}/api/v1/payments", api.addr);
     for _ in 0..10 {
         assert_eq!(
@@ -253,12 +261,7 @@ async fn a_401_after_a_redirect_is_never_replayed() {
         addr,
         attempts: Arc::default(),
     };
-    let (http, middleware) = middleware(&api);
-    let cache = std::sync::Arc::clone(middleware.cache());
-    cache.token().await.unwrap();
-    let client = reqwest_middleware::ClientBuilder::new(http)
-        .with(middleware)
-        .build();
+    let (client, cache) = client_with_a_cached_token(&api).await;
     let response = client
         .post(format!("http://{addr}/api/v1/charges"))
         .body("{\"amount\":9}")
