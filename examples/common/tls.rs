@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     certificate: CertificateDer<'static>,
+    pem: String,
 }
 
 impl TestCa {
@@ -26,15 +27,17 @@ impl TestCa {
         let key = KeyPair::generate().expect("a key pair");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let certificate = params
-            .self_signed(&key)
-            .expect("a self-signed CA")
-            .der()
-            .clone();
+        let ca = params.self_signed(&key).expect("a self-signed CA");
         TestCa {
+            certificate: ca.der().clone(),
+            pem: ca.pem(),
             issuer: Issuer::new(params, key),
-            certificate,
         }
+    }
+
+    /// The CA certificate in PEM, as `SSL_CERT_FILE` names it.
+    pub fn pem(&self) -> &str {
+        &self.pem
     }
 
     /// The roots a client needs to trust this CA alone.
