@@ -182,3 +182,72 @@ async fn a_key_regenerated_mid_run_reaches_the_client_through_the_files() {
         "{stats:?} after {failures} failed requests"
     );
 }
+
+#[tokio::test]
+async fn a_refusal_makes_the_watcher_read_the_files_before_its_next_poll() {
+    let server = AxraServer::start().await;
+    let mut volume = SecretVolume::new("on-401");
+    volume.publish(
+        server.business.api_key().expose_secret(),
+        server.business.api_secret().expose_secret(),
+    );
+    let files = volume.files();
+    let provider: AxraTokenProvider<HyperClient> =
+        AxraTokenProvider::new(hyper_client(), files.read().unwrap())
+            .with_base_url(&server.base_url())
+            .unwrap();
+    let layer = BearerTokenLayer::new(provider);
+    let rotator = layer.credentials_rotator();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let watcher = files.clone().watch_every(Duration::from_secs(3600), {
+        let (rotator, seen) = (rotator.clone(), Arc::clone(&seen));
+        move |c: Credentials| {
+            seen.lock()
+                .unwrap()
+                .push(c.api_key().expose_secret().to_owned());
+            rotator.rotate(c)
+        }
+    });
+    watcher.check_on_rejection(&rotator);
+    let client = layer.layer(hyper_client());
+    let url = server.url("/api/v1/business/checkout/session");
+    assert!(succeeds(&client, &url).await);
+
+    // The key is regenerated and the API refuses the token: the watcher reads the (unchanged)
+    // files at once, an hour before its poll.
+    let fresh = server
+        .store
+        .regenerate(server.business.business_id())
+        .unwrap();
+    assert!(!succeeds(&client, &url).await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while seen_keys(&seen).is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no read after a 401");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The files change afterwards: the token endpoint's 401 to the old key triggers the read
+    // that brings the new one.
+    volume.publish(
+        fresh.api_key().expose_secret(),
+        fresh.api_secret().expose_secret(),
+    );
+    let published = tokio::time::Instant::now();
+    while !succeeds(&client, &url).await {
+        assert!(
+            published.elapsed() < Duration::from_secs(5),
+            "still failing {:?} after the files changed (reads: {})",
+            published.elapsed(),
+            seen_keys(&seen).len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen_keys(&seen).last().map(String::as_str),
+        Some(fresh.api_key().expose_secret())
+    );
+
+    // A rotator without a cache has no refusals to tell of.
+    let plain = AxraTokenProvider::new(hyper_client(), files.read().unwrap()).rotator();
+    watcher.check_on_rejection(&plain);
+}

@@ -165,6 +165,33 @@ impl CredentialWatcher {
     pub fn check_now(&self) {
         self.wake.notify_one();
     }
+
+    /// Reads the files at once whenever the cache behind `rotator` meets a refusal: the API
+    /// rejected its token (and the cache dropped it), or the token endpoint answered 401 to the
+    /// key and secret. Both are paced by the cache's backoffs, so a peer that answers 401 forever
+    /// costs a file read per backoff step, not per request. A rotator from
+    /// [`AxraTokenProvider::rotator`](crate::AxraTokenProvider::rotator) has no cache: nothing
+    /// happens. Lasts as long as the watcher.
+    ///
+    /// ```no_run
+    /// # use axra_auth::{AxraTokenProvider, BearerTokenLayer, credentials::CredentialFiles};
+    /// # async fn run(http: axra_auth::https::HttpsClient) -> Result<(), axra_auth::CredentialError> {
+    /// let files = CredentialFiles::new("/run/secrets/axra_api_key", "/run/secrets/axra_api_secret");
+    /// let layer = BearerTokenLayer::new(AxraTokenProvider::new(http, files.read()?));
+    /// let rotator = layer.credentials_rotator();
+    /// let watcher = files.watch({
+    ///     let rotator = rotator.clone();
+    ///     move |credentials| rotator.rotate(credentials)
+    /// });
+    /// watcher.check_on_rejection(&rotator); // a 401 re-reads the files before the next poll
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn check_on_rejection(&self, rotator: &crate::token::CredentialsRotator) {
+        if let Some(listeners) = rotator.rejections() {
+            listeners.add(&self.wake);
+        }
+    }
 }
 
 impl Drop for CredentialWatcher {

@@ -44,6 +44,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::base_url::{PlainHttp, token_uri};
+use super::cache::core::RejectionListeners;
 use super::{AccessToken, TokenProvider};
 use crate::credentials::{Credentials, DEFAULT_BASE_URL};
 use crate::error::{BoxError, InvalidBaseUrl, TokenError, TokenErrorKind};
@@ -132,14 +133,26 @@ impl<C> fmt::Debug for AxraTokenProvider<C> {
 pub struct CredentialsRotator {
     credentials: Arc<ArcSwap<Credentials>>,
     on_rotate: Option<Arc<dyn Fn() + Send + Sync>>,
+    rejections: Option<Arc<RejectionListeners>>,
 }
 
 impl CredentialsRotator {
-    pub(crate) fn with_hook(self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+    /// A rotator for a cache: `forget` drops its token on rotation, `rejections` tells of refusals.
+    pub(crate) fn with_cache_hooks(
+        self,
+        forget: impl Fn() + Send + Sync + 'static,
+        rejections: Arc<RejectionListeners>,
+    ) -> Self {
         CredentialsRotator {
-            on_rotate: Some(Arc::new(hook)),
+            on_rotate: Some(Arc::new(forget)),
+            rejections: Some(rejections),
             ..self
         }
+    }
+
+    /// Where the rotator's cache tells of refusals (none for a provider's own rotator).
+    pub(crate) fn rejections(&self) -> Option<&Arc<RejectionListeners>> {
+        self.rejections.as_ref()
     }
 
     /// Exchanges `credentials` from now on. Credentials equal to the current ones change
@@ -257,6 +270,7 @@ impl<C> AxraTokenProvider<C> {
         CredentialsRotator {
             credentials: Arc::clone(&self.credentials),
             on_rotate: None,
+            rejections: None,
         }
     }
 

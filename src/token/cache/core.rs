@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
-use tokio::sync::{Mutex, MutexGuard, watch};
+use tokio::sync::{Mutex, MutexGuard, Notify, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -56,6 +56,29 @@ pub(super) struct Counters {
     pub(super) rejections_deferred: AtomicU64,
 }
 
+/// Who wants to hear that a token or the credentials were refused: credential watchers, which
+/// then re-read their files at once (see
+/// [`CredentialWatcher::check_on_rejection`](crate::credentials::CredentialWatcher::check_on_rejection)).
+/// Touched only when a token is dropped after a rejection or the token endpoint answers 401,
+/// both paced by the cache's backoffs.
+#[derive(Default)]
+pub(crate) struct RejectionListeners(StdMutex<Vec<Weak<Notify>>>);
+
+impl RejectionListeners {
+    pub(crate) fn add(&self, listener: &Arc<Notify>) {
+        let mut listeners = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|l| l.strong_count() > 0);
+        listeners.push(Arc::downgrade(listener));
+    }
+
+    fn notify(&self) {
+        let listeners = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for listener in listeners.iter().filter_map(Weak::upgrade) {
+            listener.notify_one();
+        }
+    }
+}
+
 /// The current token and the single-flight fetch of the next one. Shared by every clone of a
 /// cache's handles; background tasks hold it weakly.
 pub(crate) struct CacheCore<P> {
@@ -75,6 +98,7 @@ pub(crate) struct CacheCore<P> {
     /// Moves on when the credentials change ([`CacheCore::forget`]): a fetch started before
     /// delivers to its own waiters only, and its failure does not hold back the next fetch.
     epoch: AtomicU64,
+    pub(crate) listeners: Arc<RejectionListeners>,
 }
 
 impl<P> Drop for CacheCore<P> {
@@ -107,6 +131,7 @@ impl<P> CacheCore<P> {
             fetch_task: StdMutex::new(None),
             rejection_streak: StdMutex::new(0),
             failure_view: StdMutex::new(None),
+            listeners: Arc::default(),
         }
     }
 
@@ -248,6 +273,8 @@ impl<P: TokenProvider> CacheCore<P> {
                 rejected_in_a_row = *streak,
                 "axra_auth: token rejected, cache invalidated"
             );
+            drop(streak);
+            self.listeners.notify();
         }
     }
 
@@ -354,6 +381,9 @@ impl<P: TokenProvider> CacheCore<P> {
             Err(error) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.record_failure(&mut state, error.clone());
+                if error.kind() == TokenErrorKind::InvalidCredentials {
+                    self.listeners.notify();
+                }
                 trace_event!(
                     tracing::Level::WARN,
                     outcome = "error",

@@ -35,7 +35,7 @@
 
 use std::fmt;
 
-mod core;
+pub(crate) mod core;
 mod entry;
 mod handle;
 mod policy;
@@ -419,11 +419,15 @@ impl<C: Send + Sync + 'static> TokenCache<crate::token::AxraTokenProvider<C>> {
     /// ```
     pub fn credentials_rotator(&self) -> crate::token::CredentialsRotator {
         let core = Arc::downgrade(&self.core);
-        self.core.provider().rotator().with_hook(move || {
-            if let Some(core) = core.upgrade() {
-                core.forget();
-            }
-        })
+        let listeners = Arc::clone(&self.core.listeners);
+        self.core.provider().rotator().with_cache_hooks(
+            move || {
+                if let Some(core) = core.upgrade() {
+                    core.forget();
+                }
+            },
+            listeners,
+        )
     }
 }
 
