@@ -222,7 +222,10 @@ async fn a_refusal_makes_the_watcher_read_the_files_before_its_next_poll() {
     assert!(!succeeds(&client, &url).await);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while seen_keys(&seen).is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "no read after a 401");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no read after a 401"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 

@@ -100,3 +100,113 @@ async fn the_ready_client_refuses_plain_http() {
     let err = https::client().request(request).await.unwrap_err();
     assert!(err.is_connect(), "{err:?}");
 }
+
+/// tonic over TLS, as the README's tonic snippet runs it (tonic's `tls-ring` and
+/// `tls-webpki-roots` features; here the test CA instead of Mozilla's roots): both layers reach a
+/// protected gRPC server, and a bearer token comes from the token endpoint over HTTPS too.
+#[tokio::test]
+async fn tonic_channels_carry_both_methods_over_tls() {
+    use axra_auth::ApiKeyLayer;
+    use axra_auth::server::RequireAxraAuthLayer;
+    use tonic::transport::server::TcpIncoming;
+    use tonic::transport::{
+        Certificate, Channel, ClientTlsConfig, Identity, Server, ServerTlsConfig,
+    };
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let ca = TestCa::new();
+    let store = MemoryKeyStore::new();
+    let business = store.create_business("gRPC Tea", Environment::Test);
+    let issuer = TokenIssuer::random();
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let (chain, key) = ca.leaf_pem(&["localhost"]);
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_port = grpc.local_addr().unwrap().port();
+    tokio::spawn(
+        Server::builder()
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(chain, key)))
+            .unwrap()
+            .layer(RequireAxraAuthLayer::new(store.clone(), issuer.clone()))
+            .add_service(health)
+            .serve_with_incoming(TcpIncoming::from(grpc)),
+    );
+    let token_addr = serve_tls(
+        common::axra_app(store, issuer),
+        ca.server_config(&["localhost"]),
+    )
+    .await;
+
+    let channel = Channel::from_shared(format!("https://localhost:{grpc_port}"))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem())))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let check = || HealthCheckRequest {
+        service: String::new(),
+    };
+    let refused = HealthClient::new(channel.clone()).check(check()).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
+
+    let with_key = ServiceBuilder::new()
+        .layer(ApiKeyLayer::new(business.api_key().clone()))
+        .service(channel.clone());
+    let answer = HealthClient::new(with_key).check(check()).await.unwrap();
+    assert_eq!(answer.into_inner().status, 1, "SERVING");
+
+    let provider = AxraTokenProvider::new(
+        https::client_with_roots(ca.roots()),
+        business.credentials().clone(),
+    )
+    .with_base_url(&format!("https://localhost:{}/api/v1", token_addr.port()))
+    .unwrap();
+    let bearer = BearerTokenLayer::new(provider);
+    let with_token = ServiceBuilder::new().layer(bearer.clone()).service(channel);
+    let mut client = HealthClient::new(with_token);
+    for _ in 0..3 {
+        let answer = client.check(check()).await.unwrap();
+        assert_eq!(answer.into_inner().status, 1, "SERVING");
+    }
+    assert_eq!(bearer.cache().stats().fetches_started, 1);
+}
+
+/// reqwest over TLS, as the README's reqwest snippet runs it (reqwest's default features bring
+/// rustls; here a preconfigured rustls with the test CA): the exchange and the API call succeed.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn reqwest_middleware_works_over_tls() {
+    use axra_auth::reqwest::{BearerTokenMiddleware, redirect_policy};
+    use std::sync::Arc;
+
+    let (base_url, credentials, ca) = axra_over_tls(&["127.0.0.1"]).await;
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(ca.roots())
+    .with_no_client_auth();
+    let http = reqwest::Client::builder()
+        .redirect(redirect_policy())
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap();
+    let provider = AxraTokenProvider::reqwest(http.clone(), credentials)
+        .with_base_url(&base_url)
+        .unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(http)
+        .with(BearerTokenMiddleware::new(provider))
+        .build();
+    let response = client
+        .get(format!("{base_url}/whoami"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "TLS Coffee");
+}

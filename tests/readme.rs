@@ -33,7 +33,10 @@ fn the_readme_quickstart_is_the_example_to_the_byte() {
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .expect("a rust block in the Quickstart section");
-    assert_eq!(code, example, "README's quickstart and examples/call_axra.rs differ");
+    assert_eq!(
+        code, example,
+        "README's quickstart and examples/call_axra.rs differ"
+    );
 }
 
 #[test]
@@ -79,9 +82,15 @@ fn the_readme_quickstart_reaches_an_https_server_from_the_environment_alone() {
     }
     // Without the CA: refused at the handshake, with an error that names TLS and no secret.
     let refused = std::thread::spawn(call_axra::run).join().unwrap();
-    let message = format!("{}", refused.expect_err("an untrusted certificate is refused"));
+    let message = format!(
+        "{}",
+        refused.expect_err("an untrusted certificate is refused")
+    );
     assert!(message.contains("TLS"), "{message}");
-    assert!(!message.contains(business.api_key().expose_secret()), "{message}");
+    assert!(
+        !message.contains(business.api_key().expose_secret()),
+        "{message}"
+    );
     assert_eq!(served.load(Ordering::SeqCst), 0);
 
     // With it: the program as written exchanges the key and secret and calls the API.

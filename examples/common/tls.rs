@@ -49,6 +49,15 @@ impl TestCa {
         roots
     }
 
+    /// A leaf for `names` in PEM: the chain (leaf, then this CA) and its private key.
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().expect("a key pair");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let params = CertificateParams::new(names).expect("leaf parameters");
+        let leaf = params.signed_by(&key, &self.issuer).expect("a signed leaf");
+        (format!("{}{}", leaf.pem(), self.pem), key.serialize_pem())
+    }
+
     /// A server configuration with a leaf for `names` (DNS names or IP addresses), offering
     /// HTTP/2 and HTTP/1.1 by ALPN.
     pub fn server_config(&self, names: &[&str]) -> rustls::ServerConfig {
