@@ -6,9 +6,10 @@ use tower::ServiceExt;
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // AXRA_BASE_URL defaults to Axra's production API; a sandbox key (bk_test_...) works there too.
     let base = std::env::var("AXRA_BASE_URL").unwrap_or(axra_auth::DEFAULT_BASE_URL.into());
+    let base = base.trim_end_matches('/');
     let http = https::client(); // hyper-util over rustls, Mozilla's roots, HTTP/2 by ALPN (feature `rustls`)
     let credentials = Credentials::from_env()?; // AXRA_API_KEY + AXRA_API_SECRET, or their *_FILE
-    let provider = AxraTokenProvider::new(http.clone(), credentials).with_base_url(&base)?;
+    let provider = AxraTokenProvider::new(http.clone(), credentials).with_base_url(base)?;
     let client = tower::ServiceBuilder::new()
         .layer(BearerTokenLayer::new(provider)) // or ApiKeyLayer::new(api_key)
         .service(http);
@@ -21,5 +22,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     println!("{status} {}", String::from_utf8_lossy(&body));
+    if !status.is_success() {
+        return Err(format!("Axra answered {status}").into());
+    }
     Ok(())
 }

@@ -2,10 +2,11 @@
 //! the token exchange and the API calls alike.
 //!
 //! - **Roots**: Mozilla's, compiled in (`webpki-roots`), so the client works the same in a
-//!   distroless or scratch container with no CA bundle on disk. [`client`] also trusts the PEM
-//!   certificates in the file that `SSL_CERT_FILE` names, when it is set (the convention of
-//!   OpenSSL, curl and Go): a TLS-inspecting proxy's CA or a test CA, added without code. In
-//!   code, pass your roots with [`client_with_roots`] (only those are trusted), or a whole
+//!   distroless or scratch container with no CA bundle on disk. As with OpenSSL, curl and Go,
+//!   `SSL_CERT_FILE` replaces them: when it is set, [`client`] trusts the PEM certificates of
+//!   that file alone (a corporate CA bundle, a test CA), and none if the file is unusable (not a
+//!   regular file, over 1 MiB, no certificate), so every handshake fails rather than trust
+//!   more than you said. In code, pass your roots with [`client_with_roots`], or a whole
 //!   `rustls::ClientConfig` with [`client_with_config`].
 //! - **Crypto provider**: *ring*, which builds with a C compiler alone (aws-lc-rs needs CMake on
 //!   some platforms).
@@ -52,41 +53,62 @@ use rustls::{ClientConfig, RootCertStore};
 /// `Full` too, or build a client of your own with the same connector).
 pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// An HTTPS client trusting Mozilla's roots, plus the certificates in the PEM file named by
-/// `SSL_CERT_FILE` when that variable is set. A file that cannot be read or holds no
-/// certificate adds nothing (a `tracing` warning says so): servers it would have vouched for
-/// then fail the handshake with [`TokenErrorKind::Tls`](crate::TokenErrorKind::Tls). See the
-/// [module docs](self).
+/// An HTTPS client trusting Mozilla's roots, or, when `SSL_CERT_FILE` is set, the PEM
+/// certificates of that file alone (read once, here; see the [module docs](self)). If that file
+/// is unusable, no root is trusted: every handshake fails with
+/// [`TokenErrorKind::Tls`](crate::TokenErrorKind::Tls), and a `tracing` warning says why.
 pub fn client() -> HttpsClient {
-    let mut roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    let roots = match std::env::var_os(CERT_FILE_VARIABLE) {
+        Some(path) => pem_roots(std::path::Path::new(&path)),
+        None => RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
     };
-    if let Some(path) = std::env::var_os(CERT_FILE_VARIABLE) {
-        add_pem_roots(&mut roots, std::path::Path::new(&path));
-    }
     client_with_roots(roots)
 }
 
-/// The variable [`client`] reads extra roots from.
+/// The variable [`client`] reads its roots from.
 const CERT_FILE_VARIABLE: &str = "SSL_CERT_FILE";
 
-/// Adds the certificates of the PEM file at `path` to `roots`; returns how many it added.
-fn add_pem_roots(roots: &mut RootCertStore, path: &std::path::Path) -> usize {
+/// The largest roots file read (Mozilla's whole bundle is about 220 KiB).
+const MAX_CERT_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The certificates of the PEM file at `path`: a regular file of at most 1 MiB. Empty when
+/// the file is unusable.
+fn pem_roots(path: &std::path::Path) -> RootCertStore {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let certificates = match CertificateDer::pem_file_iter(path) {
-        Ok(certificates) => certificates.filter_map(Result::ok).collect::<Vec<_>>(),
-        Err(_) => Vec::new(),
-    };
-    let (added, _ignored) = roots.add_parsable_certificates(certificates);
-    if added == 0 {
+    use std::io::Read as _;
+    let mut roots = RootCertStore::empty();
+    let read = std::fs::File::open(path).and_then(|file| {
+        let metadata = file.metadata()?;
+        if !metadata.is_file() || metadata.len() > MAX_CERT_FILE_BYTES {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
+        let mut pem = Vec::new();
+        file.take(MAX_CERT_FILE_BYTES).read_to_end(&mut pem)?;
+        Ok(pem)
+    });
+    let Ok(pem) = read else {
         trace_event!(
             tracing::Level::WARN,
-            variable = CERT_FILE_VARIABLE,
-            "axra_auth: no certificate could be read from the file SSL_CERT_FILE names; trusting Mozilla's roots only"
+            "axra_auth: the file SSL_CERT_FILE names is missing, not a regular file or over 1 MiB; no root is trusted"
+        );
+        return roots;
+    };
+    let certificates: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
+    let (added, ignored) = roots.add_parsable_certificates(certificates);
+    if added == 0 || ignored > 0 {
+        trace_event!(
+            tracing::Level::WARN,
+            added,
+            ignored,
+            "axra_auth: some certificates of the file SSL_CERT_FILE names could not be used"
         );
     }
-    added
+    roots
 }
 
 /// An HTTPS client trusting `roots` only (a private CA, a test CA).
@@ -117,7 +139,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn extra_roots_come_from_a_pem_file_and_a_bad_file_adds_none() {
+    fn roots_come_from_a_bounded_regular_pem_file_or_none() {
         let dir = std::env::temp_dir().join(format!("axra-auth-roots-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
@@ -129,12 +151,13 @@ mod tests {
         let garbage = dir.join("garbage.pem");
         std::fs::write(&garbage, "not a certificate").unwrap();
 
-        let mut roots = RootCertStore::empty();
-        assert_eq!(add_pem_roots(&mut roots, &good), 1);
-        assert_eq!(roots.len(), 1);
-        assert_eq!(add_pem_roots(&mut roots, &garbage), 0);
-        assert_eq!(add_pem_roots(&mut roots, &dir.join("missing.pem")), 0);
-        assert_eq!(roots.len(), 1);
+        assert_eq!(pem_roots(&good).len(), 1);
+        assert_eq!(pem_roots(&garbage).len(), 0);
+        assert_eq!(pem_roots(&dir.join("missing.pem")).len(), 0);
+        assert_eq!(pem_roots(&dir).len(), 0, "a directory");
+        let big = dir.join("big.pem");
+        std::fs::write(&big, vec![b'a'; MAX_CERT_FILE_BYTES as usize + 1]).unwrap();
+        assert_eq!(pem_roots(&big).len(), 0, "over 1 MiB");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -115,6 +115,9 @@ async fn tonic_channels_carry_both_methods_over_tls() {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
 
+    // This test build has rustls with both ring (ours) and aws-lc-rs (reqwest's default TLS):
+    // tonic then needs a process-wide provider, as rustls documents.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = TestCa::new();
     let store = MemoryKeyStore::new();
     let business = store.create_business("gRPC Tea", Environment::Test);

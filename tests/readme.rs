@@ -66,8 +66,9 @@ fn the_readme_quickstart_reaches_an_https_server_from_the_environment_alone() {
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
 
-    // SAFETY: this binary's tests touch the environment only here, and run no other thread
-    // reading it while they do (the other test reads files only).
+    // SAFETY: in this test binary only this test touches the environment, and nothing else in
+    // the process reads it concurrently: the other test reads files only, and the server's
+    // runtime threads read no variable.
     unsafe {
         std::env::set_var(
             "AXRA_BASE_URL",
@@ -100,5 +101,37 @@ fn the_readme_quickstart_reaches_an_https_server_from_the_environment_alone() {
         .unwrap()
         .expect("the quickstart reaches the server");
     assert_eq!(served.load(Ordering::SeqCst), 1);
+
+    // A base URL with a trailing slash works the same.
+    unsafe {
+        std::env::set_var(
+            "AXRA_BASE_URL",
+            format!("https://localhost:{}/api/v1/", addr.port()),
+        );
+    }
+    std::thread::spawn(call_axra::run)
+        .join()
+        .unwrap()
+        .expect("a trailing slash is fine");
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+
+    // A refusal is an error, not a printed status.
+    unsafe { std::env::set_var("AXRA_API_SECRET", "bs_test_not_the_secret") };
+    let refused = std::thread::spawn(call_axra::run).join().unwrap();
+    assert!(
+        refused.is_err(),
+        "a 401 from the token endpoint fails the program"
+    );
+
+    unsafe {
+        for name in [
+            "AXRA_BASE_URL",
+            "AXRA_API_KEY",
+            "AXRA_API_SECRET",
+            "SSL_CERT_FILE",
+        ] {
+            std::env::remove_var(name);
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

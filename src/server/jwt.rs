@@ -1,39 +1,66 @@
-//! [`TokenIssuer`]: issues and verifies the one-hour HS256 access tokens.
+//! [`TokenIssuer`] issues the one-hour access tokens; [`TokenVerifier`] checks them.
 //!
 //! Tokens carry `sub` (the business id), the business name and environment, `iat`, `exp`, `iss`,
 //! and `gen`, the business's key generation: regenerating the key makes every token issued for
 //! the old one fail verification by the [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer).
-//! Verification pins the algorithm to HS256 (so `alg: none` and every other algorithm fail),
-//! checks the signature, the issuer and the expiry (with a small leeway).
+//! The header names the signing key (`kid`); verification looks the key up, requires the
+//! header's algorithm to be that key's (so `alg: none`, another algorithm, or an HS256 token
+//! keyed with a public key's bytes all fail), then checks the signature, the issuer and the
+//! expiry (with a small leeway).
+//!
+//! # Keys and rotation
+//!
+//! An issuer signs with one active [`SigningKey`] and verifies with any number of keys. To
+//! rotate: [`TokenIssuer::rotate`] to a new key (the old one keeps verifying), wait until the
+//! longest token lifetime plus the leeway has passed, then [`TokenIssuer::retire`] the old kid.
+//! Every clone of an issuer (the token endpoint's, the layers') sees the change at once. Tokens
+//! without a `kid` (issued before keys had names) verify with the legacy key: for
+//! [`TokenIssuer::new`], its own key.
 //!
 //! # Example
 //!
 //! ```
-//! use axra_auth::server::{BusinessRecord, TokenIssuer};
+//! use axra_auth::server::{BusinessRecord, SigningKey, TokenIssuer};
 //! use axra_auth::Environment;
 //!
-//! let issuer = TokenIssuer::new(b"a signing key of at least 32 bytes!!")?;
+//! let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k1")?);
 //! let business = BusinessRecord {
 //!     id: "biz_1".into(),
 //!     name: "Acme".into(),
 //!     environment: Environment::Test,
 //!     key_generation: 1,
 //! };
-//! let token = issuer.issue(&business)?;
-//! let verified = issuer.verify(token.expose_secret())?;
-//! assert_eq!(&*verified.business_id, "biz_1");
+//! let old = issuer.issue(&business)?;
+//!
+//! issuer.rotate(SigningKey::generate_ed25519("k2")?);
+//! let new = issuer.issue(&business)?;
+//! assert!(issuer.verify(old.expose_secret()).is_ok(), "k1 still verifies");
+//! assert!(issuer.verify(new.expose_secret()).is_ok());
+//!
+//! // A service that only verifies holds the public keys alone.
+//! let verifier = issuer.verifier();
+//! assert!(verifier.verify(new.expose_secret()).is_ok());
+//!
+//! assert!(issuer.retire("k1"));
+//! assert!(issuer.verify(old.expose_secret()).is_err(), "k1 is gone");
 //! assert!(issuer.verify("not.a.token").is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+use super::jwks::JwksState;
+use super::keys::{KeyAlgorithm, KeyError, SigningKey, VerifyingKey};
 use super::store::BusinessRecord;
 use crate::credentials::Environment;
 use crate::token::AccessToken;
@@ -58,38 +85,6 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_ISSUER: &str = "axra-auth";
 
 type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
-/// Issues and verifies access tokens. Cheap to clone (shared).
-///
-/// Signing uses `jsonwebtoken` with its `rust_crypto` backend. `jsonwebtoken` picks its crypto
-/// provider from its crate features: if something else in your build also enables its
-/// `aws_lc_rs` feature, install a provider once at start
-/// (`jsonwebtoken::crypto::CryptoProvider::install_default`), as `jsonwebtoken` documents.
-#[derive(Clone)]
-pub struct TokenIssuer {
-    inner: Arc<IssuerInner>,
-}
-
-struct IssuerInner {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    issuer: String,
-    lifetime: Duration,
-    leeway: Duration,
-    clock: Clock,
-}
-
-impl fmt::Debug for TokenIssuer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenIssuer")
-            .field("issuer", &self.inner.issuer)
-            .field("lifetime", &self.inner.lifetime)
-            .field("leeway", &self.inner.leeway)
-            .field("signing_key", &"[redacted]")
-            .finish()
-    }
-}
 
 /// The claims of an access token.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -152,8 +147,10 @@ impl std::error::Error for IssuerError {}
 pub enum VerifyError {
     /// Not three base64url parts of JSON.
     Malformed,
-    /// Signed with another algorithm than HS256 (including `none`).
+    /// The header names another algorithm than its key's (including `none`).
     Algorithm,
+    /// No key with the header's `kid` (or, without a `kid`, no legacy key).
+    UnknownKey,
     /// The signature does not match (tampered, or signed with another key).
     Signature,
     /// A required claim is missing or wrong (issuer, subject).
@@ -167,6 +164,7 @@ impl fmt::Display for VerifyError {
         f.write_str(match self {
             VerifyError::Malformed => "the token is malformed",
             VerifyError::Algorithm => "the token's algorithm is not accepted",
+            VerifyError::UnknownKey => "the token's signing key is not known",
             VerifyError::Signature => "the token's signature is invalid",
             VerifyError::Claims => "the token's claims are invalid",
             VerifyError::Expired => "the token has expired",
@@ -182,165 +180,313 @@ fn unix_seconds(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-impl TokenIssuer {
-    /// An issuer signing with `signing_key` (HS256).
-    ///
-    /// # Errors
-    ///
-    /// [`IssuerError::KeyTooShort`] for keys under 32 bytes.
-    pub fn new(signing_key: &[u8]) -> Result<TokenIssuer, IssuerError> {
-        if signing_key.len() < MIN_SIGNING_KEY_LEN {
-            return Err(IssuerError::KeyTooShort {
-                len: signing_key.len(),
-            });
+/// The keys a verifier accepts, by `kid`, and the one for tokens without a `kid`.
+#[derive(Default)]
+pub(crate) struct KeySet {
+    keys: Vec<VerifyingKey>,
+    legacy: Option<VerifyingKey>,
+}
+
+impl KeySet {
+    fn find(&self, kid: Option<&str>) -> Option<&VerifyingKey> {
+        match kid {
+            Some(kid) => self.keys.iter().find(|k| k.kid() == kid),
+            None => self.legacy.as_ref(),
         }
-        let decoding = DecodingKey::from_secret(signing_key).map_err(|_| IssuerError::Signing)?;
-        Ok(TokenIssuer {
-            inner: Arc::new(IssuerInner {
-                encoding: EncodingKey::from_secret(signing_key)
-                    .map_err(|_| IssuerError::Signing)?,
-                decoding,
-                validation: Self::validation(DEFAULT_ISSUER),
-                issuer: DEFAULT_ISSUER.to_owned(),
-                lifetime: DEFAULT_TOKEN_LIFETIME,
-                leeway: DEFAULT_LEEWAY,
-                clock: Arc::new(SystemTime::now),
-            }),
+    }
+
+    fn same_as(&self, other: &KeySet) -> bool {
+        self.keys.len() == other.keys.len()
+            && self.keys.iter().zip(&other.keys).all(|(a, b)| a.same_as(b))
+            && match (&self.legacy, &other.legacy) {
+                (Some(a), Some(b)) => a.same_as(b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+/// The live key set, shared by every clone of a verifier (and its issuer), and the JWKS it may
+/// follow.
+pub(crate) struct KeyStorage {
+    set: ArcSwap<KeySet>,
+    /// Moves on whenever the set changes: the verified-token cache re-checks a token whose entry
+    /// predates the change.
+    version: AtomicU64,
+    pub(crate) jwks: OnceLock<Arc<JwksState>>,
+}
+
+impl KeyStorage {
+    fn new(set: KeySet) -> Arc<KeyStorage> {
+        Arc::new(KeyStorage {
+            set: ArcSwap::from_pointee(set),
+            version: AtomicU64::new(0),
+            jwks: OnceLock::new(),
         })
     }
 
-    /// An issuer with a fresh random 256-bit signing key (tokens die with the process).
-    ///
-    /// # Panics
-    ///
-    /// If the operating system's random number generator fails.
-    pub fn random() -> TokenIssuer {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).expect("the OS random number generator failed");
-        TokenIssuer::new(&key).expect("32 bytes is long enough")
-    }
-
-    fn validation(issuer: &str) -> Validation {
-        let mut validation = Validation::new(Algorithm::HS256);
-        // Expiry is checked against our own clock (see `verify`), so tests and servers can
-        // control it; the library checks the signature, the algorithm and the issuer.
-        validation.validate_exp = false;
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.set_issuer(&[issuer]);
-        validation
-    }
-
-    fn inner_mut(&mut self) -> &mut IssuerInner {
-        if Arc::get_mut(&mut self.inner).is_none() {
-            let copy = IssuerInner {
-                encoding: self.inner.encoding.clone(),
-                decoding: self.inner.decoding.clone(),
-                validation: self.inner.validation.clone(),
-                issuer: self.inner.issuer.clone(),
-                lifetime: self.inner.lifetime,
-                leeway: self.inner.leeway,
-                clock: Arc::clone(&self.inner.clock),
-            };
-            self.inner = Arc::new(copy);
+    /// Replaces the set through `change`; returns whether it changed.
+    fn update(&self, change: impl Fn(&KeySet) -> KeySet) -> bool {
+        let mut changed = false;
+        self.set.rcu(|current| {
+            let next = change(current);
+            changed = !next.same_as(current);
+            if changed {
+                Arc::new(next)
+            } else {
+                Arc::clone(current)
+            }
+        });
+        if changed {
+            self.version.fetch_add(1, Ordering::AcqRel);
         }
-        Arc::get_mut(&mut self.inner).expect("just made unique")
+        changed
     }
 
-    /// Sets the `iss` claim written and required (default `"axra-auth"`).
-    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
-        let issuer = issuer.into();
-        let inner = self.inner_mut();
-        inner.validation = Self::validation(&issuer);
-        inner.issuer = issuer;
+    /// Replaces the keys (not the legacy key) with `keys`, as a JWKS fetch does.
+    pub(crate) fn replace_keys(&self, keys: Vec<VerifyingKey>) -> bool {
+        self.update(|current| KeySet {
+            keys: keys.clone(),
+            legacy: current.legacy.clone(),
+        })
+    }
+}
+
+/// What a verifier is configured with: copied on change, unlike the keys.
+#[derive(Clone)]
+struct Settings {
+    issuer: String,
+    leeway: Duration,
+    clock: Clock,
+    /// One validation per algorithm (HS256, EdDSA, ES256), each pinned to it.
+    validations: Arc<[Validation; 3]>,
+}
+
+impl Settings {
+    fn new(issuer: &str) -> Settings {
+        Settings {
+            issuer: issuer.to_owned(),
+            leeway: DEFAULT_LEEWAY,
+            clock: Arc::new(SystemTime::now),
+            validations: Arc::new(
+                [
+                    KeyAlgorithm::Hs256,
+                    KeyAlgorithm::EdDsa,
+                    KeyAlgorithm::Es256,
+                ]
+                .map(|alg| validation(alg.jwt(), issuer)),
+            ),
+        }
+    }
+
+    fn validation(&self, algorithm: KeyAlgorithm) -> &Validation {
+        &self.validations[match algorithm {
+            KeyAlgorithm::Hs256 => 0,
+            KeyAlgorithm::EdDsa => 1,
+            KeyAlgorithm::Es256 => 2,
+        }]
+    }
+}
+
+fn validation(algorithm: Algorithm, issuer: &str) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    // Expiry is checked against our own clock (see `verify`), so tests and servers can control
+    // it; the library checks the signature, the algorithm and the issuer.
+    validation.validate_exp = false;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    validation.set_issuer(&[issuer]);
+    validation
+}
+
+/// Checks access tokens: a live set of [`VerifyingKey`]s by `kid`, the issuer name, the clock and
+/// the leeway. Cheap to clone; clones share the keys, so a key added or removed through one (or
+/// through the [`TokenIssuer`] it came from, or a JWKS refresh) counts for all.
+///
+/// Made from an issuer ([`TokenIssuer::verifier`], or `From<TokenIssuer>`), from public keys
+/// ([`TokenVerifier::new`]), or from a JWKS URL ([`JwksSource`](super::jwks::JwksSource)).
+/// [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer) takes any of them.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    keys: Arc<KeyStorage>,
+    settings: Settings,
+}
+
+impl fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = self.keys.set.load();
+        f.debug_struct("TokenVerifier")
+            .field("issuer", &self.settings.issuer)
+            .field(
+                "kids",
+                &set.keys.iter().map(|k| k.kid()).collect::<Vec<_>>(),
+            )
+            .field("legacy_key", &set.legacy.as_ref().map(|k| k.kid()))
+            .field("leeway", &self.settings.leeway)
+            .field("jwks", &self.keys.jwks.get().is_some())
+            .finish()
+    }
+}
+
+impl From<TokenIssuer> for TokenVerifier {
+    fn from(issuer: TokenIssuer) -> TokenVerifier {
+        issuer.verifier
+    }
+}
+
+impl From<&TokenIssuer> for TokenVerifier {
+    fn from(issuer: &TokenIssuer) -> TokenVerifier {
+        issuer.verifier.clone()
+    }
+}
+
+impl TokenVerifier {
+    /// A verifier accepting tokens signed by `keys` (by `kid`; a later key with the same kid
+    /// replaces an earlier one). Tokens without a `kid` are refused unless a
+    /// [legacy key](Self::with_legacy_key) is set.
+    pub fn new(keys: impl IntoIterator<Item = VerifyingKey>) -> TokenVerifier {
+        let mut set = KeySet::default();
+        for key in keys {
+            set.keys.retain(|k| k.kid() != key.kid());
+            set.keys.push(key);
+        }
+        TokenVerifier::with_storage(KeyStorage::new(set))
+    }
+
+    pub(crate) fn with_storage(keys: Arc<KeyStorage>) -> TokenVerifier {
+        TokenVerifier {
+            keys,
+            settings: Settings::new(DEFAULT_ISSUER),
+        }
+    }
+
+    pub(crate) fn storage(&self) -> &Arc<KeyStorage> {
+        &self.keys
+    }
+
+    /// Tokens without a `kid` (issued before keys had names) verify with `key`.
+    pub fn with_legacy_key(self, key: VerifyingKey) -> Self {
+        self.keys.update(|current| KeySet {
+            keys: current.keys.clone(),
+            legacy: Some(key.clone()),
+        });
         self
     }
 
-    /// Sets the lifetime of issued tokens (default one hour, as Axra's), in whole seconds, from
-    /// one second up to [`MAX_TOKEN_LIFETIME`] (a day); values outside are brought to the nearest
-    /// bound.
-    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
-        self.inner_mut().lifetime =
-            Duration::from_secs(lifetime.as_secs().clamp(1, MAX_TOKEN_LIFETIME.as_secs()));
+    /// Sets the `iss` claim required (default `"axra-auth"`). For this verifier and the clones
+    /// made from it afterwards.
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into();
+        let leeway = self.settings.leeway;
+        let clock = Arc::clone(&self.settings.clock);
+        self.settings = Settings {
+            leeway,
+            clock,
+            ..Settings::new(&issuer)
+        };
         self
     }
 
     /// Sets the clock-skew allowance on `exp` (default 5 s).
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
-        self.inner_mut().leeway = leeway;
+        self.settings.leeway = leeway;
         self
     }
 
-    /// Replaces the wall clock used for `iat`, `exp` and their checks (for tests).
+    /// Replaces the wall clock used to check `exp` (for tests).
     pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.inner_mut().clock = Arc::new(clock);
+        self.settings.clock = Arc::new(clock);
         self
     }
 
-    /// The lifetime of issued tokens.
-    pub fn lifetime(&self) -> Duration {
-        self.inner.lifetime
+    /// Accepts tokens signed by `key` from now on (replacing a key with the same kid), in every
+    /// clone.
+    pub fn add_key(&self, key: VerifyingKey) {
+        self.keys.update(|current| {
+            let mut keys: Vec<_> = current
+                .keys
+                .iter()
+                .filter(|k| k.kid() != key.kid())
+                .cloned()
+                .collect();
+            keys.push(key.clone());
+            KeySet {
+                keys,
+                legacy: current.legacy.clone(),
+            }
+        });
     }
 
-    /// Seconds since the Unix epoch, by this issuer's clock.
-    pub(crate) fn now_unix(&self) -> u64 {
-        unix_seconds((self.inner.clock)())
+    /// Stops accepting tokens signed by the key `kid` (and tokens without a kid, if it is the
+    /// legacy key), in every clone; returns whether such a key was known. Tokens the
+    /// [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer) verified before are checked again.
+    pub fn remove_key(&self, kid: &str) -> bool {
+        self.keys.update(|current| KeySet {
+            keys: current
+                .keys
+                .iter()
+                .filter(|k| k.kid() != kid)
+                .cloned()
+                .collect(),
+            legacy: current.legacy.clone().filter(|k| k.kid() != kid),
+        })
     }
 
-    /// The leeway allowed on `exp`.
-    pub fn leeway(&self) -> Duration {
-        self.inner.leeway
+    /// The kids accepted now.
+    pub fn kids(&self) -> Vec<String> {
+        self.keys
+            .set
+            .load()
+            .keys
+            .iter()
+            .map(|k| k.kid().to_owned())
+            .collect()
     }
 
-    /// Issues a token for `business`, valid for [`lifetime`](TokenIssuer::lifetime).
-    ///
-    /// # Errors
-    ///
-    /// [`IssuerError::Signing`] if signing fails.
-    pub fn issue(&self, business: &BusinessRecord) -> Result<AccessToken, IssuerError> {
-        let iat = self.now_unix();
-        // A clock near the end of time must not wrap `exp` into the past.
-        let exp = iat
-            .checked_add(self.inner.lifetime.as_secs())
-            .ok_or(IssuerError::Signing)?;
-        let claims = Claims {
-            sub: business.id.to_string(),
-            name: business.name.to_string(),
-            env: business.environment,
-            generation: business.key_generation,
-            iat,
-            exp,
-            iss: self.inner.issuer.clone(),
-        };
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.inner.encoding,
-        )
-        .map_err(|_| IssuerError::Signing)?;
-        Ok(AccessToken::new(token, self.inner.lifetime)
-            .with_business(Some(claims.sub), Some(claims.name)))
+    /// The public keys as a JWKS document (HS256 keys are secret and never listed).
+    pub fn jwks(&self) -> JwkSet {
+        let set = self.keys.set.load();
+        let mut keys: Vec<_> = set.keys.iter().filter_map(VerifyingKey::to_jwk).collect();
+        if let Some(legacy) = &set.legacy
+            && !set.keys.iter().any(|k| k.kid() == legacy.kid())
+            && let Some(jwk) = legacy.to_jwk()
+        {
+            keys.push(jwk);
+        }
+        JwkSet { keys }
     }
 
-    /// Checks a token's algorithm (HS256 only), signature, issuer and expiry.
+    /// Checks a token's key (by `kid`), algorithm (the key's own), signature, issuer and expiry.
     ///
     /// # Errors
     ///
     /// [`VerifyError`] saying which check failed.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::InvalidSignature => VerifyError::Signature,
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        VerifyError::Algorithm
-                    }
-                    ErrorKind::InvalidIssuer
-                    | ErrorKind::MissingRequiredClaim(_)
-                    | ErrorKind::InvalidSubject => VerifyError::Claims,
-                    ErrorKind::ExpiredSignature => VerifyError::Expired,
-                    _ => VerifyError::Malformed,
-                })?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::InvalidAlgorithmName => VerifyError::Algorithm,
+            _ => VerifyError::Malformed,
+        })?;
+        let set = self.keys.set.load();
+        let key = set
+            .find(header.kid.as_deref())
+            .ok_or(VerifyError::UnknownKey)?;
+        if header.alg != key.algorithm().jwt() {
+            return Err(VerifyError::Algorithm);
+        }
+        let data = jsonwebtoken::decode::<Claims>(
+            token,
+            key.decoding(),
+            self.settings.validation(key.algorithm()),
+        )
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => VerifyError::Signature,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => VerifyError::Algorithm,
+            ErrorKind::InvalidIssuer
+            | ErrorKind::MissingRequiredClaim(_)
+            | ErrorKind::InvalidSubject => VerifyError::Claims,
+            ErrorKind::ExpiredSignature => VerifyError::Expired,
+            _ => VerifyError::Malformed,
+        })?;
         let claims = data.claims;
         self.check_expiry(claims.exp)?;
         Ok(VerifiedToken {
@@ -352,6 +498,26 @@ impl TokenIssuer {
         })
     }
 
+    /// The version of the key set: moves on whenever a key is added or removed.
+    pub(crate) fn keys_version(&self) -> u64 {
+        self.keys.version.load(Ordering::Acquire)
+    }
+
+    /// Whether the keys follow a JWKS (an unknown kid may become known after a refresh).
+    pub(crate) fn jwks_state(&self) -> Option<&Arc<JwksState>> {
+        self.keys.jwks.get()
+    }
+
+    /// The leeway allowed on `exp`.
+    pub fn leeway(&self) -> Duration {
+        self.settings.leeway
+    }
+
+    /// Seconds since the Unix epoch, by this verifier's clock.
+    pub(crate) fn now_unix(&self) -> u64 {
+        unix_seconds((self.settings.clock)())
+    }
+
     /// Whether a token expiring at `exp` (Unix seconds) is still accepted now.
     pub(crate) fn check_expiry(&self, exp: u64) -> Result<(), VerifyError> {
         self.check_expiry_at(exp, self.now_unix())
@@ -359,7 +525,7 @@ impl TokenIssuer {
 
     /// Whether a token expiring at `exp` is accepted at `now` (both Unix seconds).
     pub(crate) fn check_expiry_at(&self, exp: u64, now: u64) -> Result<(), VerifyError> {
-        if now > exp.saturating_add(self.inner.leeway.as_secs()) {
+        if now > exp.saturating_add(self.settings.leeway.as_secs()) {
             Err(VerifyError::Expired)
         } else {
             Ok(())
@@ -367,9 +533,211 @@ impl TokenIssuer {
     }
 }
 
+/// Issues and verifies access tokens. Cheap to clone; clones share the keys (see
+/// [`rotate`](Self::rotate)).
+///
+/// Signing uses `jsonwebtoken` with its `rust_crypto` backend. `jsonwebtoken` picks its crypto
+/// provider from its crate features: if something else in your build also enables its
+/// `aws_lc_rs` feature, install a provider once at start
+/// (`jsonwebtoken::crypto::CryptoProvider::install_default`), as `jsonwebtoken` documents.
+#[derive(Clone)]
+pub struct TokenIssuer {
+    signing: Arc<ArcSwap<SigningKey>>,
+    verifier: TokenVerifier,
+    lifetime: Duration,
+}
+
+impl fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("signing_key", &*self.signing.load_full())
+            .field("lifetime", &self.lifetime)
+            .field("verifier", &self.verifier)
+            .finish()
+    }
+}
+
+impl TokenIssuer {
+    /// An issuer signing with `signing_key` (HS256), under a kid derived from the key (a
+    /// fingerprint that does not reveal it). Tokens without a kid verify with this key too.
+    ///
+    /// # Errors
+    ///
+    /// [`IssuerError::KeyTooShort`] for keys under 32 bytes.
+    pub fn new(signing_key: &[u8]) -> Result<TokenIssuer, IssuerError> {
+        let fingerprint = Sha256::new()
+            .chain_update(b"axra-auth hs256 kid\0")
+            .chain_update(signing_key)
+            .finalize();
+        let kid = format!("hs256-{}", hex::encode(&fingerprint[..8]));
+        let key = SigningKey::hs256(kid, signing_key).map_err(|e| match e {
+            KeyError::TooShort { len } => IssuerError::KeyTooShort { len },
+            _ => IssuerError::Signing,
+        })?;
+        let legacy = key.verifying_key().clone();
+        let issuer = TokenIssuer::from_key(key);
+        issuer.verifier.keys.update(|current| KeySet {
+            keys: current.keys.clone(),
+            legacy: Some(legacy.clone()),
+        });
+        Ok(issuer)
+    }
+
+    /// An issuer with a fresh random 256-bit HS256 key (tokens die with the process).
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random number generator fails.
+    pub fn random() -> TokenIssuer {
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(key.as_mut()).expect("the OS random number generator failed");
+        TokenIssuer::new(key.as_ref()).expect("32 bytes is long enough")
+    }
+
+    /// An issuer signing with `key` (its kid in every token's header), verifying with it alone
+    /// until you add keys ([`with_verifying_key`](Self::with_verifying_key), [`rotate`](Self::rotate)).
+    pub fn from_key(key: SigningKey) -> TokenIssuer {
+        let verifier = TokenVerifier::new([key.verifying_key().clone()]);
+        TokenIssuer {
+            signing: Arc::new(ArcSwap::from_pointee(key)),
+            verifier,
+            lifetime: DEFAULT_TOKEN_LIFETIME,
+        }
+    }
+
+    /// Also verifies tokens signed by `key` (an older key still in use after a restart).
+    pub fn with_verifying_key(self, key: VerifyingKey) -> Self {
+        self.verifier.add_key(key);
+        self
+    }
+
+    /// Tokens without a `kid` verify with `key` (for [`TokenIssuer::new`], its own key already).
+    pub fn with_legacy_key(mut self, key: VerifyingKey) -> Self {
+        self.verifier = self.verifier.with_legacy_key(key);
+        self
+    }
+
+    /// Signs with `next` from now on; the previous key keeps verifying until you
+    /// [`retire`](Self::retire) it (after the longest token lifetime plus the leeway). Every
+    /// clone of this issuer, and every verifier made from it, sees the change at once.
+    pub fn rotate(&self, next: SigningKey) {
+        // Verifying first: a token signed with `next` is never refused for want of its key.
+        self.verifier.add_key(next.verifying_key().clone());
+        self.signing.store(Arc::new(next));
+    }
+
+    /// Stops verifying tokens signed by `kid`; returns whether it was known. The active key
+    /// cannot be retired (returns `false`).
+    pub fn retire(&self, kid: &str) -> bool {
+        if self.signing.load().kid() == kid {
+            return false;
+        }
+        self.verifier.remove_key(kid)
+    }
+
+    /// The kid of the key that signs now.
+    pub fn active_kid(&self) -> String {
+        self.signing.load().kid().to_owned()
+    }
+
+    /// A verifier sharing this issuer's keys (it follows rotations), holding nothing that can
+    /// sign for EdDSA or ES256 keys. For HS256 it holds the shared secret.
+    pub fn verifier(&self) -> TokenVerifier {
+        self.verifier.clone()
+    }
+
+    /// The public keys as a JWKS document (see [`TokenVerifier::jwks`]).
+    pub fn jwks(&self) -> JwkSet {
+        self.verifier.jwks()
+    }
+
+    /// Sets the `iss` claim written and required (default `"axra-auth"`).
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.verifier = self.verifier.with_issuer(issuer);
+        self
+    }
+
+    /// Sets the lifetime of issued tokens (default one hour, as Axra's), in whole seconds, from
+    /// one second up to [`MAX_TOKEN_LIFETIME`] (a day); values outside are brought to the nearest
+    /// bound.
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime =
+            Duration::from_secs(lifetime.as_secs().clamp(1, MAX_TOKEN_LIFETIME.as_secs()));
+        self
+    }
+
+    /// Sets the clock-skew allowance on `exp` (default 5 s).
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.verifier = self.verifier.with_leeway(leeway);
+        self
+    }
+
+    /// Replaces the wall clock used for `iat`, `exp` and their checks (for tests).
+    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.verifier = self.verifier.with_clock(clock);
+        self
+    }
+
+    /// The lifetime of issued tokens.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// Seconds since the Unix epoch, by this issuer's clock.
+    pub(crate) fn now_unix(&self) -> u64 {
+        self.verifier.now_unix()
+    }
+
+    /// The leeway allowed on `exp`.
+    pub fn leeway(&self) -> Duration {
+        self.verifier.leeway()
+    }
+
+    /// Issues a token for `business`, valid for [`lifetime`](TokenIssuer::lifetime), signed by
+    /// the active key and naming it in `kid`.
+    ///
+    /// # Errors
+    ///
+    /// [`IssuerError::Signing`] if signing fails.
+    pub fn issue(&self, business: &BusinessRecord) -> Result<AccessToken, IssuerError> {
+        let iat = self.now_unix();
+        // A clock near the end of time must not wrap `exp` into the past.
+        let exp = iat
+            .checked_add(self.lifetime.as_secs())
+            .ok_or(IssuerError::Signing)?;
+        let claims = Claims {
+            sub: business.id.to_string(),
+            name: business.name.to_string(),
+            env: business.environment,
+            generation: business.key_generation,
+            iat,
+            exp,
+            iss: self.verifier.settings.issuer.clone(),
+        };
+        let key = self.signing.load();
+        let mut header = Header::new(key.algorithm().jwt());
+        header.kid = Some(key.kid().to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, key.encoding())
+            .map_err(|_| IssuerError::Signing)?;
+        Ok(AccessToken::new(token, self.lifetime)
+            .with_business(Some(claims.sub), Some(claims.name)))
+    }
+
+    /// Checks a token (see [`TokenVerifier::verify`]).
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError`] saying which check failed.
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+        self.verifier.verify(token)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as URL_SAFE;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -408,6 +776,15 @@ mod tests {
         let issuer = TokenIssuer::new(KEY).unwrap();
         let other = TokenIssuer::new(b"another key of thirty-two bytes!").unwrap();
         let token = other.issue(&business()).unwrap();
+        assert_eq!(
+            issuer.verify(token.expose_secret()).unwrap_err(),
+            VerifyError::UnknownKey
+        );
+        // Another key under our kid: the signature fails.
+        let impostor = TokenIssuer::from_key(
+            SigningKey::hs256(issuer.active_kid(), b"another key of thirty-two bytes!").unwrap(),
+        );
+        let token = impostor.issue(&business()).unwrap();
         assert_eq!(
             issuer.verify(token.expose_secret()).unwrap_err(),
             VerifyError::Signature
@@ -494,6 +871,131 @@ mod tests {
             a.verify(token.expose_secret()).unwrap_err(),
             VerifyError::Claims
         );
+    }
+
+    /// A token HS256-signed with `secret`, with the header fields given (`alg` must be HS256).
+    fn hs256_token(header: &str, claims: &str, secret: &[u8]) -> String {
+        let header: Header = serde_json::from_str(header).unwrap();
+        assert_eq!(header.alg, Algorithm::HS256);
+        let claims: serde_json::Value = serde_json::from_str(claims).unwrap();
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn claims_now() -> String {
+        let now = unix_seconds(SystemTime::now());
+        format!(
+            r#"{{"sub":"biz_1","name":"Acme","env":"live","gen":3,"iat":{now},"exp":{},"iss":"axra-auth"}}"#,
+            now + 600
+        )
+    }
+
+    #[test]
+    fn tokens_without_a_kid_verify_with_the_legacy_key_only() {
+        let issuer = TokenIssuer::new(KEY).unwrap();
+        let legacy = hs256_token(r#"{"alg":"HS256","typ":"JWT"}"#, &claims_now(), KEY);
+        assert!(
+            issuer.verify(&legacy).is_ok(),
+            "a token of the previous release"
+        );
+        let asymmetric = TokenIssuer::from_key(SigningKey::generate_ed25519("ed").unwrap());
+        assert_eq!(
+            asymmetric.verify(&legacy).unwrap_err(),
+            VerifyError::UnknownKey
+        );
+        let upgraded = asymmetric
+            .clone()
+            .with_legacy_key(VerifyingKey::hs256("old", KEY).unwrap());
+        assert!(upgraded.verify(&legacy).is_ok());
+        assert!(upgraded.retire("old"));
+        assert_eq!(
+            upgraded.verify(&legacy).unwrap_err(),
+            VerifyError::UnknownKey
+        );
+    }
+
+    #[test]
+    fn a_key_accepts_only_its_own_algorithm() {
+        for key in [
+            SigningKey::generate_ed25519("asym").unwrap(),
+            SigningKey::generate_es256("asym").unwrap(),
+        ] {
+            let issuer = TokenIssuer::from_key(key.clone());
+            let jwk = serde_json::to_value(key.verifying_key().to_jwk().unwrap()).unwrap();
+            // The classic confusion: HS256 "signed" with the public key's bytes, in every form
+            // a careless verifier might use as the HMAC secret.
+            let x = jwk["x"].as_str().unwrap().to_owned();
+            let mut secrets = vec![x.clone().into_bytes(), URL_SAFE.decode(&x).unwrap()];
+            secrets.push(serde_json::to_vec(&jwk).unwrap());
+            for secret in secrets {
+                let forged = hs256_token(
+                    r#"{"alg":"HS256","typ":"JWT","kid":"asym"}"#,
+                    &claims_now(),
+                    &secret,
+                );
+                assert_eq!(issuer.verify(&forged).unwrap_err(), VerifyError::Algorithm);
+            }
+            for header in [
+                r#"{"alg":"none","kid":"asym"}"#,
+                r#"{"alg":"RS256","kid":"asym"}"#,
+                r#"{"alg":"ES384","kid":"asym"}"#,
+            ] {
+                let forged = format!(
+                    "{}.{}.",
+                    base64url(header.as_bytes()),
+                    base64url(claims_now().as_bytes())
+                );
+                assert!(issuer.verify(&forged).is_err(), "{header}");
+            }
+            // The other asymmetric algorithm under this kid.
+            let other = if key.algorithm() == KeyAlgorithm::EdDsa {
+                SigningKey::generate_es256("asym").unwrap()
+            } else {
+                SigningKey::generate_ed25519("asym").unwrap()
+            };
+            let token = TokenIssuer::from_key(other).issue(&business()).unwrap();
+            assert_eq!(
+                issuer.verify(token.expose_secret()).unwrap_err(),
+                VerifyError::Algorithm
+            );
+            // And its own tokens verify, with the public key alone.
+            let token = issuer.issue(&business()).unwrap();
+            let public = TokenVerifier::new([key.verifying_key().clone()]);
+            assert!(public.verify(token.expose_secret()).is_ok());
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_until_retired_in_every_clone() {
+        let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k1").unwrap());
+        let endpoint_copy = issuer.clone();
+        let verifier = issuer.verifier();
+        let old = issuer.issue(&business()).unwrap();
+        endpoint_copy.rotate(SigningKey::generate_es256("k2").unwrap());
+        assert_eq!(issuer.active_kid(), "k2");
+        let new = issuer.issue(&business()).unwrap();
+        for token in [&old, &new] {
+            assert!(verifier.verify(token.expose_secret()).is_ok());
+        }
+        assert!(!issuer.retire("k2"), "the active key stays");
+        assert!(issuer.retire("k1"));
+        assert!(!issuer.retire("k1"));
+        assert_eq!(
+            verifier.verify(old.expose_secret()).unwrap_err(),
+            VerifyError::UnknownKey
+        );
+        assert!(verifier.verify(new.expose_secret()).is_ok());
+        assert_eq!(verifier.kids(), ["k2"]);
+        let jwks = serde_json::to_string(&issuer.jwks()).unwrap();
+        assert!(
+            jwks.contains(r#""kid":"k2""#) && !jwks.contains("k1"),
+            "{jwks}"
+        );
+        assert!(!jwks.contains(r#""d""#), "no private part: {jwks}");
     }
 
     fn base64url(bytes: &[u8]) -> String {

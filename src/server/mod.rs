@@ -31,7 +31,9 @@
 pub mod cached;
 pub mod endpoint;
 mod expiring;
+pub mod jwks;
 pub mod jwt;
+pub mod keys;
 pub mod rejection;
 pub mod require;
 pub mod store;
@@ -42,10 +44,16 @@ use crate::credentials::Environment;
 
 pub use cached::{CachedKeyStore, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use endpoint::{MAX_TOKEN_REQUEST_BYTES, TokenEndpoint};
+pub use jwks::{
+    DEFAULT_JWKS_FETCH_TIMEOUT, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH,
+    DEFAULT_UNKNOWN_KID_INTERVAL, JWKS_PATH, JwksEndpoint, JwksError, JwksSource, MAX_JWKS_BYTES,
+    MAX_JWKS_KEYS,
+};
 pub use jwt::{
     DEFAULT_ISSUER, DEFAULT_LEEWAY, DEFAULT_TOKEN_LIFETIME, IssuerError, MAX_TOKEN_LIFETIME,
-    MIN_SIGNING_KEY_LEN, TokenIssuer, VerifiedToken, VerifyError,
+    MIN_SIGNING_KEY_LEN, TokenIssuer, TokenVerifier, VerifiedToken, VerifyError,
 };
+pub use keys::{KeyAlgorithm, KeyError, MAX_KID_LEN, SigningKey, VerifyingKey};
 pub use rejection::Rejection;
 pub use require::{
     DEFAULT_VERIFIED_TOKEN_CACHE, RequireAxraAuth, RequireAxraAuthLayer, ResponseFuture,

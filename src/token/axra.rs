@@ -510,7 +510,17 @@ where
             } else {
                 TokenErrorKind::Transport
             };
-            TokenError::new(kind).with_source(e)
+            let error = TokenError::new(kind);
+            let error = if self.token_uri.scheme_str() == Some("http") {
+                // The likeliest cause: an HTTPS-only client (`https::client()`) refuses it.
+                error.with_detail(
+                    "the base URL is plain http://, which an HTTPS-only client such as \
+                     https::client() refuses",
+                )
+            } else {
+                error
+            };
+            error.with_source(e)
         };
         let mut client = self.client.clone();
         poll_fn(|cx| client.poll_ready(cx))

@@ -73,7 +73,7 @@ pub(crate) fn token_uri(base_url: &str, plain_http: PlainHttp) -> Result<Uri, In
 }
 
 /// Whether `host` is this machine: `localhost`, 127.0.0.0/8 or `::1`.
-fn is_loopback(host: Option<&str>) -> bool {
+pub(crate) fn is_loopback(host: Option<&str>) -> bool {
     let Some(host) = host else { return false };
     if host.eq_ignore_ascii_case("localhost") {
         return true;

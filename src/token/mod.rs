@@ -30,7 +30,7 @@
 //! ```
 
 pub mod axra;
-mod base_url;
+pub(crate) mod base_url;
 pub mod cache;
 
 use std::fmt;

@@ -8,7 +8,7 @@ use tower_layer::Layer;
 use super::service::RequireAxraAuth;
 use super::verified::VerifiedCache;
 use super::verify::Verifier;
-use crate::server::jwt::TokenIssuer;
+use crate::server::jwt::TokenVerifier;
 use crate::server::store::KeyStore;
 
 /// How many verified tokens [`RequireAxraAuthLayer`] remembers by default. A client reuses one
@@ -22,17 +22,21 @@ pub struct RequireAxraAuthLayer<K> {
 }
 
 impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
-    /// Accepts keys found in `store` and tokens verified by `issuer`, remembering up to
-    /// [`DEFAULT_VERIFIED_TOKEN_CACHE`] verified tokens.
-    pub fn new(store: K, issuer: TokenIssuer) -> Self {
+    /// Accepts keys found in `store` and tokens that `tokens` verifies, remembering up to
+    /// [`DEFAULT_VERIFIED_TOKEN_CACHE`] verified tokens. `tokens` is a
+    /// [`TokenIssuer`](crate::server::TokenIssuer) (`&issuer` or a clone), or a
+    /// [`TokenVerifier`]: from public keys, or following a JWKS
+    /// ([`JwksSource`](crate::server::JwksSource)).
+    pub fn new(store: K, tokens: impl Into<TokenVerifier>) -> Self {
+        let tokens = tokens.into();
         RequireAxraAuthLayer {
             verifier: Verifier {
                 store,
                 verified: Some(Arc::new(VerifiedCache::new(
                     DEFAULT_VERIFIED_TOKEN_CACHE,
-                    issuer.leeway().as_secs(),
+                    tokens.leeway().as_secs(),
                 ))),
-                issuer,
+                tokens,
             },
         }
     }
@@ -44,7 +48,7 @@ impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
     /// For example, 1,000 clients each holding one one-hour token need 1,000 entries (about
     /// 150 KB); the default, 4,096, leaves room for each client's next token during refreshes.
     pub fn with_verified_token_cache(mut self, capacity: usize) -> Self {
-        let leeway = self.verifier.issuer.leeway().as_secs();
+        let leeway = self.verifier.tokens.leeway().as_secs();
         self.verifier.verified =
             (capacity > 0).then(|| Arc::new(VerifiedCache::new(capacity, leeway)));
         self
@@ -66,7 +70,7 @@ impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
 impl<K> fmt::Debug for RequireAxraAuthLayer<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireAxraAuthLayer")
-            .field("issuer", &self.verifier.issuer)
+            .field("tokens", &self.verifier.tokens)
             .field(
                 "verified_token_cache",
                 &self.verifier.verified.as_ref().map(|c| c.capacity()),
@@ -89,6 +93,7 @@ impl<S, K: Clone> Layer<S> for RequireAxraAuthLayer<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::TokenIssuer;
     use crate::server::store::BusinessRecord;
     use bytes::Bytes;
     use http::header::AUTHORIZATION;

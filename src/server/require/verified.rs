@@ -20,6 +20,9 @@ use crate::server::store::DigestHasher;
 /// revision.
 pub(super) struct CachedToken {
     pub(super) signed: Box<str>,
+    /// The verifier's key-set version when the token was verified: after a key is added or
+    /// removed, the token is verified again.
+    pub(super) keys_version: u64,
     pub(super) token: VerifiedToken,
     pub(super) resolved: Option<(u64, AuthenticatedBusiness)>,
 }
@@ -58,6 +61,7 @@ pub(super) struct Slot<'a> {
     pub(super) cache: &'a VerifiedCache,
     pub(super) digest: [u8; 32],
     pub(super) signed: &'a str,
+    pub(super) keys_version: u64,
 }
 
 impl Slot<'_> {
@@ -72,6 +76,7 @@ impl Slot<'_> {
             .saturating_add(1);
         let entry = CachedToken {
             signed: self.signed.into(),
+            keys_version: self.keys_version,
             token,
             resolved,
         };

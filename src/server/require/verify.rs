@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::verified::{Slot, VerifiedCache};
 use crate::api_key::API_KEY_HEADER;
-use crate::server::jwt::{TokenIssuer, VerifiedToken};
+use crate::server::jwt::{TokenVerifier, VerifiedToken, VerifyError};
 use crate::server::rejection::Rejection;
 use crate::server::store::{BusinessRecord, KeyDigest, KeyRecord, KeyStore, StoreError};
 use crate::server::{AuthMethod, AuthenticatedBusiness};
@@ -57,11 +57,11 @@ fn single<'a>(
     Ok(first)
 }
 
-/// The store, the issuer and the verified-token cache, shared by every clone of the service.
+/// The store, the token verifier and the verified-token cache, shared by every clone of the service.
 #[derive(Clone)]
 pub(super) struct Verifier<K> {
     pub(super) store: K,
-    pub(super) issuer: TokenIssuer,
+    pub(super) tokens: TokenVerifier,
     pub(super) verified: Option<Arc<VerifiedCache>>,
 }
 
@@ -112,28 +112,33 @@ pub(super) enum Verification {
     Later(Pin<Box<dyn Future<Output = Verdict> + Send>>),
 }
 
-impl<K: KeyStore + Clone> Verifier<K> {
+impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
     /// Verifies a bearer token, from the cache when it was seen before. A hit still checks
-    /// expiry, and reuses the business it resolved to only while the store's revision (which
-    /// moves on every key regeneration) is unchanged.
+    /// expiry, is used only while the key set is unchanged (a retired key's tokens are verified
+    /// again, and fail), and reuses the business it resolved to only while the store's revision
+    /// (which moves on every key regeneration) is unchanged.
     fn verify_bearer(&self, token: &str) -> Verification {
+        // Read before verifying: a key change during the check makes the entry stale, never the
+        // other way round.
+        let keys_version = self.tokens.keys_version();
         let (Some(cache), Some((signed, signature))) = (&self.verified, token.rsplit_once('.'))
         else {
-            return match self.issuer.verify(token) {
+            return match self.tokens.verify(token) {
                 Ok(verified) => self.resolve(verified, None),
-                Err(error) => Verification::Now(Err(error.into())),
+                Err(error) => self.verify_error(error, token),
             };
         };
         let slot = Slot {
             cache,
             digest: Sha256::digest(signature.as_bytes()).into(),
             signed,
+            keys_version,
         };
-        let now = self.issuer.now_unix();
+        let now = self.tokens.now_unix();
         let verified = match cache.get(&slot.digest, now) {
-            Some(cached) if *cached.signed == *signed => {
+            Some(cached) if *cached.signed == *signed && cached.keys_version == keys_version => {
                 if let Err(error) = self
-                    .issuer
+                    .tokens
                     .check_expiry_at(cached.token.expires_at_unix, now)
                 {
                     return Verification::Now(Err(error.into()));
@@ -146,12 +151,35 @@ impl<K: KeyStore + Clone> Verifier<K> {
                 }
                 cached.token.clone()
             }
-            _ => match self.issuer.verify(token) {
+            _ => match self.tokens.verify(token) {
                 Ok(verified) => verified,
-                Err(error) => return Verification::Now(Err(error.into())),
+                Err(error) => return self.verify_error(error, token),
             },
         };
         self.resolve(verified, Some(slot))
+    }
+
+    /// A failed verification's verdict. A kid the verifier does not know, when it follows a
+    /// JWKS, may be a key published since the last fetch: fetch (at most once per interval,
+    /// however many such tokens arrive) and verify again.
+    fn verify_error(&self, error: VerifyError, token: &str) -> Verification {
+        if error != VerifyError::UnknownKey || self.tokens.jwks_state().is_none() {
+            return Verification::Now(Err(error.into()));
+        }
+        let this = self.clone();
+        let token = token.to_owned();
+        Verification::Later(Box::pin(async move {
+            if let Some(jwks) = this.tokens.jwks_state() {
+                jwks.refresh_for_unknown_kid(this.tokens.storage()).await;
+            }
+            match this.tokens.verify(&token) {
+                Ok(verified) => match this.resolve(verified, None) {
+                    Verification::Now(verdict) => verdict,
+                    Verification::Later(later) => later.await,
+                },
+                Err(error) => Err(error.into()),
+            }
+        }))
     }
 
     /// Checks a verified token's business and key generation against the store, remembering the

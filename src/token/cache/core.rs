@@ -65,17 +65,30 @@ pub(super) struct Counters {
 pub(crate) struct RejectionListeners(StdMutex<Vec<Weak<Notify>>>);
 
 impl RejectionListeners {
+    /// Adds `listener` once (adding it again changes nothing).
     pub(crate) fn add(&self, listener: &Arc<Notify>) {
         let mut listeners = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         listeners.retain(|l| l.strong_count() > 0);
-        listeners.push(Arc::downgrade(listener));
+        let weak = Arc::downgrade(listener);
+        if !listeners.iter().any(|l| Weak::ptr_eq(l, &weak)) {
+            listeners.push(weak);
+        }
     }
 
     fn notify(&self) {
-        let listeners = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        for listener in listeners.iter().filter_map(Weak::upgrade) {
-            listener.notify_one();
-        }
+        let mut listeners = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|listener| match listener.upgrade() {
+            Some(listener) => {
+                listener.notify_one();
+                true
+            }
+            None => false,
+        });
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
@@ -489,5 +502,26 @@ impl<P: TokenProvider> CacheCore<P> {
             retry_at,
             consecutive,
         });
+    }
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_held_once_and_dropped_ones_go() {
+        let listeners = RejectionListeners::default();
+        let watcher = Arc::new(Notify::new());
+        for _ in 0..100 {
+            listeners.add(&watcher);
+        }
+        assert_eq!(listeners.len(), 1);
+        let other = Arc::new(Notify::new());
+        listeners.add(&other);
+        assert_eq!(listeners.len(), 2);
+        drop(other);
+        listeners.notify();
+        assert_eq!(listeners.len(), 1);
     }
 }

@@ -1,0 +1,459 @@
+//! JSON Web Key Sets: [`JwksEndpoint`] publishes an issuer's public keys, and [`JwksSource`]
+//! makes a [`TokenVerifier`] that follows another service's JWKS.
+//!
+//! A verifier on a JWKS fetches it at start and every [`DEFAULT_JWKS_REFRESH`], and again when a
+//! token names a `kid` it does not know, at most once per [`DEFAULT_UNKNOWN_KID_INTERVAL`]
+//! however many such tokens arrive. A failed fetch keeps the last good keys: a token whose key
+//! is known never fails because the JWKS server is down. Symmetric keys are never taken from a
+//! JWKS, and each key is bound to the algorithm of its type (OKP/Ed25519: EdDSA, EC/P-256:
+//! ES256).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axra_auth::server::{JwksEndpoint, JwksSource, MemoryKeyStore, RequireAxraAuthLayer, SigningKey, TokenIssuer};
+//! use axum::Router;
+//!
+//! # async fn run(http: axra_auth::https::HttpsClient) -> Result<(), Box<dyn std::error::Error>> {
+//! // The issuing service publishes its public keys.
+//! let issuer = TokenIssuer::from_key(SigningKey::from_pkcs8_pem_file("2026-11", "/run/secrets/signing.pem")?);
+//! let app: Router = Router::new()
+//!     .route_service("/.well-known/jwks.json", JwksEndpoint::new(&issuer));
+//!
+//! // Another service verifies with them, holding no secret.
+//! let verifier = JwksSource::new(http, "https://auth.example.com/.well-known/jwks.json")?
+//!     .connect()
+//!     .await?;
+//! let layer = RequireAxraAuthLayer::new(MemoryKeyStore::new(), verifier);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::{Future, Ready, poll_fn, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::jwt::{KeyStorage, TokenVerifier};
+use super::keys::VerifyingKey;
+use crate::error::BoxError;
+
+/// Where a JWKS is usually served.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// How long clients may cache [`JwksEndpoint`]'s answer (`Cache-Control: max-age`) by default.
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// How often a [`JwksSource`] verifier fetches the JWKS by default.
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
+
+/// The shortest time between two fetches caused by unknown kids, by default.
+pub const DEFAULT_UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The longest a JWKS fetch may take by default.
+pub const DEFAULT_JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest JWKS document read.
+pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+
+/// The most keys taken from one JWKS (the first usable ones).
+pub const MAX_JWKS_KEYS: usize = 32;
+
+/// A JWKS could not be fetched or used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JwksError {
+    /// The URL is not `https://` (plain `http://` only to this machine), or not a valid URL.
+    InvalidUrl(&'static str),
+    /// The request could not be sent or the answer could not be read.
+    Transport,
+    /// The server answered another status than 200.
+    Status(u16),
+    /// The answer is not a JWKS with at least one usable key (or is larger than 64 KiB).
+    Invalid(&'static str),
+    /// The fetch took longer than its timeout.
+    Timeout,
+}
+
+impl fmt::Display for JwksError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwksError::InvalidUrl(why) => write!(f, "the JWKS URL was refused: {why}"),
+            JwksError::Transport => f.write_str("the JWKS could not be fetched (transport error)"),
+            JwksError::Status(status) => write!(f, "the JWKS server answered {status}"),
+            JwksError::Invalid(why) => write!(f, "the JWKS was refused: {why}"),
+            JwksError::Timeout => f.write_str("the JWKS fetch timed out"),
+        }
+    }
+}
+
+impl std::error::Error for JwksError {}
+
+type Fetch = Box<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Vec<VerifyingKey>, JwksError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How a verifier's keys follow a JWKS.
+pub(crate) struct JwksState {
+    fetch: Fetch,
+    /// When a fetch for an unknown kid last started: one per interval.
+    gate: tokio::sync::Mutex<Option<Instant>>,
+    unknown_kid_interval: Duration,
+    fetch_timeout: Duration,
+    fetches: AtomicU64,
+}
+
+impl JwksState {
+    /// Fetches the JWKS and installs its keys; the last good keys stay on failure.
+    async fn refresh(&self, storage: &KeyStorage) -> Result<(), JwksError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let keys = match tokio::time::timeout(self.fetch_timeout, (self.fetch)()).await {
+            Ok(keys) => keys,
+            Err(_) => Err(JwksError::Timeout),
+        };
+        match keys {
+            Ok(keys) => {
+                if storage.replace_keys(keys) {
+                    trace_event!(tracing::Level::INFO, "axra_auth: JWKS keys changed");
+                }
+                Ok(())
+            }
+            Err(error) => {
+                trace_event!(
+                    tracing::Level::WARN,
+                    error = %error,
+                    "axra_auth: JWKS fetch failed, keeping the last good keys"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// A token named a kid we do not know: fetch again, unless a fetch for that reason started
+    /// within the interval (then this returns once it finished).
+    pub(crate) async fn refresh_for_unknown_kid(&self, storage: &KeyStorage) {
+        let mut last = self.gate.lock().await;
+        if last.is_some_and(|at| at.elapsed() < self.unknown_kid_interval) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let _ = self.refresh(storage).await;
+    }
+}
+
+/// Makes a [`TokenVerifier`] that follows the JWKS at a URL. See the [module docs](self).
+pub struct JwksSource<C> {
+    client: C,
+    uri: Uri,
+    refresh_every: Duration,
+    unknown_kid_interval: Duration,
+    fetch_timeout: Duration,
+}
+
+impl<C> fmt::Debug for JwksSource<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksSource")
+            .field("uri", &self.uri)
+            .field("refresh_every", &self.refresh_every)
+            .field("unknown_kid_interval", &self.unknown_kid_interval)
+            .field("fetch_timeout", &self.fetch_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, B> JwksSource<C>
+where
+    C: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    C::Future: Send,
+    C::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// The JWKS at `url`, fetched through `client` (which must not follow redirects, as the
+    /// crate's [`https::client`](crate::https::client) does not). The URL must be `https://`:
+    /// whoever can change the keys in transit can mint tokens. Plain `http://` is accepted only
+    /// to this machine (127.0.0.0/8, `::1`, `localhost`).
+    pub fn new(client: C, url: &str) -> Result<Self, JwksError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| JwksError::InvalidUrl("not a valid URL"))?;
+        match uri.scheme_str() {
+            Some("https") => {}
+            Some("http") if crate::token::base_url::is_loopback(uri.host()) => {}
+            Some("http") => {
+                return Err(JwksError::InvalidUrl(
+                    "plain http:// to another machine would let anyone on the path change the keys",
+                ));
+            }
+            _ => {
+                return Err(JwksError::InvalidUrl(
+                    "its scheme is neither https nor http",
+                ));
+            }
+        }
+        if uri.authority().is_none_or(|a| a.as_str().contains('@')) {
+            return Err(JwksError::InvalidUrl("no host, or user information in it"));
+        }
+        Ok(JwksSource {
+            client,
+            uri,
+            refresh_every: DEFAULT_JWKS_REFRESH,
+            unknown_kid_interval: DEFAULT_UNKNOWN_KID_INTERVAL,
+            fetch_timeout: DEFAULT_JWKS_FETCH_TIMEOUT,
+        })
+    }
+
+    /// How often to fetch the JWKS (default 5 minutes; at least a second).
+    pub fn with_refresh_every(mut self, every: Duration) -> Self {
+        self.refresh_every = every.clamp(Duration::from_secs(1), Duration::from_secs(86_400));
+        self
+    }
+
+    /// The shortest time between two fetches caused by unknown kids (default 10 s; at most a
+    /// day).
+    pub fn with_unknown_kid_interval(mut self, interval: Duration) -> Self {
+        self.unknown_kid_interval = interval.min(Duration::from_secs(86_400));
+        self
+    }
+
+    /// The longest a fetch may take (default 5 s; at most a minute).
+    pub fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout.min(Duration::from_secs(60));
+        self
+    }
+
+    /// Fetches the JWKS once (its failure is this error), then keeps it fresh in a background
+    /// task that ends when the last clone of the verifier drops.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn connect(self) -> Result<TokenVerifier, JwksError> {
+        let (client, uri) = (self.client, self.uri);
+        let fetch: Fetch = Box::new(move || Box::pin(fetch_keys(client.clone(), uri.clone())));
+        let state = Arc::new(JwksState {
+            fetch,
+            gate: tokio::sync::Mutex::new(None),
+            unknown_kid_interval: self.unknown_kid_interval,
+            fetch_timeout: self.fetch_timeout,
+            fetches: AtomicU64::new(0),
+        });
+        let verifier = TokenVerifier::new([]);
+        let storage = Arc::clone(verifier.storage());
+        let _ = storage.jwks.set(Arc::clone(&state));
+        state.refresh(&storage).await?;
+        let weak = Arc::downgrade(&storage);
+        let every = self.refresh_every;
+        drop(storage);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(storage) = weak.upgrade() else {
+                    return;
+                };
+                let _ = state.refresh(&storage).await;
+            }
+        });
+        Ok(verifier)
+    }
+}
+
+impl TokenVerifier {
+    /// How many JWKS fetches this verifier made (0 unless it follows a JWKS).
+    pub fn jwks_fetches(&self) -> u64 {
+        self.jwks_state()
+            .map_or(0, |state| state.fetches.load(Ordering::Relaxed))
+    }
+}
+
+async fn fetch_keys<C, B>(mut client: C, uri: Uri) -> Result<Vec<VerifyingKey>, JwksError>
+where
+    C: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    C::Error: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let request = Request::get(uri)
+        .header(ACCEPT, "application/json")
+        .body(Full::default())
+        .map_err(|_| JwksError::InvalidUrl("not a valid request URI"))?;
+    poll_fn(|cx| client.poll_ready(cx))
+        .await
+        .map_err(|_| JwksError::Transport)?;
+    let response = client
+        .call(request)
+        .await
+        .map_err(|_| JwksError::Transport)?;
+    if response.status() != StatusCode::OK {
+        return Err(JwksError::Status(response.status().as_u16()));
+    }
+    let bytes = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+        .collect()
+        .await
+        .map_err(|_| JwksError::Invalid("unreadable, or larger than 64 KiB"))?
+        .to_bytes();
+    parse_jwks(&bytes)
+}
+
+/// The usable keys of a JWKS document: each key on its own (one the crate cannot use is
+/// skipped), the first [`MAX_JWKS_KEYS`], the first of each kid.
+fn parse_jwks(bytes: &[u8]) -> Result<Vec<VerifyingKey>, JwksError> {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        keys: Vec<serde_json::Value>,
+    }
+    let document: Document =
+        serde_json::from_slice(bytes).map_err(|_| JwksError::Invalid("not a JWKS document"))?;
+    let mut keys: Vec<VerifyingKey> = Vec::new();
+    for value in document.keys {
+        let Ok(jwk) = serde_json::from_value(value) else {
+            continue;
+        };
+        let Ok(key) = VerifyingKey::from_jwk(&jwk) else {
+            continue;
+        };
+        if keys.iter().any(|k| k.kid() == key.kid()) {
+            continue;
+        }
+        keys.push(key);
+        if keys.len() == MAX_JWKS_KEYS {
+            break;
+        }
+    }
+    if keys.is_empty() {
+        return Err(JwksError::Invalid("it holds no usable key"));
+    }
+    Ok(keys)
+}
+
+/// Serves a verifier's (or an issuer's) public keys as a JWKS, to `GET` and `HEAD`, with
+/// `Cache-Control: public, max-age=300`. The keys are read at each request, so a rotation shows
+/// at once. HS256 keys are secret and never served.
+#[derive(Clone)]
+pub struct JwksEndpoint {
+    keys: TokenVerifier,
+    cache_control: HeaderValue,
+}
+
+impl fmt::Debug for JwksEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksEndpoint")
+            .field("keys", &self.keys)
+            .field("cache_control", &self.cache_control)
+            .finish()
+    }
+}
+
+impl JwksEndpoint {
+    /// Serves the public keys of `keys` (a [`TokenIssuer`](super::TokenIssuer) or a
+    /// [`TokenVerifier`]).
+    pub fn new(keys: impl Into<TokenVerifier>) -> Self {
+        JwksEndpoint {
+            keys: keys.into(),
+            cache_control: cache_control(DEFAULT_JWKS_MAX_AGE),
+        }
+    }
+
+    /// How long clients may cache the answer (default 5 minutes). Retire a key only after the
+    /// longest token lifetime, plus this, has passed since the rotation.
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.cache_control = cache_control(max_age);
+        self
+    }
+}
+
+fn cache_control(max_age: Duration) -> HeaderValue {
+    HeaderValue::try_from(format!("public, max-age={}", max_age.as_secs()))
+        .unwrap_or(HeaderValue::from_static("no-cache"))
+}
+
+impl<B> Service<Request<B>> for JwksEndpoint {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let mut response = if req.method() == Method::GET || req.method() == Method::HEAD {
+            let body = serde_json::to_vec(&self.keys.jwks()).unwrap_or_default();
+            let mut response = Response::new(if req.method() == Method::HEAD {
+                Full::default()
+            } else {
+                Full::from(body)
+            });
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, self.cache_control.clone());
+            response
+        } else {
+            let mut response = Response::new(Full::default());
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        };
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{SigningKey, TokenIssuer};
+
+    #[test]
+    fn a_jwks_keeps_usable_keys_and_skips_the_rest() {
+        let ed = SigningKey::generate_ed25519("ed").unwrap();
+        let ec = SigningKey::generate_es256("ec").unwrap();
+        let issuer =
+            TokenIssuer::from_key(ed.clone()).with_verifying_key(ec.verifying_key().clone());
+        let mut document = serde_json::to_value(issuer.jwks()).unwrap();
+        let keys = document["keys"].as_array_mut().unwrap();
+        keys.push(serde_json::json!({"kty": "oct", "kid": "sym", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"}));
+        keys.push(serde_json::json!({"kty": "RSA", "kid": "rsa", "n": "AQAB", "e": "AQAB"}));
+        keys.push(serde_json::json!({"nonsense": true}));
+        keys.push(serde_json::to_value(ed.verifying_key().to_jwk()).unwrap());
+        let parsed = parse_jwks(&serde_json::to_vec(&document).unwrap()).unwrap();
+        let kids: Vec<_> = parsed.iter().map(|k| k.kid().to_owned()).collect();
+        assert_eq!(kids, ["ed", "ec"]);
+        assert_eq!(
+            parse_jwks(br#"{"keys":[{"kty":"oct","kid":"x","k":"AAAA"}]}"#).unwrap_err(),
+            JwksError::Invalid("it holds no usable key")
+        );
+        assert!(parse_jwks(b"[]").is_err());
+    }
+
+    #[test]
+    fn only_https_or_this_machine() {
+        let client = tower::service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        });
+        assert!(JwksSource::new(client, "https://auth.example.com/jwks.json").is_ok());
+        assert!(JwksSource::new(client, "http://127.0.0.1:9/jwks.json").is_ok());
+        assert!(JwksSource::new(client, "http://auth.example.com/jwks.json").is_err());
+        assert!(JwksSource::new(client, "https://u:p@auth.example.com/").is_err());
+        assert!(JwksSource::new(client, "ftp://auth.example.com/").is_err());
+    }
+}

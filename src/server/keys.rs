@@ -1,0 +1,596 @@
+//! Signing and verifying keys, each named by a `kid` and bound to one algorithm.
+//!
+//! - [`SigningKey`]: signs tokens. HS256 (a shared secret), or EdDSA (Ed25519) and ES256 (P-256)
+//!   from a PKCS#8 PEM private key, or generated for development.
+//! - [`VerifyingKey`]: checks them. For EdDSA and ES256 it is the public key alone: an instance
+//!   that only verifies cannot mint a token, and the key can be published in a JWKS
+//!   ([`VerifyingKey::to_jwk`]).
+//!
+//! A key is bound to its algorithm: a token whose header names another algorithm than its key's
+//! is refused before any signature check (so an HS256 token "signed" with a public key's bytes
+//! fails, as do `alg: none` and every other algorithm).
+//!
+//! # Example
+//!
+//! ```
+//! use axra_auth::server::{KeyAlgorithm, SigningKey, VerifyingKey};
+//!
+//! // Development: generate a key, keep its PEM (a secret) somewhere safe.
+//! let key = SigningKey::generate_ed25519("2026-11")?;
+//! let pem = key.to_pkcs8_pem().expect("an asymmetric key has a PEM");
+//!
+//! // Production: load it (from a file, or from an environment variable as here).
+//! let loaded = SigningKey::from_pkcs8_pem("2026-11", &pem)?;
+//! assert_eq!(loaded.algorithm(), KeyAlgorithm::EdDsa);
+//!
+//! // Verifiers need only the public half.
+//! let public = loaded.verifying_key().clone();
+//! assert!(public.to_jwk().is_some());
+//! # Ok::<(), axra_auth::server::KeyError>(())
+//! ```
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, KeyAlgorithm as JwkAlgorithm, OctetKeyPairParameters,
+    OctetKeyPairType, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use zeroize::Zeroizing;
+
+use super::jwt::MIN_SIGNING_KEY_LEN;
+
+/// The largest PEM file [`SigningKey::from_pkcs8_pem_file`] reads.
+const MAX_PEM_BYTES: u64 = 16 * 1024;
+
+/// The longest `kid` accepted (here and from a JWKS).
+pub const MAX_KID_LEN: usize = 128;
+
+/// The algorithm a key is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyAlgorithm {
+    /// HMAC with SHA-256: one shared secret signs and verifies.
+    Hs256,
+    /// Ed25519 signatures (`alg: EdDSA`).
+    EdDsa,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+}
+
+impl KeyAlgorithm {
+    /// Its name in a JWT header (`HS256`, `EdDSA`, `ES256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Hs256 => "HS256",
+            KeyAlgorithm::EdDsa => "EdDSA",
+            KeyAlgorithm::Es256 => "ES256",
+        }
+    }
+
+    pub(crate) fn jwt(self) -> Algorithm {
+        match self {
+            KeyAlgorithm::Hs256 => Algorithm::HS256,
+            KeyAlgorithm::EdDsa => Algorithm::EdDSA,
+            KeyAlgorithm::Es256 => Algorithm::ES256,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A key could not be made or loaded. The text never holds key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// An HS256 secret shorter than [`MIN_SIGNING_KEY_LEN`] bytes.
+    TooShort {
+        /// Its length.
+        len: usize,
+    },
+    /// The `kid` is empty, longer than [`MAX_KID_LEN`], or not visible ASCII.
+    InvalidKid,
+    /// Not a PKCS#8 (private) or SPKI (public) PEM key for Ed25519 or P-256.
+    InvalidKey,
+    /// A JWK this crate does not verify with (symmetric, RSA, another curve, no `kid`, an
+    /// algorithm that does not match the key type).
+    UnsupportedJwk,
+    /// The key file could not be read (missing, not a regular file, larger than 16 KiB).
+    File(std::io::ErrorKind),
+    /// The operating system's random number generator failed.
+    Random,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::TooShort { len } => write!(
+                f,
+                "the HS256 secret is {len} bytes; at least {MIN_SIGNING_KEY_LEN} are needed"
+            ),
+            KeyError::InvalidKid => f.write_str(
+                "the kid must be 1 to 128 visible ASCII characters",
+            ),
+            KeyError::InvalidKey => {
+                f.write_str("not a PEM-encoded Ed25519 or P-256 key (PKCS#8 private or SPKI public)")
+            }
+            KeyError::UnsupportedJwk => f.write_str(
+                "a JWK this crate does not verify with (it takes OKP/Ed25519 and EC/P-256 keys with a kid)",
+            ),
+            KeyError::File(kind) => write!(f, "the key file could not be read: {kind}"),
+            KeyError::Random => f.write_str("the operating system's random number generator failed"),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+fn checked_kid(kid: String) -> Result<Arc<str>, KeyError> {
+    if kid.is_empty() || kid.len() > MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(KeyError::InvalidKid);
+    }
+    Ok(Arc::from(kid))
+}
+
+/// The public half of an asymmetric key, as a JWK publishes it.
+#[derive(Clone, PartialEq, Eq)]
+enum PublicParts {
+    /// Ed25519: `x`, base64url.
+    Ed25519 { x: String },
+    /// P-256: `x` and `y`, base64url.
+    P256 { x: String, y: String },
+}
+
+/// Checks tokens signed with one key, bound to its algorithm. Cheap to clone.
+///
+/// For EdDSA and ES256 it holds the public key only. An HS256 verifying key is the shared
+/// secret itself: it could sign too, and is never published.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    kid: Arc<str>,
+    algorithm: KeyAlgorithm,
+    decoding: Arc<DecodingKey>,
+    public: Option<PublicParts>,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyingKey {
+    /// An HS256 key: the shared secret (at least 32 bytes).
+    pub fn hs256(kid: impl Into<String>, secret: &[u8]) -> Result<VerifyingKey, KeyError> {
+        let kid = checked_kid(kid.into())?;
+        if secret.len() < MIN_SIGNING_KEY_LEN {
+            return Err(KeyError::TooShort { len: secret.len() });
+        }
+        let decoding = DecodingKey::from_secret(secret).map_err(|_| KeyError::InvalidKey)?;
+        Ok(VerifyingKey {
+            kid,
+            algorithm: KeyAlgorithm::Hs256,
+            decoding: Arc::new(decoding),
+            public: None,
+        })
+    }
+
+    /// A public key from an SPKI PEM (`-----BEGIN PUBLIC KEY-----`), Ed25519 (EdDSA) or P-256
+    /// (ES256); the algorithm follows from the key.
+    pub fn from_public_pem(kid: impl Into<String>, pem: &str) -> Result<VerifyingKey, KeyError> {
+        use ed25519_dalek::pkcs8::DecodePublicKey as _;
+        let kid = checked_kid(kid.into())?;
+        if let Ok(key) = ed25519_dalek::VerifyingKey::from_public_key_pem(pem) {
+            return Self::from_parts(
+                kid,
+                PublicParts::Ed25519 {
+                    x: URL_SAFE_NO_PAD.encode(key.as_bytes()),
+                },
+            );
+        }
+        if let Ok(key) = <p256::PublicKey as p256::pkcs8::DecodePublicKey>::from_public_key_pem(pem)
+        {
+            return Self::from_parts(kid, p256_parts(&key)?);
+        }
+        Err(KeyError::InvalidKey)
+    }
+
+    fn from_parts(kid: Arc<str>, public: PublicParts) -> Result<VerifyingKey, KeyError> {
+        let (algorithm, decoding) = match &public {
+            PublicParts::Ed25519 { x } => (
+                KeyAlgorithm::EdDsa,
+                DecodingKey::from_ed_components(x).map_err(|_| KeyError::InvalidKey)?,
+            ),
+            PublicParts::P256 { x, y } => (
+                KeyAlgorithm::Es256,
+                DecodingKey::from_ec_components(x, y).map_err(|_| KeyError::InvalidKey)?,
+            ),
+        };
+        Ok(VerifyingKey {
+            kid,
+            algorithm,
+            decoding: Arc::new(decoding),
+            public: Some(public),
+        })
+    }
+
+    /// A public key from a JWK (as a JWKS serves it): `OKP`/`Ed25519` or `EC`/`P-256`, with a
+    /// `kid`. A JWK's `alg`, when present, must match its key type; a symmetric (`oct`) key is
+    /// refused, whatever it says.
+    pub fn from_jwk(jwk: &Jwk) -> Result<VerifyingKey, KeyError> {
+        let kid = jwk
+            .common
+            .key_id
+            .clone()
+            .ok_or(KeyError::UnsupportedJwk)
+            .and_then(|kid| checked_kid(kid).map_err(|_| KeyError::UnsupportedJwk))?;
+        let (parts, algorithm) = match &jwk.algorithm {
+            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                (PublicParts::Ed25519 { x: p.x.clone() }, KeyAlgorithm::EdDsa)
+            }
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => (
+                PublicParts::P256 {
+                    x: p.x.clone(),
+                    y: p.y.clone(),
+                },
+                KeyAlgorithm::Es256,
+            ),
+            _ => return Err(KeyError::UnsupportedJwk),
+        };
+        let stated = jwk.common.key_algorithm;
+        let agrees = matches!(
+            (stated, algorithm),
+            (None, _)
+                | (Some(JwkAlgorithm::EdDSA), KeyAlgorithm::EdDsa)
+                | (Some(JwkAlgorithm::ES256), KeyAlgorithm::Es256)
+        );
+        if !agrees
+            || jwk
+                .common
+                .public_key_use
+                .as_ref()
+                .is_some_and(|u| *u != PublicKeyUse::Signature)
+        {
+            return Err(KeyError::UnsupportedJwk);
+        }
+        // The components must be a valid point: parse them before trusting them.
+        match &parts {
+            PublicParts::Ed25519 { x } => {
+                let bytes: [u8; 32] = URL_SAFE_NO_PAD
+                    .decode(x)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(KeyError::UnsupportedJwk)?;
+                ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                    .map_err(|_| KeyError::UnsupportedJwk)?;
+            }
+            PublicParts::P256 { x, y } => {
+                let x = URL_SAFE_NO_PAD
+                    .decode(x)
+                    .map_err(|_| KeyError::UnsupportedJwk)?;
+                let y = URL_SAFE_NO_PAD
+                    .decode(y)
+                    .map_err(|_| KeyError::UnsupportedJwk)?;
+                if x.len() != 32 || y.len() != 32 {
+                    return Err(KeyError::UnsupportedJwk);
+                }
+                let mut sec1 = Vec::with_capacity(65);
+                sec1.push(4);
+                sec1.extend_from_slice(&x);
+                sec1.extend_from_slice(&y);
+                p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| KeyError::UnsupportedJwk)?;
+            }
+        }
+        Self::from_parts(kid, parts).map_err(|_| KeyError::UnsupportedJwk)
+    }
+
+    /// Its `kid`.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The one algorithm it accepts.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// Its public JWK (`kid`, `alg`, `use: sig`), or `None` for an HS256 key, which is secret.
+    pub fn to_jwk(&self) -> Option<Jwk> {
+        let common = CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_id: Some(self.kid.to_string()),
+            key_algorithm: Some(match self.algorithm {
+                KeyAlgorithm::EdDsa => JwkAlgorithm::EdDSA,
+                _ => JwkAlgorithm::ES256,
+            }),
+            ..CommonParameters::default()
+        };
+        let algorithm = match self.public.as_ref()? {
+            PublicParts::Ed25519 { x } => {
+                AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                    key_type: OctetKeyPairType::OctetKeyPair,
+                    curve: EllipticCurve::Ed25519,
+                    x: x.clone(),
+                })
+            }
+            PublicParts::P256 { x, y } => {
+                AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                    key_type: EllipticCurveKeyType::EC,
+                    curve: EllipticCurve::P256,
+                    x: x.clone(),
+                    y: y.clone(),
+                })
+            }
+        };
+        Some(Jwk { common, algorithm })
+    }
+
+    pub(crate) fn decoding(&self) -> &DecodingKey {
+        &self.decoding
+    }
+
+    /// Whether two keys are the same key under the same name.
+    pub(crate) fn same_as(&self, other: &VerifyingKey) -> bool {
+        self.kid == other.kid
+            && self.algorithm == other.algorithm
+            && match (&self.public, &other.public) {
+                (Some(a), Some(b)) => a == b,
+                // Secrets are compared by identity: two HS256 keys built apart count as different.
+                (None, None) => Arc::ptr_eq(&self.decoding, &other.decoding),
+                _ => false,
+            }
+    }
+}
+
+fn p256_parts(key: &p256::PublicKey) -> Result<PublicParts, KeyError> {
+    use p256::elliptic_curve::sec1::ToSec1Point as _;
+    let point = key.to_sec1_point(false);
+    let (Some(x), Some(y)) = (point.x(), point.y()) else {
+        return Err(KeyError::InvalidKey);
+    };
+    Ok(PublicParts::P256 {
+        x: URL_SAFE_NO_PAD.encode(x),
+        y: URL_SAFE_NO_PAD.encode(y),
+    })
+}
+
+/// Signs tokens: one key, its `kid` and algorithm, and the [`VerifyingKey`] that checks what it
+/// signs. Cheap to clone. `Debug` shows the kid and algorithm, never the key.
+#[derive(Clone)]
+pub struct SigningKey {
+    encoding: Arc<EncodingKey>,
+    verifying: VerifyingKey,
+    pem: Option<Arc<Zeroizing<String>>>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.verifying.kid)
+            .field("algorithm", &self.verifying.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// An HS256 key: a shared secret of at least 32 bytes, which every verifying instance must
+    /// hold too.
+    pub fn hs256(kid: impl Into<String>, secret: &[u8]) -> Result<SigningKey, KeyError> {
+        let verifying = VerifyingKey::hs256(kid, secret)?;
+        let encoding = EncodingKey::from_secret(secret).map_err(|_| KeyError::InvalidKey)?;
+        Ok(SigningKey {
+            encoding: Arc::new(encoding),
+            verifying,
+            pem: None,
+        })
+    }
+
+    /// A private key from a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), Ed25519 (EdDSA) or
+    /// P-256 (ES256); the algorithm follows from the key. `openssl genpkey -algorithm ed25519`
+    /// makes one, as does [`SigningKey::generate_ed25519`].
+    pub fn from_pkcs8_pem(kid: impl Into<String>, pem: &str) -> Result<SigningKey, KeyError> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+        let kid = checked_kid(kid.into())?;
+        let pem = Arc::new(Zeroizing::new(pem.trim().to_owned() + "\n"));
+        if let Ok(key) = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem) {
+            let encoding =
+                EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|_| KeyError::InvalidKey)?;
+            let public = PublicParts::Ed25519 {
+                x: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+            };
+            return Ok(SigningKey {
+                encoding: Arc::new(encoding),
+                verifying: VerifyingKey::from_parts(kid, public)?,
+                pem: Some(pem),
+            });
+        }
+        if let Ok(key) = <p256::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_pem(&pem) {
+            let encoding =
+                EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| KeyError::InvalidKey)?;
+            let public = p256_parts(&key.public_key())?;
+            return Ok(SigningKey {
+                encoding: Arc::new(encoding),
+                verifying: VerifyingKey::from_parts(kid, public)?,
+                pem: Some(pem),
+            });
+        }
+        Err(KeyError::InvalidKey)
+    }
+
+    /// [`SigningKey::from_pkcs8_pem`] from a file (a mounted secret): a regular file of at most
+    /// 16 KiB.
+    pub fn from_pkcs8_pem_file(
+        kid: impl Into<String>,
+        path: impl AsRef<Path>,
+    ) -> Result<SigningKey, KeyError> {
+        use std::io::Read as _;
+        let file = std::fs::File::open(path).map_err(|e| KeyError::File(e.kind()))?;
+        let metadata = file.metadata().map_err(|e| KeyError::File(e.kind()))?;
+        if !metadata.is_file() || metadata.len() > MAX_PEM_BYTES {
+            return Err(KeyError::File(std::io::ErrorKind::InvalidInput));
+        }
+        let mut pem = Zeroizing::new(String::new());
+        file.take(MAX_PEM_BYTES + 1)
+            .read_to_string(&mut pem)
+            .map_err(|e| KeyError::File(e.kind()))?;
+        Self::from_pkcs8_pem(kid, &pem)
+    }
+
+    /// A new Ed25519 key from the operating system's random number generator (for development,
+    /// or to provision a key; save [`to_pkcs8_pem`](Self::to_pkcs8_pem) as a secret).
+    pub fn generate_ed25519(kid: impl Into<String>) -> Result<SigningKey, KeyError> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+        let mut seed = Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut()).map_err(|_| KeyError::Random)?;
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let pem = key
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .map_err(|_| KeyError::InvalidKey)?;
+        Self::from_pkcs8_pem(kid, &pem)
+    }
+
+    /// A new P-256 key (ES256) from the operating system's random number generator.
+    pub fn generate_es256(kid: impl Into<String>) -> Result<SigningKey, KeyError> {
+        use p256::pkcs8::EncodePrivateKey as _;
+        let kid = kid.into();
+        loop {
+            let mut bytes = Zeroizing::new([0u8; 32]);
+            getrandom::fill(bytes.as_mut()).map_err(|_| KeyError::Random)?;
+            // A scalar of zero or at least the group order is refused (about 2^-32 odds): draw again.
+            let Ok(key) = p256::SecretKey::from_slice(bytes.as_ref()) else {
+                continue;
+            };
+            let pem = key
+                .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+                .map_err(|_| KeyError::InvalidKey)?;
+            return Self::from_pkcs8_pem(kid, &pem);
+        }
+    }
+
+    /// Its `kid`.
+    pub fn kid(&self) -> &str {
+        &self.verifying.kid
+    }
+
+    /// Its algorithm.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.verifying.algorithm
+    }
+
+    /// The key that verifies what this one signs (for EdDSA and ES256, the public key alone).
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.verifying
+    }
+
+    /// The private key as PKCS#8 PEM, to store as a secret; `None` for HS256.
+    pub fn to_pkcs8_pem(&self) -> Option<Zeroizing<String>> {
+        self.pem
+            .as_ref()
+            .map(|pem| Zeroizing::new(pem.as_str().to_owned()))
+    }
+
+    pub(crate) fn encoding(&self) -> &EncodingKey {
+        &self.encoding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_round_trip_through_pem_and_jwk() {
+        for key in [
+            SigningKey::generate_ed25519("ed").unwrap(),
+            SigningKey::generate_es256("ec").unwrap(),
+        ] {
+            let pem = key.to_pkcs8_pem().unwrap();
+            let loaded = SigningKey::from_pkcs8_pem(key.kid(), &pem).unwrap();
+            assert_eq!(loaded.algorithm(), key.algorithm());
+            let jwk = loaded.verifying_key().to_jwk().unwrap();
+            let back = VerifyingKey::from_jwk(&jwk).unwrap();
+            assert!(back.same_as(key.verifying_key()), "{:?}", key);
+            let debug = format!("{key:?} {back:?}");
+            assert!(!debug.contains("PRIVATE") && !debug.contains(&pem[40..60]));
+        }
+    }
+
+    #[test]
+    fn bad_kids_keys_and_jwks_are_refused_without_echoing_them() {
+        assert_eq!(
+            SigningKey::hs256("", &[7; 32]).unwrap_err(),
+            KeyError::InvalidKid
+        );
+        assert_eq!(
+            SigningKey::hs256("a b", &[7; 32]).unwrap_err(),
+            KeyError::InvalidKid
+        );
+        assert_eq!(
+            SigningKey::hs256("k", &[7; 31]).unwrap_err(),
+            KeyError::TooShort { len: 31 }
+        );
+        let error = SigningKey::from_pkcs8_pem(
+            "k",
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----",
+        )
+        .unwrap_err();
+        assert_eq!(error, KeyError::InvalidKey);
+        assert!(!error.to_string().contains("c2VjcmV0"));
+        assert!(
+            SigningKey::hs256("k", &[7; 32])
+                .unwrap()
+                .verifying_key()
+                .to_jwk()
+                .is_none()
+        );
+
+        // A symmetric JWK is never taken from a JWKS, whatever it claims.
+        let oct: Jwk = serde_json::from_str(
+            r#"{"kty":"oct","kid":"k","alg":"HS256","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            VerifyingKey::from_jwk(&oct).unwrap_err(),
+            KeyError::UnsupportedJwk
+        );
+        // An Ed25519 key labelled ES256, or with no kid, or not a point: refused.
+        let ed = SigningKey::generate_ed25519("ed").unwrap();
+        let mut jwk = ed.verifying_key().to_jwk().unwrap();
+        jwk.common.key_algorithm = Some(JwkAlgorithm::ES256);
+        assert!(VerifyingKey::from_jwk(&jwk).is_err());
+        let mut jwk = ed.verifying_key().to_jwk().unwrap();
+        jwk.common.key_id = None;
+        assert!(VerifyingKey::from_jwk(&jwk).is_err());
+        let ec = SigningKey::generate_es256("ec").unwrap();
+        let mut jwk = ec.verifying_key().to_jwk().unwrap();
+        if let AlgorithmParameters::EllipticCurve(p) = &mut jwk.algorithm {
+            p.y = p.x.clone();
+        }
+        assert!(VerifyingKey::from_jwk(&jwk).is_err(), "not on the curve");
+    }
+
+    #[test]
+    fn public_pem_files_load() {
+        use ed25519_dalek::pkcs8::EncodePublicKey as _;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let pem = key
+            .verifying_key()
+            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .unwrap();
+        let public = VerifyingKey::from_public_pem("pub", &pem).unwrap();
+        assert_eq!(public.algorithm(), KeyAlgorithm::EdDsa);
+        assert!(VerifyingKey::from_public_pem("pub", "nope").is_err());
+    }
+}
