@@ -1,6 +1,6 @@
 //! `RequireAxraAuthLayer` per request against the raw primitives it is built from:
 //! API key: SHA-256 of the key + hash-map lookup + constant-time compare;
-//! bearer: a bare `jsonwebtoken::decode` (HS256), and the verified-token cache for a token seen
+//! bearer: a bare `jsonwebtoken::decode` (HS256, and EdDSA), and the verified-token cache for a token seen
 //! before. Every variant builds the same request and reads the same header.
 
 mod common;
@@ -10,7 +10,8 @@ use std::hint::black_box;
 
 use axra_auth::Environment;
 use axra_auth::server::{
-    AuthMethod, AuthenticatedBusiness, KeyDigest, MemoryKeyStore, RequireAxraAuthLayer, TokenIssuer,
+    AuthMethod, AuthenticatedBusiness, KeyDigest, MemoryKeyStore, RequireAxraAuthLayer, SigningKey,
+    TokenIssuer,
 };
 use common::{Ok200, poll_now};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -101,37 +102,54 @@ fn bench(c: &mut Criterion) {
             .unwrap()
             .business
     };
-    let token = issuer.issue(&record).unwrap();
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).unwrap();
-    let decoding = DecodingKey::from_secret(SIGNING_KEY).unwrap();
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&["axra-auth"]);
-    group.bench_function("bearer_a_bare_jwt_decode", |b| {
-        b.iter(|| {
-            let req = black_box(request("authorization", &bearer));
-            let header = req.headers().get(AUTHORIZATION).unwrap().to_str().unwrap();
-            let token = header.strip_prefix("Bearer ").unwrap();
-            black_box(jsonwebtoken::decode::<Claims>(token, &decoding, &validation).unwrap())
-        })
-    });
-    let mut uncached = RequireAxraAuthLayer::new(store.clone(), issuer.clone())
-        .with_verified_token_cache(0)
-        .layer(Ok200);
-    group.bench_function("bearer_b_require_axra_auth_uncached", |b| {
-        b.iter(|| {
-            let response =
-                poll_now(uncached.call(black_box(request("authorization", &bearer)))).unwrap();
-            assert_eq!(response.status(), 200);
-        })
-    });
-    let mut cached = RequireAxraAuthLayer::new(store, issuer).layer(Ok200);
-    group.bench_function("bearer_c_require_axra_auth_seen_before", |b| {
-        b.iter(|| {
-            let response =
-                poll_now(cached.call(black_box(request("authorization", &bearer)))).unwrap();
-            assert_eq!(response.status(), 200);
-        })
-    });
+    // HS256 (the default issuer) and EdDSA (a public key alone verifies): for each, a bare
+    // `jsonwebtoken::decode` with the same key, the layer without and with the verified-token
+    // cache.
+    let ed_key = SigningKey::generate_ed25519("ed").unwrap();
+    let ed_jwk = serde_json::to_value(ed_key.verifying_key().to_jwk().unwrap()).unwrap();
+    let ed_decoding = DecodingKey::from_ed_components(ed_jwk["x"].as_str().unwrap()).unwrap();
+    let ed_issuer = TokenIssuer::from_key(ed_key);
+    let variants = [
+        (
+            "bearer",
+            issuer,
+            DecodingKey::from_secret(SIGNING_KEY).unwrap(),
+            Algorithm::HS256,
+        ),
+        ("eddsa", ed_issuer, ed_decoding, Algorithm::EdDSA),
+    ];
+    for (label, issuer, decoding, algorithm) in variants {
+        let token = issuer.issue(&record).unwrap();
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).unwrap();
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&["axra-auth"]);
+        group.bench_function(format!("{label}_a_bare_jwt_decode"), |b| {
+            b.iter(|| {
+                let req = black_box(request("authorization", &bearer));
+                let header = req.headers().get(AUTHORIZATION).unwrap().to_str().unwrap();
+                let token = header.strip_prefix("Bearer ").unwrap();
+                black_box(jsonwebtoken::decode::<Claims>(token, &decoding, &validation).unwrap())
+            })
+        });
+        let mut uncached = RequireAxraAuthLayer::new(store.clone(), issuer.clone())
+            .with_verified_token_cache(0)
+            .layer(Ok200);
+        group.bench_function(format!("{label}_b_require_axra_auth_uncached"), |b| {
+            b.iter(|| {
+                let response =
+                    poll_now(uncached.call(black_box(request("authorization", &bearer)))).unwrap();
+                assert_eq!(response.status(), 200);
+            })
+        });
+        let mut cached = RequireAxraAuthLayer::new(store.clone(), issuer).layer(Ok200);
+        group.bench_function(format!("{label}_c_require_axra_auth_seen_before"), |b| {
+            b.iter(|| {
+                let response =
+                    poll_now(cached.call(black_box(request("authorization", &bearer)))).unwrap();
+                assert_eq!(response.status(), 200);
+            })
+        });
+    }
     group.finish();
 }
 

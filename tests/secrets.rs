@@ -166,3 +166,40 @@ async fn no_public_type_or_error_shows_a_secret() {
     assert!(texts.len() > 30);
     assert_clean(&texts, &secrets);
 }
+
+#[test]
+fn signing_keys_and_verifiers_never_show_key_material() {
+    use axra_auth::server::{JwksEndpoint, SigningKey, TokenIssuer, VerifyingKey};
+    let hs_secret = b"an HS256 signing secret, 32 bytes or more";
+    let keys = [
+        SigningKey::generate_ed25519("ed").unwrap(),
+        SigningKey::generate_es256("ec").unwrap(),
+        SigningKey::hs256("hs", hs_secret).unwrap(),
+    ];
+    let mut secrets = vec![String::from_utf8_lossy(hs_secret).into_owned()];
+    for key in &keys {
+        if let Some(pem) = key.to_pkcs8_pem() {
+            // Every line of the PEM body is key material.
+            secrets.extend(
+                pem.lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .map(|l| l.chars().take(24).collect::<String>()),
+            );
+        }
+    }
+    let issuer = TokenIssuer::from_key(keys[0].clone())
+        .with_verifying_key(keys[1].verifying_key().clone())
+        .with_legacy_key(VerifyingKey::hs256("legacy", hs_secret).unwrap());
+    issuer.rotate(keys[2].clone());
+    let texts = vec![
+        format!("{keys:?}"),
+        format!("{issuer:?}"),
+        format!("{:?}", issuer.verifier()),
+        format!("{:?}", JwksEndpoint::new(&issuer)),
+        serde_json::to_string(&issuer.jwks()).unwrap(),
+        SigningKey::from_pkcs8_pem("k", &keys[0].to_pkcs8_pem().unwrap()[..60])
+            .unwrap_err()
+            .to_string(),
+    ];
+    assert_clean(&texts, &secrets);
+}

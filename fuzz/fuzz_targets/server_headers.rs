@@ -31,6 +31,17 @@ fn setup() -> &'static (MemoryKeyStore, TokenIssuer) {
     })
 }
 
+/// An EdDSA verifier (kid "ed"), and its public key's `x` as a JWK carries it.
+fn asymmetric() -> &'static (axra_auth::server::TokenVerifier, String) {
+    static KEYS: OnceLock<(axra_auth::server::TokenVerifier, String)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let key = axra_auth::server::SigningKey::generate_ed25519("ed").unwrap();
+        let jwk = serde_json::to_value(key.verifying_key().to_jwk().unwrap()).unwrap();
+        let x = jwk["x"].as_str().unwrap().to_owned();
+        (TokenIssuer::from_key(key).verifier(), x)
+    })
+}
+
 /// A valid credential for `name`: the known key, or a token for its business.
 fn valid_key(name: &str) -> &'static str {
     static TOKEN: OnceLock<String> = OnceLock::new();
@@ -54,6 +65,22 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(text) = std::str::from_utf8(value) {
         assert!(issuer.verify(text).is_err(), "an arbitrary string verified as a token");
+        let (asymmetric, public_x) = asymmetric();
+        let asymmetric = asymmetric.clone();
+        assert!(asymmetric.verify(text).is_err(), "an arbitrary string verified as a token");
+        // Algorithm confusion: whatever header the input claims, an HS256 token keyed with the
+        // public key's bytes never verifies.
+        if let Ok(mut header) = serde_json::from_slice::<jsonwebtoken::Header>(value) {
+            header.alg = jsonwebtoken::Algorithm::HS256;
+            let claims = serde_json::json!({"sub": "biz", "name": "x", "env": "test", "gen": 1,
+                "iat": 0, "exp": u32::MAX, "iss": "axra-auth"});
+            for secret in [public_x.as_bytes(), b"ed"] {
+                let key = jsonwebtoken::EncodingKey::from_secret(secret).unwrap();
+                if let Ok(forged) = jsonwebtoken::encode(&header, &claims, &key) {
+                    assert!(asymmetric.verify(&forged).is_err(), "HS256 keyed with a public key verified");
+                }
+            }
+        }
     }
 
     let name = if selector & 1 == 0 { "x-api-key" } else { "authorization" };
