@@ -36,7 +36,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{NoTls, Row};
+use rustls::RootCertStore;
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+mod tls;
 
 use crate::credentials::{Credentials, Environment};
 use crate::server::store::new_credentials;
@@ -84,6 +88,14 @@ const REGENERATE: &str = "UPDATE axra_businesses \
 pub struct PgKeyStore {
     pool: Pool,
     timeout: Duration,
+    /// How to open a connection of our own (for `LISTEN`), when connected from a URL.
+    connection: Option<Arc<Connection>>,
+}
+
+/// What [`PgKeyStore::connect`] parsed: enough to open a dedicated connection.
+struct Connection {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
 impl fmt::Debug for PgKeyStore {
@@ -160,25 +172,64 @@ impl PgKeyStore {
         PgKeyStore {
             pool,
             timeout: DEFAULT_TIMEOUT,
+            connection: None,
         }
     }
 
     /// Connects (lazily: the first query opens the first connection) with a pool of
     /// [`DEFAULT_POOL_SIZE`] connections and [`DEFAULT_TIMEOUT`]; change them with
     /// [`with_pool_size`](Self::with_pool_size) and [`with_timeout`](Self::with_timeout). The URL
-    /// is a libpq connection string or `postgres://` URL, without TLS.
+    /// is a libpq connection string or `postgres://` URL; its `sslmode` (`disable`, `prefer`,
+    /// the default, `require`, `verify-ca`, `verify-full`) and `sslrootcert` (a PEM file) are
+    /// honoured as libpq does; see [TLS](#tls).
+    ///
+    /// # TLS
+    ///
+    /// | `sslmode` | encrypted | certificate checked | host name checked |
+    /// |---|---|---|---|
+    /// | `disable` | no | | |
+    /// | `prefer` (default) | if the server offers TLS, else plain | no | no |
+    /// | `require` | yes | only with `sslrootcert` (then as `verify-ca`) | no |
+    /// | `verify-ca` | yes | yes | no |
+    /// | `verify-full` | yes | yes | yes |
+    ///
+    /// Only `verify-full` stops an active attacker. The roots are `sslrootcert`'s, or those of
+    /// [`connect_with_roots`](Self::connect_with_roots), else Mozilla's (many managed services,
+    /// Amazon RDS among them, need their provider's root file). TLS is rustls with *ring*, as the
+    /// client side. A refused certificate makes every query fail with
+    /// [`StoreErrorKind::Unavailable`](crate::server::StoreErrorKind::Unavailable) (503 at the
+    /// layer).
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the URL cannot be parsed or the pool cannot be built. The message does
-    /// not repeat the URL (it may hold a password).
+    /// [`StoreError`] when the URL cannot be parsed, its `sslmode` is unknown, its
+    /// `sslrootcert` cannot be read, or the pool cannot be built. The message does not repeat
+    /// the URL (it may hold a password).
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|_| StoreError::unavailable("the database URL could not be parsed"))?;
+        let parsed = tls::parse(url)?;
+        let roots = parsed
+            .root_cert
+            .as_deref()
+            .map(tls::roots_from_file)
+            .transpose()?;
+        Self::from_parsed(parsed, roots)
+    }
+
+    /// [`connect`](Self::connect), trusting `roots` (a private CA) for `verify-ca`,
+    /// `verify-full` and `require`, instead of `sslrootcert` or Mozilla's roots.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub fn connect_with_roots(url: &str, roots: RootCertStore) -> Result<Self, StoreError> {
+        Self::from_parsed(tls::parse(url)?, Some(roots))
+    }
+
+    fn from_parsed(parsed: tls::Parsed, roots: Option<RootCertStore>) -> Result<Self, StoreError> {
+        let tls = tls::connector(parsed.mode, roots)?;
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            parsed.config.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -188,7 +239,13 @@ impl PgKeyStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|_| StoreError::unavailable("the connection pool could not be built"))?;
-        Ok(PgKeyStore::new(pool))
+        Ok(PgKeyStore {
+            connection: Some(Arc::new(Connection {
+                config: parsed.config,
+                tls,
+            })),
+            ..PgKeyStore::new(pool)
+        })
     }
 
     /// Keeps at most `max_size` connections (at least one). For example, 16 connections serve

@@ -1,0 +1,384 @@
+//! TLS to PostgreSQL, as the connection string's `sslmode` says, over the crate's rustls stack
+//! (the *ring* provider).
+//!
+//! | `sslmode` | encrypted | certificate checked | host name checked |
+//! |---|---|---|---|
+//! | `disable` | no | | |
+//! | `prefer` (the default, as libpq's) | if the server offers TLS, else plain | no | no |
+//! | `require` | yes | only with a root certificate (then as `verify-ca`), as libpq | no |
+//! | `verify-ca` | yes | yes | no |
+//! | `verify-full` | yes | yes | yes |
+//!
+//! Only `verify-full` stops an active attacker on the path; `prefer` and `require` without a
+//! root only stop eavesdropping. Roots: the PEM file named by `sslrootcert` in the connection
+//! string, or those given to
+//! [`PgKeyStore::connect_with_roots`](super::PgKeyStore::connect_with_roots), else Mozilla's
+//! (which cover some managed services; many, such as Amazon RDS, need their provider's root
+//! file).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::server::StoreError;
+
+/// `sslmode`, with the two modes tokio-postgres does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// A connection string split into what tokio-postgres parses and what this module handles.
+pub(crate) struct Parsed {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) mode: SslMode,
+    pub(crate) root_cert: Option<PathBuf>,
+}
+
+fn invalid(what: &'static str) -> StoreError {
+    StoreError::unavailable(what)
+}
+
+/// Parses a `postgres://` URL or a `key=value` string, taking `sslmode` and `sslrootcert` out.
+/// Errors never repeat the string (it may hold a password).
+pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
+    let mut mode = None;
+    let mut root_cert = None;
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "sslmode" | "sslrootcert" => {
+                    let value = percent_decode(value)
+                        .ok_or_else(|| invalid("the database URL has a malformed query"))?;
+                    if key == "sslmode" {
+                        mode = Some(value);
+                    } else {
+                        root_cert = Some(PathBuf::from(value));
+                    }
+                }
+                _ => kept.push(pair),
+            }
+        }
+        if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        }
+    } else {
+        let mut kept = Vec::new();
+        for (key, value) in key_values(url)? {
+            match key.as_str() {
+                "sslmode" => mode = Some(value),
+                "sslrootcert" => root_cert = Some(PathBuf::from(value)),
+                _ => kept.push(format!(
+                    "{key}='{}'",
+                    value.replace('\\', "\\\\").replace('\'', "\\'")
+                )),
+            }
+        }
+        kept.join(" ")
+    };
+    let mode = match mode.as_deref() {
+        None | Some("prefer") => SslMode::Prefer,
+        Some("disable") => SslMode::Disable,
+        Some("require") => SslMode::Require,
+        Some("verify-ca") => SslMode::VerifyCa,
+        Some("verify-full") => SslMode::VerifyFull,
+        Some(_) => {
+            return Err(invalid(
+                "sslmode must be disable, prefer, require, verify-ca or verify-full",
+            ));
+        }
+    };
+    let mut config: tokio_postgres::Config = rest
+        .parse()
+        .map_err(|_| invalid("the database URL could not be parsed"))?;
+    config.ssl_mode(match mode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        _ => PgSslMode::Require,
+    });
+    Ok(Parsed {
+        config,
+        mode,
+        root_cert,
+    })
+}
+
+fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The pairs of a libpq `key=value` string (values optionally single-quoted; `\` escapes).
+fn key_values(text: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let malformed = || invalid("the database connection string is malformed");
+    let mut pairs = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(malformed());
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next().ok_or_else(malformed)? {
+                    '\'' => break,
+                    '\\' => value.push(chars.next().ok_or_else(malformed)?),
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.push(chars.next().ok_or_else(malformed)?);
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+/// The roots of a PEM file: a regular file of at most 1 MiB with at least one certificate.
+pub(crate) fn roots_from_file(path: &std::path::Path) -> Result<RootCertStore, StoreError> {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::Read as _;
+    let unreadable =
+        || invalid("the sslrootcert file could not be read (a regular PEM file of at most 1 MiB)");
+    let file = std::fs::File::open(path).map_err(|_| unreadable())?;
+    let metadata = file.metadata().map_err(|_| unreadable())?;
+    if !metadata.is_file() || metadata.len() > 1024 * 1024 {
+        return Err(unreadable());
+    }
+    let mut pem = Vec::new();
+    file.take(1024 * 1024)
+        .read_to_end(&mut pem)
+        .map_err(|_| unreadable())?;
+    let mut roots = RootCertStore::empty();
+    let certificates: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
+    let (added, _) = roots.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err(invalid("the sslrootcert file holds no usable certificate"));
+    }
+    Ok(roots)
+}
+
+/// The TLS connector for `mode`, trusting `roots` (given, or Mozilla's when `None`).
+pub(crate) fn connector(
+    mode: SslMode,
+    roots: Option<RootCertStore>,
+) -> Result<MakeRustlsConnect, StoreError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|_| invalid("TLS could not be set up"))?;
+    // libpq: `require` with a root certificate behaves as `verify-ca`.
+    let mode = match (mode, &roots) {
+        (SslMode::Require, Some(_)) => SslMode::VerifyCa,
+        (mode, _) => mode,
+    };
+    let verified = |roots: Option<RootCertStore>| {
+        let roots = roots.unwrap_or_else(|| RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        });
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .build()
+            .map_err(|_| invalid("the root certificates could not be used"))
+    };
+    let config = match mode {
+        SslMode::VerifyFull => builder
+            .with_webpki_verifier(verified(roots)?)
+            .with_no_client_auth(),
+        SslMode::VerifyCa => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly(verified(roots)?)))
+            .with_no_client_auth(),
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(Arc::clone(&provider))))
+            .with_no_client_auth(),
+    };
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// `verify-ca`: the chain must lead to a trusted root; the name is not checked.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `prefer` and `require` without a root: encryption against eavesdropping, no certificate
+/// check (the handshake's signatures are still verified).
+#[derive(Debug)]
+struct Unverified(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_taken_out_of_either_form() {
+        let parsed = parse(
+            "postgres://u:p%40ss@db.example.com:5432/axra?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(parsed.mode, SslMode::VerifyFull);
+        assert_eq!(parsed.root_cert.unwrap(), PathBuf::from("/etc/ca.pem"));
+        assert_eq!(parsed.config.get_ssl_mode(), PgSslMode::Require);
+        assert_eq!(parsed.config.get_application_name(), Some("x"));
+        assert_eq!(parsed.config.get_password(), Some(&b"p@ss"[..]));
+
+        let parsed = parse(
+            "host=db.example.com user=u password='it\\'s secret' sslmode=verify-ca sslrootcert='/a b/ca.pem'",
+        )
+        .unwrap();
+        assert_eq!(parsed.mode, SslMode::VerifyCa);
+        assert_eq!(parsed.root_cert.unwrap(), PathBuf::from("/a b/ca.pem"));
+        assert_eq!(parsed.config.get_password(), Some(&b"it's secret"[..]));
+
+        assert_eq!(parse("postgres://db/axra").unwrap().mode, SslMode::Prefer);
+        assert_eq!(
+            parse("postgres://db/axra?sslmode=disable")
+                .unwrap()
+                .config
+                .get_ssl_mode(),
+            PgSslMode::Disable
+        );
+        for bad in [
+            "postgres://u:hunter2@db/axra?sslmode=verify-everything",
+            "host=db password='hunter2",
+            "postgres://u:hunter2@db/axra?sslrootcert=%zz",
+        ] {
+            let error = parse(bad).err().expect(bad).to_string();
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
+}
