@@ -295,7 +295,8 @@ async fn proxied(url: &str) -> (Proxy, String) {
     let proxy = Proxy::start(target).await;
     let user = config.get_user().unwrap_or("postgres");
     let dbname = config.get_dbname().unwrap_or("postgres");
-    let url = format!("postgres://{user}@{}/{dbname}", proxy.addr);
+    // In clear text: the proxy reads the protocol to know when an UPDATE goes by.
+    let url = format!("postgres://{user}@{}/{dbname}?sslmode=disable", proxy.addr);
     (proxy, url)
 }
 
