@@ -137,6 +137,7 @@ struct Issuing {
     jwks_url: String,
     jwks_fetches: Arc<AtomicUsize>,
     jwks_down: Arc<AtomicBool>,
+    jwks_slow: Arc<AtomicBool>,
 }
 
 impl Issuing {
@@ -147,13 +148,17 @@ impl Issuing {
             Arc::new(AtomicUsize::new(0)),
             Arc::new(AtomicBool::new(false)),
         );
-        let (counter, switch) = (fetches.clone(), down.clone());
+        let slow = Arc::new(AtomicBool::new(false));
+        let (counter, switch, slowly) = (fetches.clone(), down.clone(), slow.clone());
         let jwks = Router::new()
             .route_service(JWKS_PATH, JwksEndpoint::new(&issuer))
             .layer(middleware::from_fn(move |request: Request, next: Next| {
-                let (counter, switch) = (counter.clone(), switch.clone());
+                let (counter, switch, slowly) = (counter.clone(), switch.clone(), slowly.clone());
                 async move {
                     counter.fetch_add(1, Ordering::SeqCst);
+                    if slowly.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
                     if switch.load(Ordering::SeqCst) {
                         return StatusCode::SERVICE_UNAVAILABLE.into_response();
                     }
@@ -168,6 +173,7 @@ impl Issuing {
             jwks_url: format!("http://{addr}{JWKS_PATH}"),
             jwks_fetches: fetches,
             jwks_down: down,
+            jwks_slow: slow,
         }
     }
 
@@ -327,4 +333,64 @@ async fn the_periodic_refresh_drops_a_retired_key_and_adds_a_new_one() {
     let after_drop = issuing.fetches();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(issuing.fetches(), after_drop);
+}
+
+#[tokio::test]
+async fn a_cancelled_request_neither_wastes_the_fetch_nor_undoes_a_removal() {
+    let issuing = Issuing::start().await;
+    let business = issuing
+        .store
+        .create_business("Cancel Tea", Environment::Test);
+    let record = axra_auth::server::KeyStore::try_find_by_key(
+        &issuing.store,
+        &axra_auth::server::KeyDigest::of(business.api_key().expose_secret()),
+    )
+    .unwrap()
+    .unwrap()
+    .unwrap()
+    .business;
+    let verifier = JwksSource::new(hyper_client(), &issuing.jwks_url)
+        .unwrap()
+        .with_unknown_kid_interval(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    let url = verifying_service(&issuing.store, verifier.clone()).await;
+    let http = hyper_client();
+    let a1 = issuing.issuer.issue(&record).unwrap();
+
+    // A key is published; an attacker sends an unknown kid and hangs up at once, while the
+    // JWKS answers slowly. The fetch it started still completes, so the new key is learnt.
+    issuing
+        .issuer
+        .rotate(SigningKey::generate_ed25519("a2").unwrap());
+    issuing.jwks_slow.store(true, Ordering::SeqCst);
+    let junk = format!(
+        "{}.eyJzdWIiOiJ4In0.c2ln",
+        base64_url(br#"{"alg":"EdDSA","kid":"junk"}"#)
+    );
+    let cancelled = tokio::time::timeout(Duration::from_millis(20), call(&http, &url, &junk)).await;
+    assert!(cancelled.is_err(), "hung up before the answer");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(verifier.kids(), ["a1", "a2"]);
+    let a2 = issuing.issuer.issue(&record).unwrap();
+    assert_eq!(
+        call(&http, &url, a2.expose_secret()).await.0,
+        StatusCode::OK
+    );
+
+    // A key removed here stays removed, though the JWKS still lists it and its tokens come in.
+    issuing.jwks_slow.store(false, Ordering::SeqCst);
+    assert!(verifier.remove_key("a1"));
+    assert_eq!(
+        call(&http, &url, a1.expose_secret()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let jwks_json = serde_json::to_string(&issuing.issuer.jwks()).unwrap();
+    assert!(jwks_json.contains(r#""kid":"a1""#));
+    assert_eq!(
+        call(&http, &url, a1.expose_secret()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(verifier.kids(), ["a2"]);
 }

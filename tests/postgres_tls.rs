@@ -6,9 +6,9 @@
 mod common;
 
 use axra_auth::Environment;
-use rustls::pki_types::pem::PemObject;
 use axra_auth::postgres::PgKeyStore;
 use axra_auth::server::{KeyDigest, KeyStore, StoreErrorKind};
+use rustls::pki_types::pem::PemObject;
 
 /// `postgres://postgres:<password>@127.0.0.1:<port>/axra_test` and the CA file, or `None` (with
 /// a loud message) when the variables are not set outside CI.

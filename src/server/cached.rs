@@ -12,6 +12,22 @@
 //! from the store behind, at most every 250 ms per business, concurrent reloads sharing one
 //! query.
 //!
+//! # Unknown keys
+//!
+//! A key the store does not know is remembered as unknown for a short while
+//! ([`DEFAULT_NEGATIVE_TTL`]), so repeats cost no query, and lookups of keys this instance has
+//! not seen valid lately go through a narrow lane ([`DEFAULT_UNKNOWN_KEY_LOOKUPS`] at once, at
+//! most [`DEFAULT_UNKNOWN_KEY_RATE`] a second): a flood of random keys from the internet can
+//! never take the whole connection pool, and keys seen valid in the last ten minutes keep their
+//! own way to the store. Past the lane's limits a lookup answers "unavailable" (503) at once.
+//!
+//! # Changes pushed by the store
+//!
+//! [`forget_business`](CachedKeyStore::forget_business) drops what the cache holds for a
+//! business the moment the store says it changed (PostgreSQL's `LISTEN/NOTIFY` does, through
+//! [`PgKeyStore::listen`](crate::postgres::PgKeyStore::listen)); answers to queries sent before
+//! the change are not cached. The TTL still bounds everything when no such notice comes.
+//!
 //! # Example
 //!
 //! ```
@@ -51,8 +67,83 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Default number of records kept (per kind: by key and by business id).
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
+/// Default time a key the store does not know is answered as unknown without a query.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(2);
+
+/// Default number of lookups of keys not seen valid lately that may query the store at once.
+pub const DEFAULT_UNKNOWN_KEY_LOOKUPS: usize = 4;
+
+/// Default number of lookups of keys not seen valid lately that may query the store per second
+/// (also the burst).
+pub const DEFAULT_UNKNOWN_KEY_RATE: u32 = 200;
+
+/// How long a key found valid keeps its way to the store past the unknown-key lane.
+const RECENTLY_VALID: Duration = Duration::from_secs(600);
+
+/// How long a lookup waits for a place in the unknown-key lane before answering unavailable.
+const LANE_WAIT: Duration = Duration::from_millis(250);
+
+/// What a cache is built with.
+#[derive(Clone, Copy)]
+struct Settings {
+    ttl: Duration,
+    capacity: usize,
+    negative_ttl: Duration,
+    unknown_lookups: usize,
+    unknown_rate: u32,
+}
+
+const DEFAULT_SETTINGS: Settings = Settings {
+    ttl: DEFAULT_CACHE_TTL,
+    capacity: DEFAULT_CACHE_CAPACITY,
+    negative_ttl: DEFAULT_NEGATIVE_TTL,
+    unknown_lookups: DEFAULT_UNKNOWN_KEY_LOOKUPS,
+    unknown_rate: DEFAULT_UNKNOWN_KEY_RATE,
+};
+
+/// The narrow way to the store for keys not seen valid lately: a few at once, a bounded rate.
+struct UnknownLane {
+    permits: tokio::sync::Semaphore,
+    rate: f64,
+    /// Tokens left, and when they were counted.
+    bucket: std::sync::Mutex<(f64, Instant)>,
+}
+
+impl UnknownLane {
+    fn new(lookups: usize, rate: u32) -> UnknownLane {
+        let rate = f64::from(rate.max(1));
+        UnknownLane {
+            permits: tokio::sync::Semaphore::new(lookups.max(1)),
+            rate,
+            bucket: std::sync::Mutex::new((rate, Instant::now())),
+        }
+    }
+
+    /// A token from the bucket, if one is left.
+    fn take_token(&self) -> bool {
+        let mut bucket = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let refill = now.saturating_duration_since(bucket.1).as_secs_f64() * self.rate;
+        *bucket = ((bucket.0 + refill).min(self.rate), now);
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn lane_full() -> StoreError {
+    StoreError::unavailable("too many lookups of unknown API keys at once; try again shortly")
+}
+
 /// The two maps of a [`CachedKeyStore`], shared by its clones.
 struct KeyCacheMaps {
+    settings: Settings,
     ttl: Duration,
     capacity: usize,
     by_key: ExpiringMap<KeyDigest, KeyRecord, Instant, BuildHasherDefault<DigestHasher>>,
@@ -61,6 +152,76 @@ struct KeyCacheMaps {
     /// [`KeyStore::reload_business`]), for [`RELOAD_INTERVAL`]: concurrent reloads share one
     /// query, and later ones within the interval get its answer.
     reloads: ExpiringMap<Arc<str>, Option<BusinessRecord>, Instant, DefaultHashBuilder>,
+    /// Keys the store said it does not know, for the negative TTL.
+    negatives: ExpiringMap<KeyDigest, (), Instant, BuildHasherDefault<DigestHasher>>,
+    /// Keys found valid lately: they skip the unknown-key lane.
+    recently_valid: ExpiringMap<KeyDigest, (), Instant, BuildHasherDefault<DigestHasher>>,
+    /// Businesses the store said changed, and when: answers to queries sent before are not
+    /// cached (for a TTL, after which no such answer can be pending).
+    changed: ExpiringMap<Arc<str>, Instant, Instant, DefaultHashBuilder>,
+    /// When everything was last forgotten, and when any change was last heard of: answers to
+    /// queries sent before are not cached (the second for negative answers).
+    cleared_at: std::sync::Mutex<(Option<Instant>, Option<Instant>)>,
+    lane: UnknownLane,
+}
+
+impl KeyCacheMaps {
+    fn marks(&self) -> (Option<Instant>, Option<Instant>) {
+        *self
+            .cleared_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether an answer about `id` to a query sent at `asked_at` may be cached.
+    fn fresh(&self, asked_at: Instant, id: &str) -> bool {
+        let (cleared, _) = self.marks();
+        cleared.is_none_or(|cleared| asked_at > cleared)
+            && self
+                .changed
+                .get(id, Instant::now())
+                .is_none_or(|(changed_at, _)| asked_at > changed_at)
+    }
+
+    fn forget_business(&self, id: &str) {
+        let now = Instant::now();
+        self.changed.insert(Arc::from(id), now, now + self.ttl);
+        self.by_id.remove(id);
+        self.reloads.remove(id);
+        self.by_key.retain(|_, record| *record.business.id != *id);
+        // A new or changed key may be one asked for a moment ago.
+        self.negatives.clear();
+        self.cleared_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1 = Some(now);
+    }
+
+    fn clear(&self) {
+        let now = Instant::now();
+        *self
+            .cleared_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (Some(now), Some(now));
+        self.by_key.clear();
+        self.by_id.clear();
+        self.reloads.clear();
+        self.negatives.clear();
+    }
+}
+
+/// A handle that empties a cache from elsewhere (a notification listener).
+#[derive(Clone)]
+pub(crate) struct CacheInvalidator(Arc<KeyCacheMaps>);
+
+impl CacheInvalidator {
+    pub(crate) fn forget_business(&self, id: &str) {
+        self.0.forget_business(id);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.0.clear();
+    }
 }
 
 /// The shortest time between two reloads of one business. A token can only ask for a reload when
@@ -100,14 +261,20 @@ impl<K: fmt::Debug> fmt::Debug for CachedKeyStore<K> {
 /// computed from it can overflow.
 const MAX_CACHE_TTL: Duration = Duration::from_secs(86_400);
 
-fn maps(ttl: Duration, capacity: usize) -> Arc<KeyCacheMaps> {
-    let capacity = capacity.max(1);
+fn maps(settings: Settings) -> Arc<KeyCacheMaps> {
+    let capacity = settings.capacity.max(1);
     Arc::new(KeyCacheMaps {
-        ttl: ttl.min(MAX_CACHE_TTL),
+        settings,
+        ttl: settings.ttl.min(MAX_CACHE_TTL),
         capacity,
         by_key: ExpiringMap::new(capacity, BuildHasherDefault::default()),
         by_id: ExpiringMap::new(capacity, DefaultHashBuilder::default()),
         reloads: ExpiringMap::new(capacity, DefaultHashBuilder::default()),
+        negatives: ExpiringMap::new(capacity, BuildHasherDefault::default()),
+        recently_valid: ExpiringMap::new(capacity, BuildHasherDefault::default()),
+        changed: ExpiringMap::new(capacity, DefaultHashBuilder::default()),
+        cleared_at: std::sync::Mutex::new((None, None)),
+        lane: UnknownLane::new(settings.unknown_lookups, settings.unknown_rate),
     })
 }
 
@@ -117,7 +284,7 @@ impl<K: KeyStore> CachedKeyStore<K> {
     pub fn new(inner: K) -> Self {
         CachedKeyStore {
             inner,
-            maps: maps(DEFAULT_CACHE_TTL, DEFAULT_CACHE_CAPACITY),
+            maps: maps(DEFAULT_SETTINGS),
         }
     }
 
@@ -126,18 +293,51 @@ impl<K: KeyStore> CachedKeyStore<K> {
     /// `Duration::from_secs(2)` a hot key costs one query every 2 s per instance, and a key
     /// regenerated at 12:00:00 is refused everywhere by 12:00:02.
     pub fn with_ttl(self, ttl: Duration) -> Self {
+        self.with_settings(|s| s.ttl = ttl)
+    }
+
+    fn with_settings(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.maps.settings;
+        change(&mut settings);
         CachedKeyStore {
-            maps: maps(ttl, self.maps.capacity),
+            maps: maps(settings),
             inner: self.inner,
         }
     }
 
+    /// Answers a key the store does not know as unknown, without a query, for `ttl` (default
+    /// 2 s; zero turns it off, at most a minute). A key created meanwhile is found at once when
+    /// the store pushes changes ([`forget_business`](Self::forget_business)), else after this.
+    pub fn with_negative_ttl(self, ttl: Duration) -> Self {
+        self.with_settings(|s| s.negative_ttl = ttl.min(Duration::from_secs(60)))
+    }
+
+    /// Lets at most `at_once` lookups of keys not seen valid lately query the store at the same
+    /// time, and at most `per_second` a second (default 4 and 200); past that a lookup answers
+    /// unavailable (503). Keys found valid in the last ten minutes are not limited.
+    pub fn with_unknown_key_limit(self, at_once: usize, per_second: u32) -> Self {
+        self.with_settings(|s| {
+            s.unknown_lookups = at_once.max(1);
+            s.unknown_rate = per_second.max(1);
+        })
+    }
+
+    /// Forgets what the cache holds for `business_id` (its record, its keys, every unknown-key
+    /// answer), and refuses to cache answers to queries sent before now: call it when the store
+    /// says the business changed. [`PgKeyStore::listen`](crate::postgres::PgKeyStore::listen)
+    /// calls it for every change PostgreSQL notifies.
+    pub fn forget_business(&self, business_id: &str) {
+        self.maps.forget_business(business_id);
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn invalidator(&self) -> CacheInvalidator {
+        CacheInvalidator(Arc::clone(&self.maps))
+    }
+
     /// Keeps up to `capacity` records per kind (by key, by business id). About 200 bytes each.
     pub fn with_capacity(self, capacity: usize) -> Self {
-        CachedKeyStore {
-            maps: maps(self.maps.ttl, capacity),
-            inner: self.inner,
-        }
+        self.with_settings(|s| s.capacity = capacity)
     }
 
     /// Renamed [`with_ttl`](Self::with_ttl), the crate's one configuration style.
@@ -157,10 +357,10 @@ impl<K: KeyStore> CachedKeyStore<K> {
         &self.inner
     }
 
-    /// Forgets everything (say, right after regenerating a key through this instance).
+    /// Forgets everything (say, right after regenerating a key through this instance), and
+    /// refuses to cache answers to queries sent before now.
     pub fn clear(&self) {
-        self.maps.by_key.clear();
-        self.maps.by_id.clear();
+        self.maps.clear();
     }
 
     fn cached_key(&self, digest: &KeyDigest) -> Option<KeyRecord> {
@@ -175,6 +375,13 @@ impl<K: KeyStore> CachedKeyStore<K> {
     /// key generation for the business: then the record is a regenerated key, and `false` says
     /// so.
     fn remember_key(&self, digest: KeyDigest, record: &KeyRecord, asked_at: Instant) -> bool {
+        self.maps
+            .recently_valid
+            .insert(digest, (), Instant::now() + RECENTLY_VALID);
+        if !self.maps.fresh(asked_at, &record.business.id) {
+            // Asked before the store said the business changed: pass it on, do not keep it.
+            return true;
+        }
         let mut current = true;
         // The generation is read under the key's entry lock: a reload that lands meanwhile
         // either is seen here or forgets this key after it is stored.
@@ -201,6 +408,9 @@ impl<K: KeyStore> CachedKeyStore<K> {
     /// Remembers a business the source answered to a query sent at `asked_at`, never replacing
     /// a newer key generation with an older one (a slow query that read before a regeneration).
     fn remember_business(&self, record: &BusinessRecord, asked_at: Instant) {
+        if !self.maps.fresh(asked_at, &record.id) {
+            return;
+        }
         let until = asked_at + self.maps.ttl;
         self.maps
             .by_id
@@ -227,11 +437,39 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
             if let Some(record) = self.cached_key(&digest) {
                 return Ok(Some(record));
             }
+            let now = Instant::now();
+            if self.maps.negatives.get(&digest, now).is_some() {
+                return Ok(None);
+            }
+            // Keys not seen valid lately take the narrow lane.
+            let _permit = if self.maps.recently_valid.get(&digest, now).is_some() {
+                None
+            } else {
+                if !self.maps.lane.take_token() {
+                    return Err(lane_full());
+                }
+                let permit = tokio::time::timeout(LANE_WAIT, self.maps.lane.permits.acquire())
+                    .await
+                    .map_err(|_| lane_full())?
+                    .map_err(|_| lane_full())?;
+                Some(permit)
+            };
             let asked_at = Instant::now();
             let found = self.inner.find_by_key(&digest).await?;
             match found {
                 Some(record) if !self.remember_key(digest, &record, asked_at) => Ok(None),
-                found => Ok(found),
+                Some(record) => Ok(Some(record)),
+                None => {
+                    let negative_ttl = self.maps.settings.negative_ttl;
+                    if !negative_ttl.is_zero()
+                        && self.maps.marks().1.is_none_or(|changed| asked_at > changed)
+                    {
+                        self.maps
+                            .negatives
+                            .insert(digest, (), asked_at + negative_ttl);
+                    }
+                    Ok(None)
+                }
             }
         }
     }
@@ -298,7 +536,13 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
         &self,
         key_digest: &KeyDigest,
     ) -> Option<Result<Option<KeyRecord>, StoreError>> {
-        self.cached_key(key_digest).map(|record| Ok(Some(record)))
+        if let Some(record) = self.cached_key(key_digest) {
+            return Some(Ok(Some(record)));
+        }
+        self.maps
+            .negatives
+            .get(key_digest, Instant::now())
+            .map(|_| Ok(None))
     }
 
     fn try_find_business(

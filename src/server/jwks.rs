@@ -109,7 +109,11 @@ type Fetch = Box<
 
 /// How a verifier's keys follow a JWKS.
 pub(crate) struct JwksState {
-    fetch: Fetch,
+    fetch: Arc<Fetch>,
+    /// Fetches are numbered as they start; one older than the last applied is dropped, so a
+    /// slow fetch never brings back keys a newer one replaced.
+    started: AtomicU64,
+    applied: std::sync::Mutex<u64>,
     /// When a fetch for an unknown kid last started: one per interval.
     gate: tokio::sync::Mutex<Option<Instant>>,
     unknown_kid_interval: Duration,
@@ -121,12 +125,21 @@ impl JwksState {
     /// Fetches the JWKS and installs its keys; the last good keys stay on failure.
     async fn refresh(&self, storage: &KeyStorage) -> Result<(), JwksError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
+        let number = self.started.fetch_add(1, Ordering::AcqRel) + 1;
         let keys = match tokio::time::timeout(self.fetch_timeout, (self.fetch)()).await {
             Ok(keys) => keys,
             Err(_) => Err(JwksError::Timeout),
         };
         match keys {
             Ok(keys) => {
+                let mut applied = self
+                    .applied
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if number < *applied {
+                    return Ok(());
+                }
+                *applied = number;
                 if storage.replace_keys(keys) {
                     trace_event!(tracing::Level::INFO, "axra_auth: JWKS keys changed");
                 }
@@ -144,14 +157,19 @@ impl JwksState {
     }
 
     /// A token named a kid we do not know: fetch again, unless a fetch for that reason started
-    /// within the interval (then this returns once it finished).
-    pub(crate) async fn refresh_for_unknown_kid(&self, storage: &KeyStorage) {
+    /// within the interval (then this returns once it finished). The fetch runs in a task of
+    /// its own, so a caller that gives up (a cancelled request) does not waste the interval.
+    pub(crate) async fn refresh_for_unknown_kid(self: &Arc<Self>, storage: &Arc<KeyStorage>) {
         let mut last = self.gate.lock().await;
         if last.is_some_and(|at| at.elapsed() < self.unknown_kid_interval) {
             return;
         }
         *last = Some(Instant::now());
-        let _ = self.refresh(storage).await;
+        let (state, storage) = (Arc::clone(self), Arc::clone(storage));
+        let fetch = tokio::spawn(async move {
+            let _ = state.refresh(&storage).await;
+        });
+        let _ = fetch.await;
     }
 }
 
@@ -166,8 +184,15 @@ pub struct JwksSource<C> {
 
 impl<C> fmt::Debug for JwksSource<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Without the query, which may carry a credential.
+        let shown = format!(
+            "{}://{}{}",
+            self.uri.scheme_str().unwrap_or(""),
+            self.uri.authority().map_or("", |a| a.host()),
+            self.uri.path()
+        );
         f.debug_struct("JwksSource")
-            .field("uri", &self.uri)
+            .field("uri", &shown)
             .field("refresh_every", &self.refresh_every)
             .field("unknown_kid_interval", &self.unknown_kid_interval)
             .field("fetch_timeout", &self.fetch_timeout)
@@ -224,10 +249,11 @@ where
         self
     }
 
-    /// The shortest time between two fetches caused by unknown kids (default 10 s; at most a
-    /// day).
+    /// The shortest time between two fetches caused by unknown kids (default 10 s; from 100 ms
+    /// to a day).
     pub fn with_unknown_kid_interval(mut self, interval: Duration) -> Self {
-        self.unknown_kid_interval = interval.min(Duration::from_secs(86_400));
+        self.unknown_kid_interval =
+            interval.clamp(Duration::from_millis(100), Duration::from_secs(86_400));
         self
     }
 
@@ -247,7 +273,9 @@ where
         let (client, uri) = (self.client, self.uri);
         let fetch: Fetch = Box::new(move || Box::pin(fetch_keys(client.clone(), uri.clone())));
         let state = Arc::new(JwksState {
-            fetch,
+            fetch: Arc::new(fetch),
+            started: AtomicU64::new(0),
+            applied: std::sync::Mutex::new(0),
             gate: tokio::sync::Mutex::new(None),
             unknown_kid_interval: self.unknown_kid_interval,
             fetch_timeout: self.fetch_timeout,

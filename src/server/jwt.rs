@@ -231,7 +231,15 @@ pub(crate) struct KeyStorage {
     /// Moves on whenever the set changes: the verified-token cache re-checks a token whose entry
     /// predates the change.
     version: AtomicU64,
+    /// Keys added and kids removed here, which a JWKS refresh must not undo.
+    local: std::sync::Mutex<LocalChanges>,
     pub(crate) jwks: OnceLock<Arc<JwksState>>,
+}
+
+#[derive(Clone, Default)]
+struct LocalChanges {
+    added: Vec<VerifyingKey>,
+    removed: Vec<String>,
 }
 
 impl KeyStorage {
@@ -239,8 +247,33 @@ impl KeyStorage {
         Arc::new(KeyStorage {
             set: ArcSwap::from_pointee(set),
             version: AtomicU64::new(0),
+            local: std::sync::Mutex::new(LocalChanges::default()),
             jwks: OnceLock::new(),
         })
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, LocalChanges> {
+        self.local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A copy that shares nothing with this one (but its JWKS, if any).
+    fn detached(&self) -> Arc<KeyStorage> {
+        let set = self.set.load();
+        let copy = Arc::new(KeyStorage {
+            set: ArcSwap::from_pointee(KeySet {
+                keys: set.keys.clone(),
+                legacy: set.legacy.clone(),
+            }),
+            version: AtomicU64::new(self.version.load(Ordering::Acquire)),
+            local: std::sync::Mutex::new(self.local().clone()),
+            jwks: OnceLock::new(),
+        });
+        if let Some(jwks) = self.jwks.get() {
+            let _ = copy.jwks.set(Arc::clone(jwks));
+        }
+        copy
     }
 
     /// Replaces the set through `change`; returns whether it changed.
@@ -261,8 +294,54 @@ impl KeyStorage {
         changed
     }
 
-    /// Replaces the keys (not the legacy key) with `keys`, as a JWKS fetch does.
-    pub(crate) fn replace_keys(&self, keys: Vec<VerifyingKey>) -> bool {
+    fn add_key(&self, key: VerifyingKey) {
+        let mut local = self.local();
+        local.removed.retain(|kid| kid != key.kid());
+        local.added.retain(|k| k.kid() != key.kid());
+        local.added.push(key.clone());
+        self.update(|current| {
+            let mut keys: Vec<_> = current
+                .keys
+                .iter()
+                .filter(|k| k.kid() != key.kid())
+                .cloned()
+                .collect();
+            keys.push(key.clone());
+            KeySet {
+                keys,
+                legacy: current.legacy.clone(),
+            }
+        });
+    }
+
+    fn remove_key(&self, kid: &str) -> bool {
+        let mut local = self.local();
+        local.added.retain(|k| k.kid() != kid);
+        if !local.removed.iter().any(|k| k == kid) {
+            local.removed.push(kid.to_owned());
+        }
+        self.update(|current| KeySet {
+            keys: current
+                .keys
+                .iter()
+                .filter(|k| k.kid() != kid)
+                .cloned()
+                .collect(),
+            legacy: current.legacy.clone().filter(|k| k.kid() != kid),
+        })
+    }
+
+    /// Replaces the keys with a JWKS's, keeping the keys added and the kids removed here.
+    pub(crate) fn replace_keys(&self, fetched: Vec<VerifyingKey>) -> bool {
+        let local = self.local();
+        let mut keys: Vec<_> = fetched
+            .into_iter()
+            .filter(|k| {
+                !local.removed.iter().any(|kid| kid == k.kid())
+                    && !local.added.iter().any(|a| a.kid() == k.kid())
+            })
+            .collect();
+        keys.extend(local.added.iter().cloned());
         self.update(|current| KeySet {
             keys: keys.clone(),
             legacy: current.legacy.clone(),
@@ -382,13 +461,24 @@ impl TokenVerifier {
         &self.keys
     }
 
-    /// Tokens without a `kid` (issued before keys had names) verify with `key`.
-    pub fn with_legacy_key(self, key: VerifyingKey) -> Self {
+    /// Tokens without a `kid` (issued before keys had names) verify with `key`. Like every
+    /// `with_*` method, this changes this verifier (and clones made from it afterwards), never
+    /// one it was cloned from: a verifier whose keys are shared gets its own copy of them first.
+    pub fn with_legacy_key(mut self, key: VerifyingKey) -> Self {
+        self.detach();
         self.keys.update(|current| KeySet {
             keys: current.keys.clone(),
             legacy: Some(key.clone()),
         });
         self
+    }
+
+    /// Gives this verifier keys of its own if they are shared with another verifier or issuer.
+    /// (A copy of a JWKS verifier's keys then follows the JWKS only on unknown kids.)
+    fn detach(&mut self) {
+        if Arc::strong_count(&self.keys) > 1 {
+            self.keys = self.keys.detached();
+        }
     }
 
     /// Sets the `iss` claim required (default `"axra-auth"`). For this verifier and the clones
@@ -418,36 +508,17 @@ impl TokenVerifier {
     }
 
     /// Accepts tokens signed by `key` from now on (replacing a key with the same kid), in every
-    /// clone.
+    /// clone. A JWKS refresh does not undo it.
     pub fn add_key(&self, key: VerifyingKey) {
-        self.keys.update(|current| {
-            let mut keys: Vec<_> = current
-                .keys
-                .iter()
-                .filter(|k| k.kid() != key.kid())
-                .cloned()
-                .collect();
-            keys.push(key.clone());
-            KeySet {
-                keys,
-                legacy: current.legacy.clone(),
-            }
-        });
+        self.keys.add_key(key);
     }
 
     /// Stops accepting tokens signed by the key `kid` (and tokens without a kid, if it is the
-    /// legacy key), in every clone; returns whether such a key was known. Tokens the
-    /// [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer) verified before are checked again.
+    /// legacy key), in every clone; returns whether such a key was known. A JWKS refresh does
+    /// not bring it back. Tokens the [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer)
+    /// verified before are checked again.
     pub fn remove_key(&self, kid: &str) -> bool {
-        self.keys.update(|current| KeySet {
-            keys: current
-                .keys
-                .iter()
-                .filter(|k| k.kid() != kid)
-                .cloned()
-                .collect(),
-            legacy: current.legacy.clone().filter(|k| k.kid() != kid),
-        })
+        self.keys.remove_key(kid)
     }
 
     /// The kids accepted now.
@@ -558,6 +629,8 @@ pub struct TokenIssuer {
     signing: Arc<ArcSwap<SigningKey>>,
     verifier: TokenVerifier,
     lifetime: Duration,
+    /// Held by `rotate` and `retire`, so a retirement never races a rotation.
+    rotation: Arc<std::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for TokenIssuer {
@@ -615,25 +688,43 @@ impl TokenIssuer {
             signing: Arc::new(ArcSwap::from_pointee(key)),
             verifier,
             lifetime: DEFAULT_TOKEN_LIFETIME,
+            rotation: Arc::default(),
         }
     }
 
-    /// Also verifies tokens signed by `key` (an older key still in use after a restart).
-    pub fn with_verifying_key(self, key: VerifyingKey) -> Self {
+    /// Also verifies tokens signed by `key` (an older key still in use after a restart). Like
+    /// every `with_*` method, it changes this issuer (and clones made from it afterwards), never
+    /// one it was cloned from.
+    pub fn with_verifying_key(mut self, key: VerifyingKey) -> Self {
+        self.detach();
         self.verifier.add_key(key);
         self
     }
 
     /// Tokens without a `kid` verify with `key` (for [`TokenIssuer::new`], its own key already).
     pub fn with_legacy_key(mut self, key: VerifyingKey) -> Self {
+        self.detach();
         self.verifier = self.verifier.with_legacy_key(key);
         self
+    }
+
+    /// Gives this issuer keys of its own if they are shared with a clone.
+    fn detach(&mut self) {
+        if Arc::strong_count(&self.signing) > 1 || Arc::strong_count(&self.verifier.keys) > 1 {
+            self.signing = Arc::new(ArcSwap::new(self.signing.load_full()));
+            self.verifier.keys = self.verifier.keys.detached();
+            self.rotation = Arc::default();
+        }
     }
 
     /// Signs with `next` from now on; the previous key keeps verifying until you
     /// [`retire`](Self::retire) it (after the longest token lifetime plus the leeway). Every
     /// clone of this issuer, and every verifier made from it, sees the change at once.
     pub fn rotate(&self, next: SigningKey) {
+        let _rotation = self
+            .rotation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Verifying first: a token signed with `next` is never refused for want of its key.
         self.verifier.add_key(next.verifying_key().clone());
         self.signing.store(Arc::new(next));
@@ -642,6 +733,10 @@ impl TokenIssuer {
     /// Stops verifying tokens signed by `kid`; returns whether it was known. The active key
     /// cannot be retired (returns `false`).
     pub fn retire(&self, kid: &str) -> bool {
+        let _rotation = self
+            .rotation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.signing.load().kid() == kid {
             return false;
         }
@@ -1009,6 +1104,40 @@ mod tests {
             "{jwks}"
         );
         assert!(!jwks.contains(r#""d""#), "no private part: {jwks}");
+    }
+
+    #[test]
+    fn builder_methods_on_a_clone_never_change_the_original() {
+        let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k1").unwrap());
+        let partner_secret = b"a partner's HS256 secret of 32 bytes";
+        let forged = hs256_token(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &claims_now(),
+            partner_secret,
+        );
+        let partner = issuer
+            .verifier()
+            .with_issuer("axra-auth")
+            .with_legacy_key(VerifyingKey::hs256("partner", partner_secret).unwrap());
+        assert!(partner.verify(&forged).is_ok());
+        assert_eq!(issuer.verify(&forged).unwrap_err(), VerifyError::UnknownKey);
+        let widened = issuer
+            .clone()
+            .with_verifying_key(VerifyingKey::hs256("partner", partner_secret).unwrap());
+        let partner_token =
+            TokenIssuer::from_key(SigningKey::hs256("partner", partner_secret).unwrap())
+                .issue(&business())
+                .unwrap();
+        assert!(widened.verify(partner_token.expose_secret()).is_ok());
+        assert_eq!(
+            issuer.verify(partner_token.expose_secret()).unwrap_err(),
+            VerifyError::UnknownKey
+        );
+        // Rotations through a clone still reach the original (they are not builders).
+        issuer
+            .clone()
+            .rotate(SigningKey::generate_ed25519("k2").unwrap());
+        assert_eq!(issuer.active_kid(), "k2");
     }
 
     fn base64url(bytes: &[u8]) -> String {

@@ -193,6 +193,10 @@ impl VerifyingKey {
         use ed25519_dalek::pkcs8::DecodePublicKey as _;
         let kid = checked_kid(kid.into())?;
         if let Ok(key) = ed25519_dalek::VerifyingKey::from_public_key_pem(pem) {
+            if key.is_weak() {
+                // A small-order point: a fixed signature would verify any token.
+                return Err(KeyError::InvalidKey);
+            }
             return Self::from_parts(
                 kid,
                 PublicParts::Ed25519 {
@@ -273,8 +277,12 @@ impl VerifyingKey {
                     .ok()
                     .and_then(|b| b.try_into().ok())
                     .ok_or(KeyError::UnsupportedJwk)?;
-                ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
                     .map_err(|_| KeyError::UnsupportedJwk)?;
+                if key.is_weak() {
+                    // A small-order point: a fixed signature would verify any token.
+                    return Err(KeyError::UnsupportedJwk);
+                }
             }
             PublicParts::P256 { x, y } => {
                 let x = URL_SAFE_NO_PAD
@@ -579,6 +587,17 @@ mod tests {
             p.y = p.x.clone();
         }
         assert!(VerifyingKey::from_jwk(&jwk).is_err(), "not on the curve");
+        // The identity point (small order): any token would verify with a fixed signature.
+        let mut jwk = ed.verifying_key().to_jwk().unwrap();
+        if let AlgorithmParameters::OctetKeyPair(p) = &mut jwk.algorithm {
+            let mut identity = [0u8; 32];
+            identity[0] = 1;
+            p.x = URL_SAFE_NO_PAD.encode(identity);
+        }
+        assert_eq!(
+            VerifyingKey::from_jwk(&jwk).unwrap_err(),
+            KeyError::UnsupportedJwk
+        );
     }
 
     #[test]

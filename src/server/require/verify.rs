@@ -170,6 +170,7 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
         let token = token.to_owned();
         Verification::Later(Box::pin(async move {
             if let Some(jwks) = this.tokens.jwks_state() {
+                let jwks = Arc::clone(jwks);
                 jwks.refresh_for_unknown_kid(this.tokens.storage()).await;
             }
             match this.tokens.verify(&token) {
