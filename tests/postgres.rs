@@ -453,3 +453,210 @@ async fn a_store_over_a_pool_built_without_a_runtime_reaches_the_database() {
         outcome.err().map(|e| e.to_string())
     );
 }
+
+/// An instance's key store: the database behind a cache with a long TTL, evicted by
+/// notifications.
+async fn listening_cache(
+    url: &str,
+    ttl: Duration,
+) -> (
+    CachedKeyStore<PgKeyStore>,
+    axra_auth::postgres::KeyChangeListener,
+) {
+    let cache = CachedKeyStore::new(store(url).await).with_ttl(ttl);
+    let listener = cache.inner().listen(&cache).unwrap();
+    within(Duration::from_secs(5), async || listener.is_listening()).await;
+    (cache, listener)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_regeneration_reaches_every_instance_in_milliseconds() {
+    let Some(url) = database_url() else { return };
+    // A TTL far longer than the test: only the notification can evict.
+    let (a, _listening_a) = listening_cache(&url, Duration::from_secs(600)).await;
+    let (b, listening_b) = listening_cache(&url, Duration::from_secs(600)).await;
+    let issuer = TokenIssuer::new(SIGNING_KEY).unwrap();
+    let instance_b = serve(common::axra_app(b.clone(), issuer.clone())).await;
+    let mut issued = a
+        .inner()
+        .create_business("Fleet Ltd", Environment::Live)
+        .await
+        .unwrap();
+    let mut delays = Vec::new();
+    for _ in 0..200 {
+        let old = KeyDigest::of(issued.api_key().expose_secret());
+        // B holds the key (cached), then A regenerates it.
+        assert!(b.find_by_key(&old).await.unwrap().is_some());
+        assert!(b.try_find_by_key(&old).is_some(), "cached on B");
+        let started = Instant::now();
+        issued = a.inner().regenerate(issued.business_id()).await.unwrap();
+        while b.try_find_by_key(&old).is_some() {
+            assert!(started.elapsed() < Duration::from_secs(5), "B never heard");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        delays.push(started.elapsed());
+        // And B refuses it: the database no longer knows it.
+        assert!(b.find_by_key(&old).await.unwrap().is_none());
+    }
+    delays.sort();
+    let (p50, p99) = (percentile(&delays, 0.5), percentile(&delays, 0.99));
+    println!(
+        "revocation across instances over 200 regenerations: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        delays.last().unwrap()
+    );
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+    assert!(listening_b.notifications() >= 200);
+
+    // Tokens too: one of the current generation works on B; after a regeneration through A,
+    // B refuses it although its cache had resolved the business (TTL ten minutes).
+    let token = token(
+        instance_b,
+        issued.api_key().expose_secret(),
+        issued.api_secret().expose_secret(),
+    )
+    .await;
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        checkout(instance_b, ("authorization", &bearer)).await.0,
+        200
+    );
+    let key = issued.api_key().expose_secret().to_owned();
+    assert_eq!(checkout(instance_b, ("x-api-key", &key)).await.0, 200);
+    a.inner().regenerate(issued.business_id()).await.unwrap();
+    within(Duration::from_secs(2), async || {
+        checkout(instance_b, ("authorization", &bearer)).await.0 == 401
+    })
+    .await;
+    assert_eq!(checkout(instance_b, ("x-api-key", &key)).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_listener_falls_back_to_the_ttl_and_forgets_on_reconnect() {
+    let Some(url) = database_url() else { return };
+    let a = store(&url).await;
+    let (proxy, proxied) = proxied(&url).await;
+    let b = CachedKeyStore::new(store(&url).await).with_ttl(TTL);
+    let listener = PgKeyStore::listen_on(&proxied, &b).unwrap();
+    within(Duration::from_secs(5), async || listener.is_listening()).await;
+    assert_eq!(listener.connections(), 1);
+    let issued = a
+        .create_business("Cut Ltd", Environment::Test)
+        .await
+        .unwrap();
+    let old = KeyDigest::of(issued.api_key().expose_secret());
+    assert!(b.find_by_key(&old).await.unwrap().is_some());
+
+    // The listener's connection is cut, and stays cut: B still refuses the old key within
+    // the TTL.
+    proxy.down();
+    within(Duration::from_secs(5), async || !listener.is_listening()).await;
+    a.regenerate(issued.business_id()).await.unwrap();
+    let started = Instant::now();
+    let took = within(TTL * 3, async || {
+        b.find_by_key(&old).await.unwrap().is_none()
+    })
+    .await;
+    assert!(took <= TTL + Duration::from_millis(300), "{took:?}");
+    assert!(started.elapsed() >= Duration::ZERO);
+
+    // Back: the listener reconnects and forgets everything it may have missed.
+    let fresh = a.regenerate(issued.business_id()).await.unwrap();
+    let fresh_digest = KeyDigest::of(fresh.api_key().expose_secret());
+    assert!(b.find_by_key(&fresh_digest).await.unwrap().is_some());
+    assert!(b.try_find_by_key(&fresh_digest).is_some());
+    proxy.up();
+    within(Duration::from_secs(10), async || {
+        listener.connections() == 2
+    })
+    .await;
+    assert!(
+        b.try_find_by_key(&fresh_digest).is_none(),
+        "emptied on reconnect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_the_previous_release_is_migrated_in_place() {
+    let Some(url) = database_url() else { return };
+    // A database of its own, made as 0.2's migrate made it.
+    let admin = store(&url).await;
+    let name = format!("axra_migrate_{}", std::process::id());
+    let client = admin.pool().get().await.unwrap();
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        client.batch_execute(&statement).await.unwrap();
+    }
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url.as_str(), ""), |(b, q)| (b, q));
+    let own_url = format!("{}/{name}?{query}", base.rsplit_once('/').unwrap().0);
+    let old = PgKeyStore::connect(&own_url).unwrap();
+    let digest = [7u8; 32];
+    old.pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock(7247291083);
+             CREATE TABLE IF NOT EXISTS axra_businesses (
+                 id             text        PRIMARY KEY,
+                 name           text        NOT NULL,
+                 environment    text        NOT NULL CHECK (environment IN ('live', 'test')),
+                 key_digest     bytea       NOT NULL CHECK (length(key_digest) = 32),
+                 secret_digest  bytea       NOT NULL CHECK (length(secret_digest) = 32),
+                 key_generation bigint      NOT NULL DEFAULT 1,
+                 created_at     timestamptz NOT NULL DEFAULT now(),
+                 updated_at     timestamptz NOT NULL DEFAULT now()
+             );
+             CREATE UNIQUE INDEX IF NOT EXISTS axra_businesses_key_digest
+                 ON axra_businesses (key_digest);
+             INSERT INTO axra_businesses (id, name, environment, key_digest, secret_digest)
+                 VALUES ('biz_from_0_2', 'Old Ltd', 'live', '\\x{}', '\\x{}');",
+            hex(&digest),
+            hex(&[8u8; 32])
+        ))
+        .await
+        .unwrap();
+
+    // Upgraded in place, twice (the second changes nothing), its row intact and notifying.
+    assert_eq!(old.migrate().await.unwrap(), 2);
+    assert_eq!(old.migrate().await.unwrap(), 2);
+    let found = old
+        .find_by_key(&KeyDigest::from_bytes(digest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&*found.business.id, "biz_from_0_2");
+    let cache = CachedKeyStore::new(old.clone()).with_ttl(Duration::from_secs(600));
+    let listener = old.listen(&cache).unwrap();
+    within(Duration::from_secs(5), async || listener.is_listening()).await;
+    assert!(
+        cache
+            .find_by_key(&KeyDigest::from_bytes(digest))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    old.regenerate("biz_from_0_2").await.unwrap();
+    within(Duration::from_secs(2), async || {
+        cache
+            .try_find_by_key(&KeyDigest::from_bytes(digest))
+            .is_none()
+    })
+    .await;
+    drop((listener, cache, old));
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -40,12 +40,15 @@ use rustls::RootCertStore;
 use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod listen;
 mod tls;
+
+pub use listen::KeyChangeListener;
 
 use crate::credentials::{Credentials, Environment};
 use crate::server::store::new_credentials;
 use crate::server::{
-    BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, StoreError,
+    BusinessRecord, CachedKeyStore, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, StoreError,
 };
 
 /// Default pool size: enough to keep two cores busy with indexed lookups.
@@ -55,21 +58,48 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 /// checked within it answers 503 rather than holding its connection open.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-const MIGRATION: &str = "
-    SELECT pg_advisory_xact_lock(7247291083);
-    CREATE TABLE IF NOT EXISTS axra_businesses (
-        id             text        PRIMARY KEY,
-        name           text        NOT NULL,
-        environment    text        NOT NULL CHECK (environment IN ('live', 'test')),
-        key_digest     bytea       NOT NULL CHECK (length(key_digest) = 32),
-        secret_digest  bytea       NOT NULL CHECK (length(secret_digest) = 32),
-        key_generation bigint      NOT NULL DEFAULT 1,
-        created_at     timestamptz NOT NULL DEFAULT now(),
-        updated_at     timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE UNIQUE INDEX IF NOT EXISTS axra_businesses_key_digest
-        ON axra_businesses (key_digest);
-";
+/// The schema, as numbered migrations applied in order, each once (recorded in
+/// `axra_schema_migrations`). Never edit one that shipped: add the next.
+const MIGRATIONS: &[(i32, &str)] = &[
+    // 1: the table of 0.1 and 0.2 (which created it without recording a version; on such a
+    // database this changes nothing and records version 1).
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS axra_businesses (
+            id             text        PRIMARY KEY,
+            name           text        NOT NULL,
+            environment    text        NOT NULL CHECK (environment IN ('live', 'test')),
+            key_digest     bytea       NOT NULL CHECK (length(key_digest) = 32),
+            secret_digest  bytea       NOT NULL CHECK (length(secret_digest) = 32),
+            key_generation bigint      NOT NULL DEFAULT 1,
+            created_at     timestamptz NOT NULL DEFAULT now(),
+            updated_at     timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS axra_businesses_key_digest
+            ON axra_businesses (key_digest);",
+    ),
+    // 2: when a key was last used (written in batches, at most once per key per interval), and
+    // a notification on every change to a business's keys, for the caches of every instance.
+    (
+        2,
+        "ALTER TABLE axra_businesses ADD COLUMN IF NOT EXISTS last_used_at timestamptz;
+        CREATE OR REPLACE FUNCTION axra_notify_key_change() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('axra_key_changes', COALESCE(NEW.id, OLD.id));
+            RETURN NULL;
+        END $$;
+        DROP TRIGGER IF EXISTS axra_key_change ON axra_businesses;
+        CREATE TRIGGER axra_key_change
+            AFTER INSERT OR DELETE
+                OR UPDATE OF id, name, environment, key_digest, secret_digest, key_generation
+            ON axra_businesses
+            FOR EACH ROW EXECUTE FUNCTION axra_notify_key_change();",
+    ),
+];
+
+/// The channel the trigger of migration 2 notifies, with the business id as payload.
+const CHANGES_CHANNEL: &str = "axra_key_changes";
 
 const BY_KEY: &str = "SELECT id, name, environment, key_generation, key_digest, secret_digest \
                       FROM axra_businesses WHERE key_digest = $1";
@@ -93,7 +123,7 @@ pub struct PgKeyStore {
 }
 
 /// What [`PgKeyStore::connect`] parsed: enough to open a dedicated connection.
-struct Connection {
+pub(crate) struct Connection {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
 }
@@ -280,6 +310,61 @@ impl PgKeyStore {
             .with_timeout(timeout))
     }
 
+    /// Evicts a business from `cache` the moment its keys change in the database (any change:
+    /// `regenerate` through any instance, a new business, a manual `UPDATE`), over a dedicated
+    /// connection with this store's settings (URL, TLS) that `LISTEN`s for the notifications
+    /// of the schema's trigger (see [`migrate`](Self::migrate)). Keep the listener alive as
+    /// long as the cache; see [`KeyChangeListener`] for what happens when the connection drops.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when this store was built from a pool ([`PgKeyStore::new`]): use
+    /// [`listen_on`](Self::listen_on) with a URL.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn listen<K: KeyStore>(
+        &self,
+        cache: &CachedKeyStore<K>,
+    ) -> Result<KeyChangeListener, StoreError> {
+        let connection = self.connection.clone().ok_or_else(|| {
+            StoreError::unavailable(
+                "a store built from a pool has no URL to listen with: use PgKeyStore::listen_on",
+            )
+        })?;
+        Ok(listen::spawn(connection, cache.invalidator()))
+    }
+
+    /// [`listen`](Self::listen) over a connection to `url` (with its own `sslmode`): for a
+    /// store behind a transaction-mode pooler such as PgBouncer, which does not carry `LISTEN`,
+    /// point it at the database itself or at a session-mode pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), for `url`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn listen_on<K: KeyStore>(
+        url: &str,
+        cache: &CachedKeyStore<K>,
+    ) -> Result<KeyChangeListener, StoreError> {
+        let parsed = tls::parse(url)?;
+        let roots = parsed
+            .root_cert
+            .as_deref()
+            .map(tls::roots_from_file)
+            .transpose()?;
+        let tls = tls::connector(parsed.mode, roots)?;
+        let connection = Arc::new(Connection {
+            config: parsed.config,
+            tls,
+        });
+        Ok(listen::spawn(connection, cache.invalidator()))
+    }
+
     /// The pool.
     pub fn pool(&self) -> &Pool {
         &self.pool
@@ -300,18 +385,48 @@ impl PgKeyStore {
             .unwrap_or_else(|_| Err(timed_out()))
     }
 
-    /// Creates the table and its index if they do not exist. Safe to run from every instance
-    /// at start, concurrently (it takes an advisory lock).
+    /// Brings the schema up to date: applies, in order, each migration the database has not
+    /// recorded in `axra_schema_migrations` (a database made by 0.2, which recorded none, is
+    /// upgraded in place). Safe to run from every instance at start, concurrently (one
+    /// transaction under an advisory lock). Returns the schema version.
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the database fails.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    /// [`StoreError`] when the database fails (nothing is applied then).
+    pub async fn migrate(&self) -> Result<i32, StoreError> {
         self.bounded(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(unavailable)?;
-            tx.batch_execute(MIGRATION).await.map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)
+            tx.batch_execute(
+                "SELECT pg_advisory_xact_lock(7247291083);
+                 CREATE TABLE IF NOT EXISTS axra_schema_migrations (
+                     version    integer     PRIMARY KEY,
+                     applied_at timestamptz NOT NULL DEFAULT now()
+                 );",
+            )
+            .await
+            .map_err(unavailable)?;
+            let current: i32 = tx
+                .query_one(
+                    "SELECT COALESCE(max(version), 0) FROM axra_schema_migrations",
+                    &[],
+                )
+                .await
+                .map_err(unavailable)?
+                .get(0);
+            let mut version = current;
+            for (number, sql) in MIGRATIONS.iter().filter(|(n, _)| *n > current) {
+                tx.batch_execute(sql).await.map_err(unavailable)?;
+                tx.execute(
+                    "INSERT INTO axra_schema_migrations (version) VALUES ($1)",
+                    &[number],
+                )
+                .await
+                .map_err(unavailable)?;
+                version = *number;
+            }
+            tx.commit().await.map_err(unavailable)?;
+            Ok(version)
         })
         .await
     }

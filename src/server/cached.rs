@@ -212,8 +212,10 @@ impl KeyCacheMaps {
 
 /// A handle that empties a cache from elsewhere (a notification listener).
 #[derive(Clone)]
+#[cfg(feature = "postgres")]
 pub(crate) struct CacheInvalidator(Arc<KeyCacheMaps>);
 
+#[cfg(feature = "postgres")]
 impl CacheInvalidator {
     pub(crate) fn forget_business(&self, id: &str) {
         self.0.forget_business(id);
@@ -330,7 +332,7 @@ impl<K: KeyStore> CachedKeyStore<K> {
         self.maps.forget_business(business_id);
     }
 
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg(feature = "postgres")]
     pub(crate) fn invalidator(&self) -> CacheInvalidator {
         CacheInvalidator(Arc::clone(&self.maps))
     }

@@ -1,0 +1,168 @@
+//! Revocation in milliseconds across instances: a dedicated connection `LISTEN`s for the
+//! notifications the schema's trigger sends on every change to a business's keys, and evicts the
+//! business from a [`CachedKeyStore`].
+//!
+//! When the connection drops, the cache falls back to its TTL; the listener reconnects (backing
+//! off from 100 ms to 5 s) and, once listening again, forgets everything the cache held, since
+//! it may have missed notifications meanwhile. A ping every few seconds finds a connection that
+//! died without a word (a proxy that stopped forwarding).
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::task::AbortHandle;
+use tokio_postgres::AsyncMessage;
+
+use super::{CHANGES_CHANNEL, Connection};
+use crate::server::cached::CacheInvalidator;
+
+/// How often the listener checks that its connection still answers.
+const PING_EVERY: Duration = Duration::from_secs(2);
+
+/// How long a connection attempt or a ping may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running listener (see [`PgKeyStore::listen`](super::PgKeyStore::listen)). Dropping it stops
+/// listening; the cache then relies on its TTL alone.
+pub struct KeyChangeListener {
+    task: AbortHandle,
+    state: Arc<ListenerState>,
+}
+
+#[derive(Default)]
+struct ListenerState {
+    listening: AtomicBool,
+    notifications: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl KeyChangeListener {
+    /// Whether the listener is connected and listening now.
+    pub fn is_listening(&self) -> bool {
+        self.state.listening.load(Ordering::Acquire)
+    }
+
+    /// How many change notifications it has passed to the cache.
+    pub fn notifications(&self) -> u64 {
+        self.state.notifications.load(Ordering::Relaxed)
+    }
+
+    /// How many times it has started listening (1 after the first connection; each later one
+    /// is a reconnection, after which the cache was emptied).
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for KeyChangeListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for KeyChangeListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyChangeListener")
+            .field("listening", &self.is_listening())
+            .field("notifications", &self.notifications())
+            .field("connections", &self.connections())
+            .finish()
+    }
+}
+
+pub(super) fn spawn(connection: Arc<Connection>, cache: CacheInvalidator) -> KeyChangeListener {
+    let state = Arc::new(ListenerState::default());
+    let shared = Arc::clone(&state);
+    let task = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if listen_once(&connection, &cache, &shared).await {
+                backoff = Duration::from_millis(100);
+            }
+            shared.listening.store(false, Ordering::Release);
+            trace_event!(
+                tracing::Level::WARN,
+                "axra_auth: key-change listener disconnected; caches rely on their TTL until it reconnects"
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+    KeyChangeListener {
+        task: task.abort_handle(),
+        state,
+    }
+}
+
+/// Connects, listens and passes notifications on until the connection fails; returns whether
+/// it got as far as listening.
+async fn listen_once(
+    connection: &Connection,
+    cache: &CacheInvalidator,
+    state: &ListenerState,
+) -> bool {
+    let connect = connection.config.connect(connection.tls.clone());
+    let Ok(Ok((client, mut conn))) = tokio::time::timeout(ATTEMPT_TIMEOUT, connect).await else {
+        return false;
+    };
+    // The connection's messages (notifications among them) come through a channel, so the
+    // client can be used meanwhile.
+    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match poll_fn(|cx| conn.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            }
+        }
+    });
+    let _driver = AbortOnDrop(driver.abort_handle());
+    let statement = format!("LISTEN {CHANGES_CHANNEL}");
+    let listen = client.batch_execute(&statement);
+    if !matches!(
+        tokio::time::timeout(ATTEMPT_TIMEOUT, listen).await,
+        Ok(Ok(()))
+    ) {
+        return false;
+    }
+    // Anything may have changed while nobody listened (or before the first connection).
+    cache.clear();
+    state.listening.store(true, Ordering::Release);
+    state.connections.fetch_add(1, Ordering::Relaxed);
+    trace_event!(tracing::Level::INFO, "axra_auth: listening for key changes");
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            id = notifications.recv() => match id {
+                Some(id) => {
+                    cache.forget_business(&id);
+                    state.notifications.fetch_add(1, Ordering::Relaxed);
+                }
+                // The connection ended.
+                None => return true,
+            },
+            _ = ping.tick() => {
+                let alive = tokio::time::timeout(ATTEMPT_TIMEOUT, client.simple_query("")).await;
+                if !matches!(alive, Ok(Ok(_))) {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
