@@ -660,3 +660,135 @@ async fn a_database_of_the_previous_release_is_migrated_in_place() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A key store that counts the lookups by key reaching the database, unknown and known.
+#[derive(Clone)]
+struct Counting {
+    inner: PgKeyStore,
+    unknown: Arc<std::sync::atomic::AtomicUsize>,
+    known: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl KeyStore for Counting {
+    async fn find_by_key(
+        &self,
+        key_digest: &KeyDigest,
+    ) -> Result<Option<axra_auth::server::KeyRecord>, axra_auth::server::StoreError> {
+        let found = self.inner.find_by_key(key_digest).await;
+        let counter = match &found {
+            Ok(Some(_)) => &self.known,
+            _ => &self.unknown,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    async fn find_business(
+        &self,
+        business_id: &str,
+    ) -> Result<Option<axra_auth::server::BusinessRecord>, axra_auth::server::StoreError> {
+        self.inner.find_business(business_id).await
+    }
+
+    async fn reload_business(
+        &self,
+        business_id: &str,
+    ) -> Result<Option<axra_auth::server::BusinessRecord>, axra_auth::server::StoreError> {
+        self.inner.reload_business(business_id).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_unknown_keys_leaves_valid_keys_served_and_queries_bounded() {
+    let Some(url) = database_url() else { return };
+    let counting = Counting {
+        inner: store(&url).await,
+        unknown: Arc::default(),
+        known: Arc::default(),
+    };
+    let (at_once, per_second) = (4, 200);
+    let cache = CachedKeyStore::new(counting.clone()).with_unknown_key_limit(at_once, per_second);
+    let instance = serve(common::axra_app(
+        cache,
+        TokenIssuer::new(SIGNING_KEY).unwrap(),
+    ))
+    .await;
+    let issued = counting
+        .inner
+        .create_business("Flooded Ltd", Environment::Live)
+        .await
+        .unwrap();
+    let key = issued.api_key().expose_secret().to_owned();
+    assert_eq!(checkout(instance, ("x-api-key", &key)).await.0, 200);
+
+    async fn valid_requests(instance: SocketAddr, key: &str, n: usize) -> (Vec<Duration>, usize) {
+        let mut latencies = Vec::new();
+        let mut failures = 0;
+        for _ in 0..n {
+            let started = Instant::now();
+            if checkout(instance, ("x-api-key", key)).await.0 != 200 {
+                failures += 1;
+            }
+            latencies.push(started.elapsed());
+        }
+        latencies.sort();
+        (latencies, failures)
+    }
+    let (quiet, failures) = valid_requests(instance, &key, 300).await;
+    assert_eq!(failures, 0);
+
+    // 32 tasks of distinct random keys, as fast as they can, while the valid key is used.
+    let stop = Arc::new(AtomicBool::new(false));
+    let statuses = Arc::new(Mutex::new(std::collections::HashMap::<u16, usize>::new()));
+    let unknown_before = counting.unknown.load(Ordering::Relaxed);
+    let flood_started = Instant::now();
+    let flood: Vec<_> = (0..32)
+        .map(|task| {
+            let (stop, statuses) = (stop.clone(), statuses.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let random = format!("bk_live_flood_{task}_{n}_{:x}", rand_u64());
+                    let (status, _) = checkout(instance, ("x-api-key", &random)).await;
+                    *statuses.lock().unwrap().entry(status).or_default() += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (flooded, failures) = valid_requests(instance, &key, 300).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in flood {
+        task.await.unwrap();
+    }
+    let elapsed = flood_started.elapsed();
+    assert_eq!(failures, 0, "a valid request failed under the flood");
+    let unknown_queries = counting.unknown.load(Ordering::Relaxed) - unknown_before;
+    let bound = per_second as f64 * (1.0 + elapsed.as_secs_f64()) + 1.0;
+    let statuses = statuses.lock().unwrap().clone();
+    let sent: usize = statuses.values().sum();
+    println!(
+        "flood: {sent} unknown keys in {elapsed:?} ({statuses:?}), {unknown_queries} reached the database (bound {bound:.0}); \
+         valid p50 {:?} -> {:?} ({:.2}x), p99 {:?} -> {:?}",
+        percentile(&quiet, 0.5),
+        percentile(&flooded, 0.5),
+        percentile(&flooded, 0.5).as_secs_f64() / percentile(&quiet, 0.5).as_secs_f64(),
+        percentile(&quiet, 0.99),
+        percentile(&flooded, 0.99),
+    );
+    assert!(
+        (unknown_queries as f64) <= bound,
+        "{unknown_queries} unknown-key queries in {elapsed:?}"
+    );
+    assert!(sent > unknown_queries, "the lane turned some away");
+    assert!(
+        statuses.keys().all(|s| *s == 401 || *s == 503),
+        "{statuses:?}"
+    );
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
