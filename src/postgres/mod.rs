@@ -42,8 +42,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod listen;
 mod tls;
+mod usage;
 
 pub use listen::KeyChangeListener;
+pub use usage::DEFAULT_USAGE_INTERVAL;
 
 use crate::credentials::{Credentials, Environment};
 use crate::server::store::new_credentials;
@@ -109,7 +111,8 @@ const INSERT: &str = "INSERT INTO axra_businesses (id, name, environment, key_di
                       VALUES ($1, $2, $3, $4, $5)";
 const REGENERATE: &str = "UPDATE axra_businesses \
                           SET key_digest = $2, secret_digest = $3, \
-                              key_generation = key_generation + 1, updated_at = now() \
+                              key_generation = key_generation + 1, updated_at = now(), \
+                              last_used_at = NULL \
                           WHERE id = $1 RETURNING environment";
 
 /// A [`KeyStore`] in PostgreSQL. Cheap to clone (the pool is shared). See the
@@ -120,6 +123,22 @@ pub struct PgKeyStore {
     timeout: Duration,
     /// How to open a connection of our own (for `LISTEN`), when connected from a URL.
     connection: Option<Arc<Connection>>,
+    usage: Arc<usage::Usage>,
+}
+
+/// When a business and its current key were created, and when the key was last used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyUsage {
+    /// The business id.
+    pub business_id: String,
+    /// When the business was created.
+    pub business_created_at: std::time::SystemTime,
+    /// When its current key was created (at creation, or by the last `regenerate`).
+    pub key_created_at: std::time::SystemTime,
+    /// When the current key (or a token of it) last authenticated a request, to within the
+    /// usage interval; `None` if never.
+    pub last_used_at: Option<std::time::SystemTime>,
 }
 
 /// What [`PgKeyStore::connect`] parsed: enough to open a dedicated connection.
@@ -177,6 +196,15 @@ fn digest(bytes: &[u8]) -> Result<KeyDigest, StoreError> {
     Ok(KeyDigest::from_bytes(bytes))
 }
 
+fn usage_row(row: &Row) -> Result<KeyUsage, StoreError> {
+    Ok(KeyUsage {
+        business_id: row.try_get(0).map_err(unavailable)?,
+        business_created_at: row.try_get(1).map_err(unavailable)?,
+        key_created_at: row.try_get(2).map_err(unavailable)?,
+        last_used_at: row.try_get(3).map_err(unavailable)?,
+    })
+}
+
 fn key_record(row: &Row) -> Result<KeyRecord, StoreError> {
     let id: &str = row.try_get(0).map_err(unavailable)?;
     let name: &str = row.try_get(1).map_err(unavailable)?;
@@ -200,10 +228,74 @@ impl PgKeyStore {
     /// A store over a pool you built. Queries are bounded by [`DEFAULT_TIMEOUT`].
     pub fn new(pool: Pool) -> Self {
         PgKeyStore {
+            usage: usage::Usage::new(pool.clone(), DEFAULT_USAGE_INTERVAL, DEFAULT_TIMEOUT),
             pool,
             timeout: DEFAULT_TIMEOUT,
             connection: None,
         }
+    }
+
+    /// Writes when keys were last used every `interval` (default a minute; at least 10 ms):
+    /// each key costs at most one write per interval, batched with the others in one
+    /// `UPDATE`, off the request path. `last_used_at` is therefore up to this much behind.
+    pub fn with_usage_interval(mut self, interval: Duration) -> Self {
+        self.usage = usage::Usage::new(self.pool.clone(), interval, self.timeout);
+        self
+    }
+
+    /// Writes the uses noted so far now, rather than at the end of the interval (before a
+    /// shutdown, say).
+    pub async fn write_usage(&self) {
+        self.usage.write().await;
+    }
+
+    /// When `business_id` and its key were created and the key last used; `None` for an
+    /// unknown business.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn key_usage(&self, business_id: &str) -> Result<Option<KeyUsage>, StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT id, created_at, updated_at, last_used_at FROM axra_businesses \
+                     WHERE id = $1",
+                    &[&business_id],
+                )
+                .await
+                .map_err(unavailable)?;
+            row.map(|row| usage_row(&row)).transpose()
+        })
+        .await
+    }
+
+    /// The businesses whose key has not been used since `since` (or ever), oldest use first, at
+    /// most `limit`: keys nobody uses, to revoke.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn unused_keys(
+        &self,
+        since: std::time::SystemTime,
+        limit: u32,
+    ) -> Result<Vec<KeyUsage>, StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT id, created_at, updated_at, last_used_at FROM axra_businesses \
+                     WHERE last_used_at IS NULL OR last_used_at < $1 \
+                     ORDER BY last_used_at ASC NULLS FIRST, id LIMIT $2",
+                    &[&since, &i64::from(limit)],
+                )
+                .await
+                .map_err(unavailable)?;
+            rows.iter().map(usage_row).collect()
+        })
+        .await
     }
 
     /// Connects (lazily: the first query opens the first connection) with a pool of
@@ -571,6 +663,10 @@ impl PgKeyStore {
 }
 
 impl KeyStore for PgKeyStore {
+    fn record_use(&self, business_id: &str) {
+        self.usage.note(business_id);
+    }
+
     fn find_by_key(
         &self,
         key_digest: &KeyDigest,

@@ -534,6 +534,10 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
         }
     }
 
+    fn record_use(&self, business_id: &str) {
+        self.inner.record_use(business_id);
+    }
+
     fn try_find_by_key(
         &self,
         key_digest: &KeyDigest,

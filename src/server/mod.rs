@@ -30,7 +30,7 @@
 
 pub mod cached;
 pub mod endpoint;
-mod expiring;
+pub(crate) mod expiring;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;

@@ -220,7 +220,30 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
         }
     }
 
+    /// Judges a request's credentials, telling the store of each success
+    /// ([`KeyStore::record_use`]).
     pub(super) fn verify<B>(&self, req: &Request<B>) -> Verification {
+        match self.judge(req) {
+            Verification::Now(verdict) => {
+                if let Ok(business) = &verdict {
+                    self.store.record_use(&business.business_id);
+                }
+                Verification::Now(verdict)
+            }
+            Verification::Later(later) => {
+                let store = self.store.clone();
+                Verification::Later(Box::pin(async move {
+                    let verdict = later.await;
+                    if let Ok(business) = &verdict {
+                        store.record_use(&business.business_id);
+                    }
+                    verdict
+                }))
+            }
+        }
+    }
+
+    fn judge<B>(&self, req: &Request<B>) -> Verification {
         match presented(req) {
             Err(rejection) => Verification::Now(Err(rejection)),
             Ok(Presented::ApiKey(key)) => {

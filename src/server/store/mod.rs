@@ -120,6 +120,13 @@ pub trait KeyStore: Send + Sync + 'static {
         None
     }
 
+    /// Told that a request just authenticated as `business_id` (by its key or a token of it),
+    /// so a store can keep when each key was last used. Called on every authenticated request:
+    /// must return at once (no I/O). The default does nothing.
+    fn record_use(&self, business_id: &str) {
+        let _ = business_id;
+    }
+
     /// [`find_by_key`](KeyStore::find_by_key) without awaiting, when the store can answer at once
     /// (an in-memory store, a cache hit); `None` to take the async path. The default is `None`.
     fn try_find_by_key(
@@ -144,6 +151,10 @@ pub trait KeyStore: Send + Sync + 'static {
 impl<K: KeyStore> KeyStore for Arc<K> {
     fn revision(&self) -> Option<u64> {
         (**self).revision()
+    }
+
+    fn record_use(&self, business_id: &str) {
+        (**self).record_use(business_id)
     }
 
     fn try_find_by_key(
