@@ -498,7 +498,11 @@ async fn a_regeneration_reaches_every_instance_in_milliseconds() {
         let old = KeyDigest::of(issued.api_key().expose_secret());
         // B holds the key (cached), then A regenerates it.
         assert!(b.find_by_key(&old).await.unwrap().is_some());
-        assert!(b.try_find_by_key(&old).is_some(), "cached on B ({} connections)", listening_b.connections());
+        assert!(
+            b.try_find_by_key(&old).is_some(),
+            "cached on B ({} connections)",
+            listening_b.connections()
+        );
         let started = Instant::now();
         issued = a.inner().regenerate(issued.business_id()).await.unwrap();
         while b.try_find_by_key(&old).is_some() {
