@@ -861,8 +861,11 @@ async fn keys_record_when_they_were_created_and_last_used() {
     assert!(!unused.iter().any(|id| id == used.business_id()));
     assert!(store.key_usage("biz_nobody").await.unwrap().is_none());
 
-    // A regenerated key is a new key: created now, never used.
+    // A regenerated key is a new key: created now, never used, even if the old one was used
+    // just before and that use is written after.
+    assert_eq!(checkout(instance, ("x-api-key", &key)).await.0, 200);
     store.regenerate(used.business_id()).await.unwrap();
+    store.write_usage().await;
     let regenerated = store.key_usage(used.business_id()).await.unwrap().unwrap();
     assert!(regenerated.last_used_at.is_none());
     assert!(regenerated.key_created_at > regenerated.business_created_at);

@@ -190,6 +190,25 @@ async fn weaker_modes_do_what_libpq_does() {
     assert_eq!(encrypted(&store).await, Ok(true));
     let store = PgKeyStore::connect(&with(&url, "localhost", "sslmode=disable")).unwrap();
     assert_eq!(encrypted(&store).await, Ok(false));
+    // Only an address, in key=value form, as 0.2 accepted: still works (and is encrypted).
+    let port = url.rsplit_once(':').unwrap().1.split('/').next().unwrap();
+    let store = PgKeyStore::connect(&format!(
+        "hostaddr=127.0.0.1 port={port} user=postgres password=hunter2-pg-secret dbname=axra_test"
+    ))
+    .unwrap();
+    assert_eq!(encrypted(&store).await, Ok(true));
+    // A `?` in the password does not hide the sslmode after it.
+    let tricky = with(
+        &url,
+        "db.example.test",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    )
+    .replace("hunter2-pg-secret", "hunter2?pg-secret");
+    let store = PgKeyStore::connect(&tricky).unwrap();
+    assert!(
+        store.find_business("biz_nobody").await.is_err(),
+        "verify-full still applies"
+    );
     // Bad settings are typed errors that do not repeat the URL.
     for bad in [
         with(&url, "localhost", "sslmode=verify-everything"),

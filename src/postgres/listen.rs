@@ -143,7 +143,11 @@ async fn listen_once(
         tokio::select! {
             id = notifications.recv() => match id {
                 Some(id) => {
-                    cache.forget_business(&id);
+                    if id == "*" {
+                        cache.clear();
+                    } else {
+                        cache.forget_business(&id);
+                    }
                     state.notifications.fetch_add(1, Ordering::Relaxed);
                 }
                 // The connection ended.

@@ -88,7 +88,17 @@ const MIGRATIONS: &[(i32, &str)] = &[
         CREATE OR REPLACE FUNCTION axra_notify_key_change() RETURNS trigger
             LANGUAGE plpgsql AS $$
         BEGIN
-            PERFORM pg_notify('axra_key_changes', COALESCE(NEW.id, OLD.id));
+            IF TG_LEVEL = 'STATEMENT' THEN
+                -- TRUNCATE: every business changed.
+                PERFORM pg_notify('axra_key_changes', '*');
+                RETURN NULL;
+            END IF;
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                PERFORM pg_notify('axra_key_changes', OLD.id);
+            END IF;
+            IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.id <> OLD.id) THEN
+                PERFORM pg_notify('axra_key_changes', NEW.id);
+            END IF;
             RETURN NULL;
         END $$;
         DROP TRIGGER IF EXISTS axra_key_change ON axra_businesses;
@@ -96,7 +106,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
             AFTER INSERT OR DELETE
                 OR UPDATE OF id, name, environment, key_digest, secret_digest, key_generation
             ON axra_businesses
-            FOR EACH ROW EXECUTE FUNCTION axra_notify_key_change();",
+            FOR EACH ROW EXECUTE FUNCTION axra_notify_key_change();
+        DROP TRIGGER IF EXISTS axra_key_truncate ON axra_businesses;
+        CREATE TRIGGER axra_key_truncate
+            AFTER TRUNCATE ON axra_businesses
+            FOR EACH STATEMENT EXECUTE FUNCTION axra_notify_key_change();",
     ),
 ];
 
@@ -489,6 +503,14 @@ impl PgKeyStore {
         self.bounded(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(unavailable)?;
+            // A migration that waits on a lock (a long transaction reading the table) gives up
+            // with the timeout, on the server too, rather than queue every lookup behind it.
+            let millis = self.timeout.as_millis().clamp(1, i32::MAX as u128);
+            tx.batch_execute(&format!(
+                "SET LOCAL lock_timeout = {millis}; SET LOCAL statement_timeout = {millis};"
+            ))
+            .await
+            .map_err(unavailable)?;
             tx.batch_execute(
                 "SELECT pg_advisory_xact_lock(7247291083);
                  CREATE TABLE IF NOT EXISTS axra_schema_migrations (
@@ -663,8 +685,8 @@ impl PgKeyStore {
 }
 
 impl KeyStore for PgKeyStore {
-    fn record_use(&self, business_id: &str) {
-        self.usage.note(business_id);
+    fn record_use(&self, business_id: &str, key_generation: u64) {
+        self.usage.note(business_id, key_generation);
     }
 
     fn find_by_key(

@@ -57,12 +57,27 @@ fn invalid(what: &'static str) -> StoreError {
 pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
     let mut mode = None;
     let mut root_cert = None;
-    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let rest = if let Some(after_scheme) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        // Where the query starts, found as tokio-postgres finds it: the credentials run to the
+        // first `@` (a password may hold a `?`), then the host and path to the first `?`.
+        let credentials = after_scheme.find('@').map_or(0, |at| at + 1);
+        let query_start = after_scheme[credentials..]
+            .find('?')
+            .map(|q| url.len() - after_scheme.len() + credentials + q);
+        let (base, query) = match query_start {
+            Some(q) => (&url[..q], &url[q + 1..]),
+            None => (url, ""),
+        };
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
+            // Keys are percent-decoded by tokio-postgres too: `ssl%6Dode` is `sslmode`.
+            let key = percent_decode(key)
+                .ok_or_else(|| invalid("the database URL has a malformed query"))?;
+            match key.as_str() {
                 "sslmode" | "sslrootcert" => {
                     let value = percent_decode(value)
                         .ok_or_else(|| invalid("the database URL has a malformed query"))?;
@@ -109,6 +124,19 @@ pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
     let mut config: tokio_postgres::Config = rest
         .parse()
         .map_err(|_| invalid("the database URL could not be parsed"))?;
+    if config.get_ssl_mode() != PgSslMode::Prefer {
+        // An sslmode this parser did not take out (a form it does not read): refuse rather
+        // than let one reading win over the other.
+        return Err(invalid(
+            "sslmode appears in a form this crate cannot read; write it once, plainly",
+        ));
+    }
+    if config.get_hosts().is_empty() && !config.get_hostaddrs().is_empty() {
+        // Only addresses: name them by themselves, for TLS (as libpq does).
+        for address in config.get_hostaddrs().to_vec() {
+            config.host(address.to_string());
+        }
+    }
     config.ssl_mode(match mode {
         SslMode::Disable => PgSslMode::Disable,
         SslMode::Prefer => PgSslMode::Prefer,
@@ -372,6 +400,19 @@ mod tests {
                 .get_ssl_mode(),
             PgSslMode::Disable
         );
+        // A `?` in the password: the query is still found after the host.
+        let parsed = parse("postgres://u:s3cr?t@db/axra?sslmode=require").unwrap();
+        assert_eq!(parsed.mode, SslMode::Require);
+        assert_eq!(parsed.config.get_password(), Some(&b"s3cr?t"[..]));
+        assert_eq!(
+            parse("postgres://u:p@db/axra?ssl%6Dode=verify-full")
+                .unwrap()
+                .mode,
+            SslMode::VerifyFull
+        );
+        // Only an address: it names itself.
+        let parsed = parse("hostaddr=127.0.0.1 port=5432 user=u").unwrap();
+        assert_eq!(parsed.config.get_hosts().len(), 1);
         for bad in [
             "postgres://u:hunter2@db/axra?sslmode=verify-everything",
             "host=db password='hunter2",

@@ -2,7 +2,7 @@
 //! interval per key); a background task writes the noted ones in one `UPDATE` per interval, off
 //! the request path.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -16,14 +16,19 @@ use crate::server::expiring::ExpiringMap;
 /// How often noted uses are written, by default.
 pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(60);
 
-const FLUSH: &str = "UPDATE axra_businesses SET last_used_at = now() WHERE id = ANY($1)";
+/// Only the generation that was used: a use of a key regenerated since is not charged to the
+/// new key.
+const FLUSH: &str = "UPDATE axra_businesses AS b SET last_used_at = now() \
+                     FROM unnest($1::text[], $2::int8[]) AS u(id, generation) \
+                     WHERE b.id = u.id AND b.key_generation = u.generation";
 
 /// The uses noted since the last write.
 pub(super) struct Usage {
     interval: Duration,
-    /// Noted this interval: not noted again until it ends.
-    noted: ExpiringMap<Arc<str>, (), Instant, DefaultHashBuilder>,
-    pending: Mutex<HashSet<Arc<str>>>,
+    /// Noted this interval (with the generation): not noted again until it ends.
+    noted: ExpiringMap<Arc<str>, u64, Instant, DefaultHashBuilder>,
+    /// Business id -> key generation used, since the last write.
+    pending: Mutex<HashMap<Arc<str>, u64>>,
     writer_started: AtomicBool,
     pool: Pool,
     timeout: Duration,
@@ -34,7 +39,7 @@ impl Usage {
         Arc::new(Usage {
             interval: interval.max(Duration::from_millis(10)),
             noted: ExpiringMap::new(100_000, DefaultHashBuilder::default()),
-            pending: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashMap::new()),
             writer_started: AtomicBool::new(false),
             pool,
             timeout,
@@ -42,17 +47,22 @@ impl Usage {
     }
 
     /// Notes a use of `business_id`'s key: a map lookup when already noted this interval.
-    pub(super) fn note(self: &Arc<Self>, business_id: &str) {
+    pub(super) fn note(self: &Arc<Self>, business_id: &str, generation: u64) {
         let now = Instant::now();
-        if self.noted.get(business_id, now).is_some() {
+        if self
+            .noted
+            .get(business_id, now)
+            .is_some_and(|(noted, _)| noted == generation)
+        {
             return;
         }
         let id: Arc<str> = Arc::from(business_id);
-        self.noted.insert(Arc::clone(&id), (), now + self.interval);
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id);
+        self.noted
+            .insert(Arc::clone(&id), generation, now + self.interval);
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = pending.entry(id).or_insert(generation);
+        *entry = (*entry).max(generation);
+        drop(pending);
         if !self.writer_started.swap(true, Ordering::AcqRel) {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
@@ -78,31 +88,36 @@ impl Usage {
     /// Writes what was noted in one statement; on failure the uses are noted again for the
     /// next attempt.
     pub(super) async fn write(&self) {
-        let ids: Vec<Arc<str>> = self
+        let uses: Vec<(Arc<str>, u64)> = self
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .drain()
             .collect();
-        if ids.is_empty() {
+        if uses.is_empty() {
             return;
         }
-        let names: Vec<&str> = ids.iter().map(|id| &**id).collect();
+        let ids: Vec<&str> = uses.iter().map(|(id, _)| &**id).collect();
+        let generations: Vec<i64> = uses
+            .iter()
+            .map(|(_, generation)| i64::try_from(*generation).unwrap_or(i64::MAX))
+            .collect();
         let written = tokio::time::timeout(self.timeout, async {
             let client = self.pool.get().await.ok()?;
-            client.execute(FLUSH, &[&names]).await.ok()
+            client.execute(FLUSH, &[&ids, &generations]).await.ok()
         })
         .await;
         if !matches!(written, Ok(Some(_))) {
             trace_event!(
                 tracing::Level::WARN,
-                uses = ids.len(),
+                uses = uses.len(),
                 "axra_auth: last_used_at could not be written; retrying at the next interval"
             );
-            self.pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend(ids);
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            for (id, generation) in uses {
+                let entry = pending.entry(id).or_insert(generation);
+                *entry = (*entry).max(generation);
+            }
         }
     }
 }

@@ -183,18 +183,25 @@ impl KeyCacheMaps {
                 .is_none_or(|(changed_at, _)| asked_at > changed_at)
     }
 
+    /// Marks first, then removes: an answer stored concurrently is either removed here or
+    /// sees the mark when it checks again after storing (see `remember_key`).
     fn forget_business(&self, id: &str) {
         let now = Instant::now();
         self.changed.insert(Arc::from(id), now, now + self.ttl);
+        self.cleared_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1 = Some(now);
         self.by_id.remove(id);
         self.reloads.remove(id);
         self.by_key.retain(|_, record| *record.business.id != *id);
         // A new or changed key may be one asked for a moment ago.
         self.negatives.clear();
-        self.cleared_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .1 = Some(now);
+    }
+
+    /// Whether a negative answer to a query sent at `asked_at` may be cached.
+    fn fresh_negative(&self, asked_at: Instant) -> bool {
+        self.marks().1.is_none_or(|changed| asked_at > changed)
     }
 
     fn clear(&self) {
@@ -319,7 +326,8 @@ impl<K: KeyStore> CachedKeyStore<K> {
     /// unavailable (503). Keys found valid in the last ten minutes are not limited.
     pub fn with_unknown_key_limit(self, at_once: usize, per_second: u32) -> Self {
         self.with_settings(|s| {
-            s.unknown_lookups = at_once.max(1);
+            // tokio's semaphore holds at most `usize::MAX >> 3` permits; a million is "unlimited".
+            s.unknown_lookups = at_once.clamp(1, 1 << 20);
             s.unknown_rate = per_second.max(1);
         })
     }
@@ -377,9 +385,11 @@ impl<K: KeyStore> CachedKeyStore<K> {
     /// key generation for the business: then the record is a regenerated key, and `false` says
     /// so.
     fn remember_key(&self, digest: KeyDigest, record: &KeyRecord, asked_at: Instant) -> bool {
+        // At least twice the TTL, so a key stays known between two lookups of it.
+        let remembered = RECENTLY_VALID.max(self.maps.ttl * 2);
         self.maps
             .recently_valid
-            .insert(digest, (), Instant::now() + RECENTLY_VALID);
+            .insert(digest, (), Instant::now() + remembered);
         if !self.maps.fresh(asked_at, &record.business.id) {
             // Asked before the store said the business changed: pass it on, do not keep it.
             return true;
@@ -397,6 +407,10 @@ impl<K: KeyStore> CachedKeyStore<K> {
                 Update::Keep
             }
         });
+        if current && !self.maps.fresh(asked_at, &record.business.id) {
+            // The store said the business changed while this answer was being stored.
+            self.maps.by_key.remove(&digest);
+        }
         current
     }
 
@@ -420,6 +434,9 @@ impl<K: KeyStore> CachedKeyStore<K> {
                 Some((known, _)) if known.key_generation > record.key_generation => Update::Keep,
                 _ => Update::Replace(record.clone(), until),
             });
+        if !self.maps.fresh(asked_at, &record.id) {
+            self.maps.by_id.remove(&record.id);
+        }
     }
 
     fn forget_keys_before(&self, id: &str, generation: u64) {
@@ -463,12 +480,13 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
                 Some(record) => Ok(Some(record)),
                 None => {
                     let negative_ttl = self.maps.settings.negative_ttl;
-                    if !negative_ttl.is_zero()
-                        && self.maps.marks().1.is_none_or(|changed| asked_at > changed)
-                    {
+                    if !negative_ttl.is_zero() && self.maps.fresh_negative(asked_at) {
                         self.maps
                             .negatives
                             .insert(digest, (), asked_at + negative_ttl);
+                        if !self.maps.fresh_negative(asked_at) {
+                            self.maps.negatives.remove(&digest);
+                        }
                     }
                     Ok(None)
                 }
@@ -534,8 +552,8 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
         }
     }
 
-    fn record_use(&self, business_id: &str) {
-        self.inner.record_use(business_id);
+    fn record_use(&self, business_id: &str, key_generation: u64) {
+        self.inner.record_use(business_id, key_generation);
     }
 
     fn try_find_by_key(
@@ -583,6 +601,24 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(store.try_find_by_key(&digest).is_none());
         assert!(store.find_by_key(&digest).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unlimited_lane_is_capped_not_a_panic() {
+        let backing = MemoryKeyStore::new();
+        let store = CachedKeyStore::new(backing).with_unknown_key_limit(usize::MAX, u32::MAX);
+        assert!(
+            store
+                .find_by_key(&KeyDigest::of("bk_test_nobody"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Asked again: answered by the negative cache.
+        assert!(matches!(
+            store.try_find_by_key(&KeyDigest::of("bk_test_nobody")),
+            Some(Ok(None))
+        ));
     }
 
     #[tokio::test(start_paused = true)]

@@ -67,13 +67,19 @@ pub(super) struct Verifier<K> {
 
 pub(super) type Verdict = Result<AuthenticatedBusiness, Rejection>;
 
-fn key_verdict(found: Result<Option<KeyRecord>, StoreError>, digest: &KeyDigest) -> Verdict {
+/// The verdict on an API key, telling the store of a success ([`KeyStore::record_use`]).
+fn key_verdict<K: KeyStore>(
+    found: Result<Option<KeyRecord>, StoreError>,
+    digest: &KeyDigest,
+    store: &K,
+) -> Verdict {
     let record = found
         .map_err(|_| Rejection::Unavailable)?
         .ok_or(Rejection::InvalidApiKey)?;
     if !record.key_digest.ct_eq(digest) {
         return Err(Rejection::InvalidApiKey);
     }
+    store.record_use(&record.business.id, record.business.key_generation);
     Ok(AuthenticatedBusiness {
         business_id: record.business.id,
         business_name: record.business.name,
@@ -82,9 +88,11 @@ fn key_verdict(found: Result<Option<KeyRecord>, StoreError>, digest: &KeyDigest)
     })
 }
 
-fn token_verdict(
+/// The verdict on a verified token, telling the store of a success.
+fn token_verdict<K: KeyStore>(
     found: Result<Option<BusinessRecord>, StoreError>,
     token: &VerifiedToken,
+    store: &K,
 ) -> Verdict {
     let business = found
         .map_err(|_| Rejection::Unavailable)?
@@ -92,6 +100,7 @@ fn token_verdict(
     if business.key_generation != token.key_generation {
         return Err(Rejection::RevokedToken);
     }
+    store.record_use(&business.id, business.key_generation);
     Ok(AuthenticatedBusiness {
         business_id: business.id,
         business_name: business.name,
@@ -147,6 +156,8 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
                     (&cached.resolved, self.store.revision())
                     && *revision == now
                 {
+                    self.store
+                        .record_use(&business.business_id, cached.token.key_generation);
                     return Verification::Now(Ok(business.clone()));
                 }
                 cached.token.clone()
@@ -191,7 +202,7 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
         let revision = self.store.revision();
         match self.store.try_find_business(&verified.business_id) {
             Some(found) if !is_stale(&found, &verified) => {
-                let verdict = token_verdict(found, &verified);
+                let verdict = token_verdict(found, &verified, &self.store);
                 if let (Some(slot), Ok(business)) = (&slot, &verdict) {
                     let resolved = revision.map(|revision| (revision, business.clone()));
                     slot.fill(verified, resolved);
@@ -214,7 +225,7 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
                             found => found,
                         }
                     };
-                    token_verdict(found, &verified)
+                    token_verdict(found, &verified, &store)
                 }))
             }
         }
@@ -223,37 +234,16 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
     /// Judges a request's credentials, telling the store of each success
     /// ([`KeyStore::record_use`]).
     pub(super) fn verify<B>(&self, req: &Request<B>) -> Verification {
-        match self.judge(req) {
-            Verification::Now(verdict) => {
-                if let Ok(business) = &verdict {
-                    self.store.record_use(&business.business_id);
-                }
-                Verification::Now(verdict)
-            }
-            Verification::Later(later) => {
-                let store = self.store.clone();
-                Verification::Later(Box::pin(async move {
-                    let verdict = later.await;
-                    if let Ok(business) = &verdict {
-                        store.record_use(&business.business_id);
-                    }
-                    verdict
-                }))
-            }
-        }
-    }
-
-    fn judge<B>(&self, req: &Request<B>) -> Verification {
         match presented(req) {
             Err(rejection) => Verification::Now(Err(rejection)),
             Ok(Presented::ApiKey(key)) => {
                 let digest = KeyDigest::of_bytes(key);
                 match self.store.try_find_by_key(&digest) {
-                    Some(found) => Verification::Now(key_verdict(found, &digest)),
+                    Some(found) => Verification::Now(key_verdict(found, &digest, &self.store)),
                     None => {
                         let store = self.store.clone();
                         Verification::Later(Box::pin(async move {
-                            key_verdict(store.find_by_key(&digest).await, &digest)
+                            key_verdict(store.find_by_key(&digest).await, &digest, &store)
                         }))
                     }
                 }

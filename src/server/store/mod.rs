@@ -120,11 +120,12 @@ pub trait KeyStore: Send + Sync + 'static {
         None
     }
 
-    /// Told that a request just authenticated as `business_id` (by its key or a token of it),
-    /// so a store can keep when each key was last used. Called on every authenticated request:
-    /// must return at once (no I/O). The default does nothing.
-    fn record_use(&self, business_id: &str) {
-        let _ = business_id;
+    /// Told that a request just authenticated as `business_id` with its key of
+    /// `key_generation` (the key itself, or a token of it), so a store can keep when each key
+    /// was last used. Called on every authenticated request: must return at once (no I/O). The
+    /// default does nothing; a store that wraps another should forward it.
+    fn record_use(&self, business_id: &str, key_generation: u64) {
+        let _ = (business_id, key_generation);
     }
 
     /// [`find_by_key`](KeyStore::find_by_key) without awaiting, when the store can answer at once
@@ -153,8 +154,8 @@ impl<K: KeyStore> KeyStore for Arc<K> {
         (**self).revision()
     }
 
-    fn record_use(&self, business_id: &str) {
-        (**self).record_use(business_id)
+    fn record_use(&self, business_id: &str, key_generation: u64) {
+        (**self).record_use(business_id, key_generation)
     }
 
     fn try_find_by_key(
