@@ -6,10 +6,12 @@
 //! query. Bearer tokens stay stateless: each instance verifies signatures itself and asks the
 //! store only for the key generation.
 //!
-//! Put a [`CachedKeyStore`](crate::server::CachedKeyStore) in front so hot keys cost no round
-//! trip (at the price of a revocation delay of at most its TTL). Database failures answer 503
-//! (gRPC `UNAVAILABLE`), never 401; the pool waits at most its timeout for a connection, and
-//! every query is bounded by the same timeout.
+//! Put a [`CachedKeyStore`] in front so hot keys cost no round
+//! trip, and let [`PgKeyStore::listen`] evict what changed, so a regenerated key dies on every
+//! instance within milliseconds (the TTL is the bound only while the listener is
+//! disconnected). Database failures answer 503 (gRPC `UNAVAILABLE`), never 401; the pool waits
+//! at most its timeout for a connection, and every query is bounded by the same timeout. TLS
+//! follows the URL's `sslmode` (see [`PgKeyStore::connect`]).
 //!
 //! # Example
 //!
@@ -19,13 +21,15 @@
 //! use axra_auth::Environment;
 //!
 //! # async fn run(signing_key: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
-//! let store = PgKeyStore::connect("postgres://axra@127.0.0.1/axra")?;
+//! let store = PgKeyStore::connect("postgres://axra@db.internal/axra?sslmode=verify-full")?;
 //! store.migrate().await?;
 //! let issued = store.create_business("Acme Ltd", Environment::Live).await?;
 //! println!("key {:?} for {}", issued.api_key(), issued.business_id());
 //!
-//! let layer = RequireAxraAuthLayer::new(CachedKeyStore::new(store), TokenIssuer::new(signing_key)?);
-//! # let _ = layer;
+//! let cache = CachedKeyStore::new(store.clone());
+//! let listener = store.listen(&cache)?; // keep it as long as the cache
+//! let layer = RequireAxraAuthLayer::new(cache, TokenIssuer::new(signing_key)?);
+//! # let _ = (layer, listener);
 //! # Ok(())
 //! # }
 //! ```
@@ -610,8 +614,8 @@ impl PgKeyStore {
     }
 
     /// Replaces a business's key and secret. The old key stops working on every instance at
-    /// once (after at most the TTL of any [`CachedKeyStore`](crate::server::CachedKeyStore) in
-    /// front), and so do the tokens issued for it.
+    /// once (at once on instances whose [`CachedKeyStore`] is evicted by
+    /// [`listen`](Self::listen), else after at most its TTL), and so do the tokens issued for it.
     ///
     /// # Errors
     ///
