@@ -870,3 +870,38 @@ async fn keys_record_when_they_were_created_and_last_used() {
     assert!(regenerated.last_used_at.is_none());
     assert!(regenerated.key_created_at > regenerated.business_created_at);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_started_during_a_flood_serves_the_keys_in_use() {
+    let Some(url) = database_url() else { return };
+    let pg = store(&url).await;
+    let issued = pg
+        .create_business("Deployed Ltd", Environment::Live)
+        .await
+        .unwrap();
+    let digest = KeyDigest::of(issued.api_key().expose_secret());
+    let flood = |cache: &CachedKeyStore<PgKeyStore>| {
+        let cache = cache.clone();
+        async move {
+            // The lane's one token a second is spent on made-up keys.
+            for n in 0..3 {
+                let _ = cache
+                    .find_by_key(&KeyDigest::of(&format!("bk_live_flood_{n}_{}", rand_u64())))
+                    .await;
+            }
+        }
+    };
+
+    // Without a listener, a key this instance never saw waits in the exhausted lane: 503.
+    let cold = CachedKeyStore::new(pg.clone()).with_unknown_key_limit(1, 1);
+    flood(&cold).await;
+    let refused = cold.find_by_key(&digest).await.unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Unavailable);
+
+    // With one, the keys in the database are known from the start and skip the lane.
+    let warm = CachedKeyStore::new(pg.clone()).with_unknown_key_limit(1, 1);
+    let listener = pg.listen(&warm).unwrap();
+    within(Duration::from_secs(5), async || listener.is_listening()).await;
+    flood(&warm).await;
+    assert!(warm.find_by_key(&digest).await.unwrap().is_some());
+}

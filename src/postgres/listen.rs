@@ -4,7 +4,9 @@
 //!
 //! When the connection drops, the cache falls back to its TTL; the listener reconnects (backing
 //! off from 100 ms to 5 s) and, once listening again, forgets everything the cache held, since
-//! it may have missed notifications meanwhile. A ping every few seconds finds a connection that
+//! it may have missed notifications meanwhile, and marks the keys in use (most recently used
+//! first, up to the cache's capacity) as known, so they skip the unknown-key lane even right
+//! after a start during a flood. A ping every few seconds finds a connection that
 //! died without a word (a proxy that stopped forwarding).
 
 use std::future::poll_fn;
@@ -16,6 +18,7 @@ use tokio::task::AbortHandle;
 use tokio_postgres::AsyncMessage;
 
 use super::{CHANGES_CHANNEL, Connection};
+use crate::server::KeyDigest;
 use crate::server::cached::CacheInvalidator;
 
 /// How often the listener checks that its connection still answers.
@@ -134,6 +137,20 @@ async fn listen_once(
     }
     // Anything may have changed while nobody listened (or before the first connection).
     cache.clear();
+    // The keys in use, most recently used first, skip the unknown-key lane from the start: an
+    // instance that starts (or reconnects) during a flood of made-up keys still serves them.
+    let limit = i64::try_from(cache.capacity()).unwrap_or(i64::MAX);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&limit];
+    let known = client.query(
+        "SELECT key_digest FROM axra_businesses ORDER BY last_used_at DESC NULLS LAST LIMIT $1",
+        &params,
+    );
+    if let Ok(Ok(rows)) = tokio::time::timeout(ATTEMPT_TIMEOUT, known).await {
+        cache.mark_valid(rows.iter().filter_map(|row| {
+            let bytes: &[u8] = row.try_get(0).ok()?;
+            Some(KeyDigest::from_bytes(bytes.try_into().ok()?))
+        }));
+    }
     state.listening.store(true, Ordering::Release);
     state.connections.fetch_add(1, Ordering::Relaxed);
     trace_event!(tracing::Level::INFO, "axra_auth: listening for key changes");

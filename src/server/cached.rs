@@ -231,6 +231,20 @@ impl CacheInvalidator {
     pub(crate) fn clear(&self) {
         self.0.clear();
     }
+
+    /// Lets these keys skip the unknown-key lane (keys the store knows were in use), as if
+    /// found valid now.
+    pub(crate) fn mark_valid(&self, digests: impl IntoIterator<Item = KeyDigest>) {
+        let until = Instant::now() + RECENTLY_VALID.max(self.0.ttl * 2);
+        for digest in digests {
+            self.0.recently_valid.insert(digest, (), until);
+        }
+    }
+
+    /// How many keys the cache can remember as recently valid.
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.capacity
+    }
 }
 
 /// The shortest time between two reloads of one business. A token can only ask for a reload when
