@@ -346,12 +346,7 @@ impl PgKeyStore {
     /// `sslrootcert` cannot be read, or the pool cannot be built. The message does not repeat
     /// the URL (it may hold a password).
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let parsed = tls::parse(url)?;
-        let roots = parsed
-            .root_cert
-            .as_deref()
-            .map(tls::roots_from_file)
-            .transpose()?;
+        let (parsed, roots) = tls::parse_with_roots(url)?;
         Self::from_parsed(parsed, roots)
     }
 
@@ -461,12 +456,7 @@ impl PgKeyStore {
         url: &str,
         cache: &CachedKeyStore<K>,
     ) -> Result<KeyChangeListener, StoreError> {
-        let parsed = tls::parse(url)?;
-        let roots = parsed
-            .root_cert
-            .as_deref()
-            .map(tls::roots_from_file)
-            .transpose()?;
+        let (parsed, roots) = tls::parse_with_roots(url)?;
         let tls = tls::connector(parsed.mode, roots)?;
         let connection = Arc::new(Connection {
             config: parsed.config,

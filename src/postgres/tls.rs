@@ -149,6 +149,17 @@ pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
     })
 }
 
+/// [`parse`], and the roots of its `sslrootcert` file, if it names one.
+pub(crate) fn parse_with_roots(url: &str) -> Result<(Parsed, Option<RootCertStore>), StoreError> {
+    let parsed = parse(url)?;
+    let roots = parsed
+        .root_cert
+        .as_deref()
+        .map(roots_from_file)
+        .transpose()?;
+    Ok((parsed, roots))
+}
+
 fn percent_decode(value: &str) -> Option<String> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
