@@ -197,18 +197,22 @@ async fn weaker_modes_do_what_libpq_does() {
     ))
     .unwrap();
     assert_eq!(encrypted(&store).await, Ok(true));
-    // A `?` in the password does not hide the sslmode after it.
-    let tricky = with(
+    // A `?` in the password cannot hide the sslmode after it: encoded, it is a password; raw,
+    // the URL is refused.
+    let encoded = with(
         &url,
         "db.example.test",
         &format!("sslmode=verify-full&sslrootcert={ca}"),
     )
-    .replace("hunter2-pg-secret", "hunter2?pg-secret");
-    let store = PgKeyStore::connect(&tricky).unwrap();
+    .replace("hunter2-pg-secret", "hunter2%3Fpg-secret");
+    let store = PgKeyStore::connect(&encoded).unwrap();
     assert!(
         store.find_business("biz_nobody").await.is_err(),
         "verify-full still applies"
     );
+    let raw = encoded.replace("%3F", "?");
+    let error = PgKeyStore::connect(&raw).err().unwrap();
+    assert!(!format!("{error} {error:?}").contains("hunter2"));
     // Bad settings are typed errors that do not repeat the URL.
     for bad in [
         with(&url, "localhost", "sslmode=verify-everything"),

@@ -89,6 +89,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         2,
         "ALTER TABLE axra_businesses ADD COLUMN IF NOT EXISTS last_used_at timestamptz;
+        CREATE INDEX IF NOT EXISTS axra_businesses_last_used_at
+            ON axra_businesses (last_used_at DESC NULLS LAST);
         CREATE OR REPLACE FUNCTION axra_notify_key_change() RETURNS trigger
             LANGUAGE plpgsql AS $$
         BEGIN

@@ -64,6 +64,15 @@ pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
         // Where the query starts, found as tokio-postgres finds it: the credentials run to the
         // first `@` (a password may hold a `?`), then the host and path to the first `?`.
         let credentials = after_scheme.find('@').map_or(0, |at| at + 1);
+        if after_scheme[..credentials].contains(['/', '?']) {
+            // Either an `@` after the host (in the path or the query) or a `/` or `?` in the
+            // credentials: libpq and tokio-postgres would read it differently, and one reading
+            // can lose the sslmode. Percent-encode it (`%40`, `%2F`, `%3F`).
+            return Err(invalid(
+                "the database URL has an '@' after the host, or a '/' or '?' before it: \
+                 percent-encode them",
+            ));
+        }
         let query_start = after_scheme[credentials..]
             .find('?')
             .map(|q| url.len() - after_scheme.len() + credentials + q);
@@ -411,10 +420,20 @@ mod tests {
                 .get_ssl_mode(),
             PgSslMode::Disable
         );
-        // A `?` in the password: the query is still found after the host.
-        let parsed = parse("postgres://u:s3cr?t@db/axra?sslmode=require").unwrap();
+        // A `?` in the password must be encoded; unencoded it is refused, as is an `@` in the
+        // query of a URL without credentials (either could hide the sslmode).
+        let parsed = parse("postgres://u:s3cr%3Ft@db/axra?sslmode=require").unwrap();
         assert_eq!(parsed.mode, SslMode::Require);
         assert_eq!(parsed.config.get_password(), Some(&b"s3cr?t"[..]));
+        assert!(parse("postgres://u:s3cr?t@db/axra?sslmode=require").is_err());
+        assert!(
+            parse("postgres://db.internal:5432/axra?sslmode=verify-full&user=admin@127.0.0.1:1")
+                .is_err()
+        );
+        let parsed =
+            parse("postgres://db.internal/axra?sslmode=verify-full&user=admin%40server").unwrap();
+        assert_eq!(parsed.mode, SslMode::VerifyFull);
+        assert_eq!(parsed.config.get_user(), Some("admin@server"));
         assert_eq!(
             parse("postgres://u:p@db/axra?ssl%6Dode=verify-full")
                 .unwrap()

@@ -187,6 +187,14 @@ impl KeyCacheMaps {
     /// sees the mark when it checks again after storing (see `remember_key`).
     fn forget_business(&self, id: &str) {
         let now = Instant::now();
+        if self.changed.len() + 1 >= self.capacity {
+            // The marks are bounded: an older one may be evicted by this insert. Every answer
+            // sent before now is then treated as stale, as that mark would have.
+            self.cleared_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0 = Some(now);
+        }
         self.changed.insert(Arc::from(id), now, now + self.ttl);
         self.cleared_at
             .lock()
@@ -615,6 +623,21 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(store.try_find_by_key(&digest).is_none());
         assert!(store.find_by_key(&digest).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn answers_asked_before_a_change_stay_stale_when_the_marks_overflow() {
+        let store = CachedKeyStore::new(MemoryKeyStore::new()).with_capacity(4);
+        let asked_at = Instant::now();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        store.forget_business("biz_regenerated");
+        assert!(!store.maps.fresh(asked_at, "biz_regenerated"));
+        // Many other changes push that mark out of the bounded map: still stale.
+        for n in 0..50 {
+            store.forget_business(&format!("biz_other_{n}"));
+        }
+        assert!(!store.maps.fresh(asked_at, "biz_regenerated"));
+        assert!(store.maps.fresh(Instant::now(), "biz_regenerated"));
     }
 
     #[tokio::test]
