@@ -129,20 +129,32 @@ async fn the_watcher_passes_on_changes_and_ignores_broken_files() {
     assert_eq!(seen_keys(&seen).len(), 3, "a dropped watcher stops");
 }
 
-#[tokio::test]
-async fn a_key_regenerated_mid_run_reaches_the_client_through_the_files() {
+/// A server, a secret volume holding its business's credentials, and a bearer layer whose
+/// provider read them from the files.
+async fn server_and_volume(
+    name: &str,
+) -> (
+    AxraServer,
+    SecretVolume,
+    CredentialFiles,
+    BearerTokenLayer<AxraTokenProvider<HyperClient>>,
+) {
     let server = AxraServer::start().await;
-    let mut volume = SecretVolume::new("e2e");
+    let mut volume = SecretVolume::new(name);
     volume.publish(
         server.business.api_key().expose_secret(),
         server.business.api_secret().expose_secret(),
     );
     let files = volume.files();
-    let provider: AxraTokenProvider<HyperClient> =
-        AxraTokenProvider::new(hyper_client(), files.read().unwrap())
-            .with_base_url(&server.base_url())
-            .unwrap();
-    let layer = BearerTokenLayer::new(provider);
+    let provider = AxraTokenProvider::new(hyper_client(), files.read().unwrap())
+        .with_base_url(&server.base_url())
+        .unwrap();
+    (server, volume, files, BearerTokenLayer::new(provider))
+}
+
+#[tokio::test]
+async fn a_key_regenerated_mid_run_reaches_the_client_through_the_files() {
+    let (server, mut volume, files, layer) = server_and_volume("e2e").await;
     let rotator = layer.credentials_rotator();
     let interval = Duration::from_millis(200);
     let _watcher = files.watch_every(interval, move |c| rotator.rotate(c));
@@ -185,18 +197,7 @@ async fn a_key_regenerated_mid_run_reaches_the_client_through_the_files() {
 
 #[tokio::test]
 async fn a_refusal_makes_the_watcher_read_the_files_before_its_next_poll() {
-    let server = AxraServer::start().await;
-    let mut volume = SecretVolume::new("on-401");
-    volume.publish(
-        server.business.api_key().expose_secret(),
-        server.business.api_secret().expose_secret(),
-    );
-    let files = volume.files();
-    let provider: AxraTokenProvider<HyperClient> =
-        AxraTokenProvider::new(hyper_client(), files.read().unwrap())
-            .with_base_url(&server.base_url())
-            .unwrap();
-    let layer = BearerTokenLayer::new(provider);
+    let (server, mut volume, files, layer) = server_and_volume("on-401").await;
     let rotator = layer.credentials_rotator();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let watcher = files.clone().watch_every(Duration::from_secs(3600), {

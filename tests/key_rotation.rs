@@ -177,6 +177,21 @@ impl Issuing {
         }
     }
 
+    /// The store's record of a business it issued.
+    fn record_of(
+        &self,
+        business: &axra_auth::server::IssuedCredentials,
+    ) -> axra_auth::server::BusinessRecord {
+        axra_auth::server::KeyStore::try_find_by_key(
+            &self.store,
+            &axra_auth::server::KeyDigest::of(business.api_key().expose_secret()),
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .business
+    }
+
     fn fetches(&self) -> usize {
         self.jwks_fetches.load(Ordering::SeqCst)
     }
@@ -195,14 +210,7 @@ async fn verifying_service(store: &MemoryKeyStore, verifier: TokenVerifier) -> S
 async fn verifiers_on_a_jwks_follow_rotations_survive_its_outage_and_bound_fetches() {
     let issuing = Issuing::start().await;
     let business = issuing.store.create_business("JWKS Tea", Environment::Test);
-    let record = axra_auth::server::KeyStore::try_find_by_key(
-        &issuing.store,
-        &axra_auth::server::KeyDigest::of(business.api_key().expose_secret()),
-    )
-    .unwrap()
-    .unwrap()
-    .unwrap()
-    .business;
+    let record = issuing.record_of(&business);
     let interval = Duration::from_millis(300);
     let mut urls = Vec::new();
     for _ in 0..2 {
@@ -341,14 +349,7 @@ async fn a_cancelled_request_neither_wastes_the_fetch_nor_undoes_a_removal() {
     let business = issuing
         .store
         .create_business("Cancel Tea", Environment::Test);
-    let record = axra_auth::server::KeyStore::try_find_by_key(
-        &issuing.store,
-        &axra_auth::server::KeyDigest::of(business.api_key().expose_secret()),
-    )
-    .unwrap()
-    .unwrap()
-    .unwrap()
-    .business;
+    let record = issuing.record_of(&business);
     let verifier = JwksSource::new(hyper_client(), &issuing.jwks_url)
         .unwrap()
         .with_unknown_kid_interval(Duration::from_secs(60))
