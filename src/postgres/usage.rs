@@ -3,13 +3,12 @@
 //! the request path.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use quick_cache::DefaultHashBuilder;
-use tokio::time::Instant;
 
 use crate::server::expiring::ExpiringMap;
 
@@ -25,8 +24,11 @@ const FLUSH: &str = "UPDATE axra_businesses AS b SET last_used_at = now() \
 /// The uses noted since the last write.
 pub(super) struct Usage {
     interval: Duration,
-    /// Noted this interval (with the generation): not noted again until it ends.
-    noted: ExpiringMap<Arc<str>, u64, Instant, DefaultHashBuilder>,
+    /// Noted this interval (with the generation): not noted again until it ends. Entries live
+    /// until the interval number after theirs, so the hot path reads no clock.
+    noted: ExpiringMap<Arc<str>, u64, u64, DefaultHashBuilder>,
+    /// The interval number: moves on at each write.
+    interval_number: AtomicU64,
     /// Business id -> key generation used, since the last write.
     pending: Mutex<HashMap<Arc<str>, u64>>,
     writer_started: AtomicBool,
@@ -39,6 +41,7 @@ impl Usage {
         Arc::new(Usage {
             interval: interval.max(Duration::from_millis(10)),
             noted: ExpiringMap::new(100_000, DefaultHashBuilder::default()),
+            interval_number: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
             writer_started: AtomicBool::new(false),
             pool,
@@ -48,7 +51,7 @@ impl Usage {
 
     /// Notes a use of `business_id`'s key: a map lookup when already noted this interval.
     pub(super) fn note(self: &Arc<Self>, business_id: &str, generation: u64) {
-        let now = Instant::now();
+        let now = self.interval_number.load(Ordering::Acquire);
         if self
             .noted
             .get(business_id, now)
@@ -57,8 +60,7 @@ impl Usage {
             return;
         }
         let id: Arc<str> = Arc::from(business_id);
-        self.noted
-            .insert(Arc::clone(&id), generation, now + self.interval);
+        self.noted.insert(Arc::clone(&id), generation, now + 1);
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = pending.entry(id).or_insert(generation);
         *entry = (*entry).max(generation);
@@ -88,6 +90,8 @@ impl Usage {
     /// Writes what was noted in one statement; on failure the uses are noted again for the
     /// next attempt.
     pub(super) async fn write(&self) {
+        // Uses from now on are noted afresh, for the next write.
+        self.interval_number.fetch_add(1, Ordering::AcqRel);
         let uses: Vec<(Arc<str>, u64)> = self
             .pending
             .lock()
