@@ -59,8 +59,8 @@ pub use require::{
     DEFAULT_VERIFIED_TOKEN_CACHE, RequireAxraAuth, RequireAxraAuthLayer, ResponseFuture,
 };
 pub use store::{
-    BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, MemoryKeyStore, StoreError,
-    StoreErrorKind,
+    BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, MemoryKeyStore, NoKeyStore,
+    StoreError, StoreErrorKind,
 };
 
 /// How a request authenticated.

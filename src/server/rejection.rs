@@ -33,6 +33,13 @@ pub enum Rejection {
     ExpiredToken,
     /// The bearer token was issued for a key that has since been regenerated.
     RevokedToken,
+    /// The bearer token is correctly signed, but the key store knows no business with its id
+    /// (a store that is not the issuer's, or a business since deleted). Never reported as
+    /// [`RevokedToken`](Rejection::RevokedToken): nothing says its key was regenerated.
+    UnknownBusiness,
+    /// An `x-api-key` was sent to a layer that accepts bearer tokens only
+    /// ([`RequireAxraAuthLayer::stateless`](super::RequireAxraAuthLayer::stateless)).
+    ApiKeyNotAccepted,
     /// The key store could not answer (503 / gRPC `UNAVAILABLE`).
     Unavailable,
 }
@@ -49,6 +56,12 @@ impl Rejection {
             Rejection::InvalidToken => "invalid token",
             Rejection::ExpiredToken => "token expired",
             Rejection::RevokedToken => "token revoked: the API key was regenerated",
+            Rejection::UnknownBusiness => {
+                "unknown business: the token's business is not known here"
+            }
+            Rejection::ApiKeyNotAccepted => {
+                "API keys are not accepted here: send Authorization: Bearer <token>"
+            }
             Rejection::Unavailable => "authentication is temporarily unavailable",
         }
     }
@@ -73,9 +86,10 @@ impl Rejection {
     /// failed, `invalid_request` for a malformed header, the bare challenge otherwise).
     pub(crate) fn www_authenticate(self) -> &'static str {
         match self {
-            Rejection::InvalidToken | Rejection::ExpiredToken | Rejection::RevokedToken => {
-                "Bearer realm=\"axra\", error=\"invalid_token\""
-            }
+            Rejection::InvalidToken
+            | Rejection::ExpiredToken
+            | Rejection::RevokedToken
+            | Rejection::UnknownBusiness => "Bearer realm=\"axra\", error=\"invalid_token\"",
             Rejection::Malformed => "Bearer realm=\"axra\", error=\"invalid_request\"",
             _ => "Bearer realm=\"axra\"",
         }

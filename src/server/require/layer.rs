@@ -9,7 +9,7 @@ use super::service::RequireAxraAuth;
 use super::verified::VerifiedCache;
 use super::verify::Verifier;
 use crate::server::jwt::TokenVerifier;
-use crate::server::store::KeyStore;
+use crate::server::store::{KeyStore, NoKeyStore};
 
 /// How many verified tokens [`RequireAxraAuthLayer`] remembers by default. A client reuses one
 /// token for an hour, so this covers thousands of clients; each entry is about 150 bytes.
@@ -37,6 +37,7 @@ impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
                     tokens.leeway().as_secs(),
                 ))),
                 tokens,
+                stateless: false,
             },
         }
     }
@@ -67,10 +68,31 @@ impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
     }
 }
 
+impl RequireAxraAuthLayer<NoKeyStore> {
+    /// Accepts bearer tokens that `tokens` verifies, with no key store: for a service that
+    /// follows an issuer's JWKS ([`JwksSource`](crate::server::JwksSource)) and has no access to
+    /// the issuer's businesses.
+    ///
+    /// A token is judged by its signature, `kid`, algorithm, issuer and expiry; the
+    /// [`AuthenticatedBusiness`](crate::server::AuthenticatedBusiness) is the one its claims
+    /// name. `x-api-key` is refused ([`Rejection::ApiKeyNotAccepted`]). Revocation is by
+    /// retiring the signing key and by the token's lifetime (one hour by default): a token of
+    /// a since-regenerated API key stays valid until it expires, which a layer built with the
+    /// issuer's store ([`new`](RequireAxraAuthLayer::new)) refuses at once.
+    ///
+    /// [`Rejection::ApiKeyNotAccepted`]: crate::server::Rejection::ApiKeyNotAccepted
+    pub fn stateless(tokens: impl Into<TokenVerifier>) -> Self {
+        let mut layer = RequireAxraAuthLayer::new(NoKeyStore, tokens);
+        layer.verifier.stateless = true;
+        layer
+    }
+}
+
 impl<K> fmt::Debug for RequireAxraAuthLayer<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireAxraAuthLayer")
             .field("tokens", &self.verifier.tokens)
+            .field("stateless", &self.verifier.stateless)
             .field(
                 "verified_token_cache",
                 &self.verifier.verified.as_ref().map(|c| c.capacity()),

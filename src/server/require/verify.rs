@@ -63,6 +63,9 @@ pub(super) struct Verifier<K> {
     pub(super) store: K,
     pub(super) tokens: TokenVerifier,
     pub(super) verified: Option<Arc<VerifiedCache>>,
+    /// Bearer tokens only, judged without a store: the business is the one the claims name
+    /// ([`RequireAxraAuthLayer::stateless`](super::RequireAxraAuthLayer::stateless)).
+    pub(super) stateless: bool,
 }
 
 pub(super) type Verdict = Result<AuthenticatedBusiness, Rejection>;
@@ -96,7 +99,7 @@ fn token_verdict<K: KeyStore>(
 ) -> Verdict {
     let business = found
         .map_err(|_| Rejection::Unavailable)?
-        .ok_or(Rejection::RevokedToken)?;
+        .ok_or(Rejection::UnknownBusiness)?;
     if business.key_generation != token.key_generation {
         return Err(Rejection::RevokedToken);
     }
@@ -199,6 +202,18 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
     /// answer (a cache that predates a regeneration) is checked again against the source of
     /// truth, never refused on the stale answer's word.
     fn resolve(&self, verified: VerifiedToken, slot: Option<Slot<'_>>) -> Verification {
+        if self.stateless {
+            let business = AuthenticatedBusiness {
+                business_id: Arc::clone(&verified.business_id),
+                business_name: Arc::clone(&verified.business_name),
+                environment: verified.environment,
+                method: AuthMethod::Bearer,
+            };
+            if let Some(slot) = &slot {
+                slot.fill(verified, None);
+            }
+            return Verification::Now(Ok(business));
+        }
         let revision = self.store.revision();
         match self.store.try_find_business(&verified.business_id) {
             Some(found) if !is_stale(&found, &verified) => {
@@ -236,6 +251,9 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
     pub(super) fn verify<B>(&self, req: &Request<B>) -> Verification {
         match presented(req) {
             Err(rejection) => Verification::Now(Err(rejection)),
+            Ok(Presented::ApiKey(_)) if self.stateless => {
+                Verification::Now(Err(Rejection::ApiKeyNotAccepted))
+            }
             Ok(Presented::ApiKey(key)) => {
                 let digest = KeyDigest::of_bytes(key);
                 match self.store.try_find_by_key(&digest) {

@@ -31,6 +31,7 @@ mod digest;
 mod error;
 mod memory;
 mod mint;
+mod none;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use memory::MemoryKeyStore;
 pub use mint::IssuedCredentials;
 #[cfg(feature = "postgres")]
 pub(crate) use mint::new_credentials;
+pub use none::NoKeyStore;
 
 /// A business as the store knows it. Cheap to clone.
 #[derive(Clone, Debug, PartialEq, Eq)]

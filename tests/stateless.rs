@@ -1,0 +1,90 @@
+//! A service that follows an issuer's JWKS with no access to the issuer's key store: the
+//! stateless layer accepts the issuer's tokens, and a layer whose store does not know the
+//! business says "unknown business", never "revoked".
+
+mod common;
+
+use axra_auth::Environment;
+use axra_auth::server::{
+    JWKS_PATH, JwksEndpoint, JwksSource, MemoryKeyStore, Rejection, RequireAxraAuthLayer,
+    SigningKey, TokenIssuer,
+};
+use axum::Router;
+use bytes::Bytes;
+use common::{AxraServer, body_json, business_routes, hyper_client, serve};
+use http::header::AUTHORIZATION;
+use http_body_util::Full;
+
+async fn post(url: &str, header: (&str, String)) -> (u16, serde_json::Value) {
+    let request = http::Request::post(url)
+        .header(header.0, header.1)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    body_json(hyper_client().request(request).await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_jwks_follower_without_the_issuers_store_accepts_its_tokens() {
+    let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("s1").unwrap());
+    let issuing = AxraServer::start_with(issuer.clone()).await;
+    let jwks = serve(Router::new().route_service(JWKS_PATH, JwksEndpoint::new(&issuer))).await;
+    let record = axra_auth::server::KeyStore::try_find_business(
+        &issuing.store,
+        issuing.business.business_id(),
+    )
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    let token = issuer.issue(&record).unwrap();
+    let bearer = || {
+        (
+            AUTHORIZATION.as_str(),
+            format!("Bearer {}", token.expose_secret()),
+        )
+    };
+
+    let verifier = JwksSource::new(hyper_client(), &format!("http://{jwks}{JWKS_PATH}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    // Stateless: the business is the one the token names.
+    let stateless =
+        serve(business_routes().route_layer(RequireAxraAuthLayer::stateless(verifier.clone())))
+            .await;
+    let url = format!("http://{stateless}/api/v1/business/checkout/session");
+    let (status, body) = post(&url, bearer()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("Acme Test Ltd"), "{body}");
+
+    // API keys are refused there, with a message that says why.
+    let key = issuing.business.api_key().expose_secret().to_owned();
+    let (status, body) = post(&url, ("x-api-key", key)).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], Rejection::ApiKeyNotAccepted.message());
+
+    // A forged token is still refused.
+    let other = TokenIssuer::from_key(SigningKey::generate_ed25519("s1").unwrap());
+    let forged = other.issue(&record).unwrap();
+    let (status, _) = post(
+        &url,
+        (
+            "authorization",
+            format!("Bearer {}", forged.expose_secret()),
+        ),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // With a store of its own that does not know the business: "unknown business".
+    let own_store = MemoryKeyStore::new();
+    own_store.create_business("Someone Else", Environment::Test);
+    let stateful =
+        serve(business_routes().route_layer(RequireAxraAuthLayer::new(own_store, verifier))).await;
+    let url = format!("http://{stateful}/api/v1/business/checkout/session");
+    let (status, body) = post(&url, bearer()).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], Rejection::UnknownBusiness.message());
+    assert!(!body["message"].as_str().unwrap().contains("revoked"));
+}
