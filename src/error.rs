@@ -202,6 +202,11 @@ pub enum TokenErrorKind {
     Aborted,
     /// A custom [`TokenProvider`](crate::TokenProvider) failed; its source says why.
     Provider,
+    /// The base URL is plain `http://` and the client is HTTPS-only (such as
+    /// `https::client()`): the request was not sent. Permanent (a configuration error): for a
+    /// server on this machine, such as the mock server, use a client that speaks plain HTTP
+    /// (hyper-util's `Client::builder(TokioExecutor::new()).build_http()`).
+    PlainHttpRefused,
 }
 
 impl TokenErrorKind {
@@ -224,6 +229,11 @@ impl TokenErrorKind {
             TokenErrorKind::Timeout => "the token request timed out",
             TokenErrorKind::Aborted => "the token fetch ended without an answer",
             TokenErrorKind::Provider => "the token provider failed",
+            TokenErrorKind::PlainHttpRefused => {
+                "the base URL is plain http://, which this HTTPS-only client refuses; for a \
+                 server on this machine (the mock server) build the client with \
+                 hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()"
+            }
         }
     }
 

@@ -338,8 +338,21 @@ impl<C> AxraTokenProvider<C> {
             }
             let message = serde_json::from_slice::<ErrorBody>(body)
                 .ok()
-                .and_then(|b| b.message);
-            if let Some(detail) = message.and_then(|m| sanitize(credentials, &m)) {
+                .and_then(|b| b.message)
+                .and_then(|m| sanitize(credentials, &m));
+            if status == StatusCode::NOT_FOUND {
+                // The URL holds no secret (a base URL with user information is refused).
+                let mut detail = format!(
+                    "no token endpoint at {}: is the base URL complete? Axra's ends in /api/v1 \
+                     (production {DEFAULT_BASE_URL})",
+                    self.token_uri
+                );
+                if let Some(message) = message {
+                    detail.push_str("; the server said: ");
+                    detail.push_str(&message);
+                }
+                error = error.with_detail(detail);
+            } else if let Some(detail) = message {
                 error = error.with_detail(detail);
             }
             return Err(error);
@@ -467,6 +480,25 @@ fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether a failed request was refused before it was sent because the connector is HTTPS-only
+/// (hyper-rustls' `https_only` says "unsupported scheme http").
+fn refuses_plain_http(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.to_string().starts_with("unsupported scheme http") {
+            return true;
+        }
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
+}
+
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers
         .get(RETRY_AFTER)?
@@ -510,17 +542,10 @@ where
             } else {
                 TokenErrorKind::Transport
             };
-            let error = TokenError::new(kind);
-            let error = if self.token_uri.scheme_str() == Some("http") {
-                // The likeliest cause: an HTTPS-only client (`https::client()`) refuses it.
-                error.with_detail(
-                    "the base URL is plain http://, which an HTTPS-only client such as \
-                     https::client() refuses",
-                )
-            } else {
-                error
-            };
-            error.with_source(e)
+            if self.token_uri.scheme_str() == Some("http") && refuses_plain_http(&*e) {
+                return TokenError::new(TokenErrorKind::PlainHttpRefused);
+            }
+            TokenError::new(kind).with_source(e)
         };
         let mut client = self.client.clone();
         poll_fn(|cx| client.poll_ready(cx))
@@ -659,7 +684,14 @@ mod tests {
             assert_eq!(err.kind(), kind, "{status}");
             assert_eq!(err.is_transient(), transient, "{status}");
             assert_eq!(err.status().map(|s| s.as_u16()), Some(status));
-            assert_eq!(err.detail(), Some("Invalid API key"));
+            let detail = err.detail().unwrap();
+            assert!(detail.ends_with("Invalid API key"), "{detail}");
+            // A 404 names the URL it tried and the path a base URL usually lacks.
+            assert_eq!(
+                status == 404,
+                detail.contains("/business/auth/token") && detail.contains("/api/v1"),
+                "{detail}"
+            );
         }
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, "7".parse().unwrap());
