@@ -96,6 +96,7 @@
 //! | `server` | verification layer, token endpoint, key store, JWT issuer (an Axra-compatible server) |
 //! | `reqwest` | `reqwest-middleware` middlewares and a reqwest transport for the token exchange |
 //! | `postgres` | `postgres::PgKeyStore`: the key store in PostgreSQL (tokio-postgres, deadpool), shared by every instance |
+//! | `axum` | axum extractor: handlers take `AuthenticatedBusiness` or `Option<AuthenticatedBusiness>` (implies `server`; on axum-core alone) |
 //! | `tracing` | `tracing` events for token fetches and server rejections, never carrying secrets |
 //!
 //! [tower]: https://docs.rs/tower

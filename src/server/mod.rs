@@ -31,6 +31,9 @@
 pub mod cached;
 pub mod endpoint;
 pub(crate) mod expiring;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
@@ -44,6 +47,8 @@ use crate::credentials::Environment;
 
 pub use cached::{CachedKeyStore, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
 pub use endpoint::{MAX_TOKEN_REQUEST_BYTES, TokenEndpoint};
+#[cfg(feature = "axum")]
+pub use extract::MissingAuthLayer;
 pub use jwks::{
     DEFAULT_JWKS_FETCH_TIMEOUT, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH,
     DEFAULT_UNKNOWN_KID_INTERVAL, JWKS_PATH, JwksEndpoint, JwksError, JwksSource, MAX_JWKS_BYTES,
@@ -73,8 +78,9 @@ pub enum AuthMethod {
 }
 
 /// The business a request authenticated as: put into the request extensions by
-/// [`RequireAxraAuthLayer`]. An axum handler takes `Extension<AuthenticatedBusiness>`; a tonic
-/// handler reads `request.extensions().get::<AuthenticatedBusiness>()`. Cheap to clone.
+/// [`RequireAxraAuthLayer`]. An axum handler takes it directly with the `axum` feature (see
+/// `extract`), or `Extension<AuthenticatedBusiness>`; a tonic handler reads
+/// `request.extensions().get::<AuthenticatedBusiness>()`. Cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedBusiness {
     /// The business id.

@@ -38,6 +38,7 @@ impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
                 ))),
                 tokens,
                 stateless: false,
+                anonymous: false,
             },
         }
     }
@@ -60,6 +61,17 @@ impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
     #[deprecated(since = "0.2.0", note = "use `with_verified_token_cache`")]
     pub fn verified_token_cache(self, capacity: usize) -> Self {
         self.with_verified_token_cache(capacity)
+    }
+
+    /// Lets a request that carries no credentials at all (neither `x-api-key` nor
+    /// `Authorization`) through to the inner service, without an
+    /// [`AuthenticatedBusiness`](crate::server::AuthenticatedBusiness): for routes where
+    /// authentication is optional (a handler takes `Option<AuthenticatedBusiness>`). Credentials
+    /// that are present are still judged, and refused when wrong: a bad key never passes as
+    /// anonymous.
+    pub fn allow_anonymous(mut self) -> Self {
+        self.verifier.anonymous = true;
+        self
     }
 
     /// How many verified tokens are remembered now.
@@ -93,6 +105,7 @@ impl<K> fmt::Debug for RequireAxraAuthLayer<K> {
         f.debug_struct("RequireAxraAuthLayer")
             .field("tokens", &self.verifier.tokens)
             .field("stateless", &self.verifier.stateless)
+            .field("anonymous", &self.verifier.anonymous)
             .field(
                 "verified_token_cache",
                 &self.verifier.verified.as_ref().map(|c| c.capacity()),

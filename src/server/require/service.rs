@@ -12,7 +12,8 @@ use tower_service::Service;
 
 use super::future::{ResponseFuture, State};
 use super::verify::{Verification, Verifier};
-use crate::server::rejection::is_grpc;
+use crate::server::AuthenticatedBusiness;
+use crate::server::rejection::{Rejection, is_grpc};
 use crate::server::store::KeyStore;
 
 /// Service that requires an Axra API key or bearer token, built by
@@ -61,6 +62,16 @@ where
             Verification::Now(Ok(business)) => {
                 // The store answered at once: call the service that was polled ready, no box.
                 req.extensions_mut().insert(business);
+                ResponseFuture {
+                    state: State::Call {
+                        future: self.inner.call(req),
+                    },
+                }
+            }
+            Verification::Now(Err(Rejection::Missing)) if self.verifier.anonymous => {
+                // No credentials at all, on a route that allows it: no business, and none that
+                // a caller inside the process may have put there either.
+                req.extensions_mut().remove::<AuthenticatedBusiness>();
                 ResponseFuture {
                     state: State::Call {
                         future: self.inner.call(req),

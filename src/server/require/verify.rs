@@ -66,6 +66,9 @@ pub(super) struct Verifier<K> {
     /// Bearer tokens only, judged without a store: the business is the one the claims name
     /// ([`RequireAxraAuthLayer::stateless`](super::RequireAxraAuthLayer::stateless)).
     pub(super) stateless: bool,
+    /// A request without credentials goes to the inner service with no business
+    /// ([`RequireAxraAuthLayer::allow_anonymous`](super::RequireAxraAuthLayer::allow_anonymous)).
+    pub(super) anonymous: bool,
 }
 
 pub(super) type Verdict = Result<AuthenticatedBusiness, Rejection>;
