@@ -4,12 +4,14 @@ use tower::ServiceExt;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    // AXRA_BASE_URL defaults to Axra's production API; a sandbox key (bk_test_...) works there too.
-    let base = std::env::var("AXRA_BASE_URL").unwrap_or(axra_auth::DEFAULT_BASE_URL.into());
-    let base = base.trim_end_matches('/');
     let http = https::client(); // hyper-util over rustls, Mozilla's roots, HTTP/2 by ALPN (feature `rustls`)
     let credentials = Credentials::from_env()?; // AXRA_API_KEY + AXRA_API_SECRET, or their *_FILE
-    let provider = AxraTokenProvider::new(http.clone(), credentials).with_base_url(base)?;
+    // The key picks the environment: bk_test_ -> the sandbox, bk_live_ -> production.
+    let mut provider = AxraTokenProvider::new(http.clone(), credentials);
+    if let Ok(base) = std::env::var("AXRA_BASE_URL") {
+        provider = provider.with_base_url(&base)?; // a mock server, a proxy
+    }
+    let base = provider.base_url();
     let client = tower::ServiceBuilder::new()
         .layer(BearerTokenLayer::new(provider)) // or ApiKeyLayer::new(api_key)
         .service(http);

@@ -207,6 +207,9 @@ pub enum TokenErrorKind {
     /// server on this machine, such as the mock server, use a client that speaks plain HTTP
     /// (hyper-util's `Client::builder(TokioExecutor::new()).build_http()`).
     PlainHttpRefused,
+    /// The key belongs to the other environment than the Axra host the exchange would go to
+    /// (a `bk_test_` key to production, a `bk_live_` key to the sandbox): not sent. Permanent.
+    WrongEnvironment,
 }
 
 impl TokenErrorKind {
@@ -229,6 +232,9 @@ impl TokenErrorKind {
             TokenErrorKind::Timeout => "the token request timed out",
             TokenErrorKind::Aborted => "the token fetch ended without an answer",
             TokenErrorKind::Provider => "the token provider failed",
+            TokenErrorKind::WrongEnvironment => {
+                "the API key belongs to the other Axra environment than the base URL"
+            }
             TokenErrorKind::PlainHttpRefused => {
                 "the base URL is plain http://, which this HTTPS-only client refuses; for a \
                  server on this machine (the mock server) build the client with \

@@ -169,7 +169,10 @@ pub mod token;
 
 pub use api_key::{API_KEY_HEADER, ApiKeyLayer, ApiKeyRotator, ApiKeyService};
 pub use bearer::{BearerTokenLayer, BearerTokenService};
-pub use credentials::{ApiKey, ApiSecret, Credentials, DEFAULT_BASE_URL, Environment};
+pub use credentials::{
+    ApiKey, ApiSecret, Credentials, DEFAULT_BASE_URL, Environment, PRODUCTION_BASE_URL,
+    SANDBOX_BASE_URL,
+};
 pub use error::{
     BoxError, CredentialError, CredentialKind, InvalidBaseUrl, TokenError, TokenErrorKind,
 };

@@ -56,8 +56,26 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{CredentialError, CredentialKind};
 
-/// The base URL of the Axra Pay API.
-pub const DEFAULT_BASE_URL: &str = "https://api.useaxra.com/api/v1";
+/// The base URL of Axra's production API, where `bk_live_` keys belong
+/// ([`Environment::Live`]'s [`base_url`](Environment::base_url)).
+pub const DEFAULT_BASE_URL: &str = PRODUCTION_BASE_URL;
+
+/// The base URL of Axra's production API (`bk_live_` keys).
+pub const PRODUCTION_BASE_URL: &str = "https://api.useaxra.com/api/v1";
+
+/// The base URL of Axra's sandbox (`bk_test_` keys), from Axra's "Testing" page.
+///
+/// That page names the host `https://staging-api.useaxra.com` and says the sandbox "uses the
+/// same API surface as production", so this crate uses production's `/api/v1` path on it. If
+/// your sandbox answers at another path, give the base URL yourself
+/// ([`AxraTokenProvider::with_base_url`](crate::AxraTokenProvider::with_base_url), or
+/// `AXRA_BASE_URL` in the examples).
+pub const SANDBOX_BASE_URL: &str = "https://staging-api.useaxra.com/api/v1";
+
+/// The production API's host, to which a `bk_test_` key is never sent.
+pub(crate) const PRODUCTION_HOST: &str = "api.useaxra.com";
+/// The sandbox's host, to which a `bk_live_` key is never sent.
+pub(crate) const SANDBOX_HOST: &str = "staging-api.useaxra.com";
 
 /// The longest credential accepted, in bytes. Axra's keys are a few dozen bytes; the bound only
 /// keeps absurd input (a whole file pasted into a variable) out of every request header.
@@ -111,6 +129,29 @@ impl Environment {
         match self {
             Environment::Live => "bs_live_",
             Environment::Test => "bs_test_",
+        }
+    }
+
+    /// Where this environment's API is: [`PRODUCTION_BASE_URL`] for live keys,
+    /// [`SANDBOX_BASE_URL`] for test keys. A provider built from a key goes there unless given
+    /// another base URL.
+    pub fn base_url(self) -> &'static str {
+        match self {
+            Environment::Live => PRODUCTION_BASE_URL,
+            Environment::Test => SANDBOX_BASE_URL,
+        }
+    }
+
+    /// The environment of Axra's own host `host` (`api.useaxra.com` is live,
+    /// `staging-api.useaxra.com` is the sandbox); `None` for any other host (a proxy, a mock).
+    pub(crate) fn of_axra_host(host: &str) -> Option<Environment> {
+        let host = host.trim_end_matches('.');
+        if host.eq_ignore_ascii_case(PRODUCTION_HOST) {
+            Some(Environment::Live)
+        } else if host.eq_ignore_ascii_case(SANDBOX_HOST) {
+            Some(Environment::Test)
+        } else {
+            None
         }
     }
 }

@@ -46,7 +46,7 @@ use tower_service::Service;
 use super::base_url::{PlainHttp, token_uri};
 use super::cache::core::RejectionListeners;
 use super::{AccessToken, TokenProvider};
-use crate::credentials::{Credentials, DEFAULT_BASE_URL};
+use crate::credentials::{Credentials, DEFAULT_BASE_URL, Environment};
 use crate::error::{BoxError, InvalidBaseUrl, TokenError, TokenErrorKind};
 
 /// The token endpoint's path below the base URL.
@@ -110,6 +110,8 @@ pub struct AxraTokenProvider<C> {
     /// Replaceable while running (see [`CredentialsRotator`]); clones share it.
     credentials: Arc<ArcSwap<Credentials>>,
     token_uri: Uri,
+    /// Whether a key may go to the other environment's Axra host (set while building).
+    any_environment: bool,
 }
 
 impl<C> fmt::Debug for AxraTokenProvider<C> {
@@ -213,14 +215,56 @@ impl fmt::Display for RedirectRefused {
 impl std::error::Error for RedirectRefused {}
 
 impl<C> AxraTokenProvider<C> {
-    /// A provider that exchanges `credentials` at [`DEFAULT_BASE_URL`] through `client`.
+    /// A provider that exchanges `credentials` through `client`, in the key's environment: a
+    /// `bk_test_` key at the sandbox ([`SANDBOX_BASE_URL`](crate::SANDBOX_BASE_URL)), a
+    /// `bk_live_` key (or one without a known prefix) in production ([`DEFAULT_BASE_URL`]).
+    /// [`with_base_url`](AxraTokenProvider::with_base_url) points it elsewhere.
     pub fn new(client: C, credentials: Credentials) -> Self {
+        let environment = credentials
+            .api_key()
+            .environment()
+            .unwrap_or(Environment::Live);
         AxraTokenProvider {
             client,
             credentials: Arc::new(ArcSwap::from_pointee(credentials)),
-            token_uri: token_uri(DEFAULT_BASE_URL, PlainHttp::LoopbackOnly)
-                .expect("the default base URL is valid"),
+            token_uri: token_uri(environment.base_url(), PlainHttp::LoopbackOnly)
+                .expect("the environments' base URLs are valid"),
+            any_environment: false,
         }
+    }
+
+    /// Lets a key go to the other environment's Axra host: a `bk_test_` key to
+    /// `api.useaxra.com`, a `bk_live_` key to `staging-api.useaxra.com`, which are refused
+    /// otherwise (Axra: "never use a test API key in production"). Only for a proxy or a test
+    /// set-up that needs it; call it before [`with_base_url`](AxraTokenProvider::with_base_url).
+    pub fn allow_any_environment(mut self) -> Self {
+        self.any_environment = true;
+        self
+    }
+
+    /// Refuses a key of one environment bound for the other environment's Axra host.
+    fn check_environment(&self, uri: &Uri, credentials: &Credentials) -> Result<(), &'static str> {
+        if self.any_environment {
+            return Ok(());
+        }
+        let host = uri.host().and_then(Environment::of_axra_host);
+        match (credentials.api_key().environment(), host) {
+            (Some(Environment::Test), Some(Environment::Live)) => Err(
+                "a bk_test_ (sandbox) key would go to Axra's production host; use the sandbox \
+                 (the default for a test key), or allow_any_environment() for a proxy",
+            ),
+            (Some(Environment::Live), Some(Environment::Test)) => Err(
+                "a bk_live_ (production) key would go to Axra's sandbox host; use production \
+                 (the default for a live key), or allow_any_environment() for a proxy",
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The base URL in use: the token endpoint is `{base_url}/business/auth/token`.
+    pub fn base_url(&self) -> String {
+        let uri = self.token_uri.to_string();
+        uri.strip_suffix(TOKEN_PATH).unwrap_or(&uri).to_owned()
     }
 
     /// Uses another base URL (a sandbox, a local mock server), such as
@@ -235,9 +279,14 @@ impl<C> AxraTokenProvider<C> {
     /// # Errors
     ///
     /// [`InvalidBaseUrl`] when the URL is not absolute `https` (or loopback `http`) with a host,
-    /// holds user information, a query or a fragment, or would not be used exactly as written.
+    /// holds user information, a query or a fragment, or would not be used exactly as written;
+    /// or when it is the other environment's Axra host for this key (see
+    /// [`allow_any_environment`](AxraTokenProvider::allow_any_environment)).
     pub fn with_base_url(mut self, base_url: &str) -> Result<Self, InvalidBaseUrl> {
-        self.token_uri = token_uri(base_url, PlainHttp::LoopbackOnly)?;
+        let uri = token_uri(base_url, PlainHttp::LoopbackOnly)?;
+        self.check_environment(&uri, &self.credentials.load())
+            .map_err(InvalidBaseUrl::new)?;
+        self.token_uri = uri;
         Ok(self)
     }
 
@@ -249,7 +298,10 @@ impl<C> AxraTokenProvider<C> {
     ///
     /// [`InvalidBaseUrl`] as for `with_base_url`, except for plain `http` to a remote host.
     pub fn with_insecure_http_base_url(mut self, base_url: &str) -> Result<Self, InvalidBaseUrl> {
-        self.token_uri = token_uri(base_url, PlainHttp::Anywhere)?;
+        let uri = token_uri(base_url, PlainHttp::Anywhere)?;
+        self.check_environment(&uri, &self.credentials.load())
+            .map_err(InvalidBaseUrl::new)?;
+        self.token_uri = uri;
         Ok(self)
     }
 
@@ -521,6 +573,10 @@ where
 {
     async fn fetch_token(&self) -> Result<AccessToken, TokenError> {
         let credentials = self.credentials.load_full();
+        // A rotation may have brought a key of the other environment.
+        if let Err(detail) = self.check_environment(&self.token_uri, &credentials) {
+            return Err(TokenError::new(TokenErrorKind::WrongEnvironment).with_detail(detail));
+        }
         let body = serde_json::to_vec(&TokenRequest {
             api_key: credentials.api_key().expose_secret(),
             api_secret: credentials.api_secret().expose_secret(),
