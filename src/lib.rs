@@ -97,6 +97,7 @@
 //! | `reqwest` | `reqwest-middleware` middlewares and a reqwest transport for the token exchange |
 //! | `postgres` | `postgres::PgKeyStore`: the key store in PostgreSQL (tokio-postgres, deadpool), shared by every instance |
 //! | `axum` | axum extractor: handlers take `AuthenticatedBusiness` or `Option<AuthenticatedBusiness>` (implies `server`; on axum-core alone) |
+//! | `mock-server` | `mock`: a mock Axra server (token endpoint, echoing protected routes, JWKS, key regeneration, `/health`) as a public app and the `axra-mock-server` binary (implies `server`, `axum`) |
 //! | `tracing` | `tracing` events for token fetches and server rejections, never carrying secrets |
 //!
 //! [tower]: https://docs.rs/tower
@@ -156,6 +157,9 @@ pub mod error;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod https;
+#[cfg(feature = "mock-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock-server")))]
+pub mod mock;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
