@@ -1,11 +1,14 @@
 //! reqwest integration (feature `reqwest`): [`reqwest_middleware`] middlewares with the same
 //! semantics as the tower layers, and a reqwest transport for the token exchange.
 //!
+//! - [`client_builder`] builds the client both middlewares are meant for: credentials never leave
+//!   the request's origin, and the middlewares see every redirect it follows.
 //! - [`ApiKeyMiddleware`] sets a sensitive `x-api-key`; an `x-api-key` already on the request wins.
 //! - [`BearerTokenMiddleware`] sets `Authorization: Bearer <token>` from a shared, single-flight
 //!   [`TokenCache`]; an `Authorization` already on the request wins; a `401` answer invalidates
-//!   the token it used, and a request whose body can be replayed is sent once more with a new
-//!   token (see [`BearerTokenMiddleware::with_retry_once`]). A token failure is
+//!   the token it used, and a request that cannot have been handled yet is sent once more with a
+//!   new token (see [`BearerTokenMiddleware::with_retry_once`]; the same rules as the tower
+//!   layer, [one implementation](crate::bearer#retry-once)). A token failure is
 //!   `reqwest_middleware::Error::Middleware`, which downcasts to [`TokenError`].
 //! - [`AxraTokenProvider::reqwest`] runs the exchange over a `reqwest::Client`, so a reqwest user
 //!   needs no second HTTP client. The exchange never follows a redirect, whatever the client's
@@ -14,20 +17,31 @@
 //! # Redirects
 //!
 //! reqwest follows up to ten redirects by default, and on a redirect to another origin it drops
-//! only `Authorization`, `Cookie` and `Proxy-Authorization`: **an `x-api-key` header would follow
-//! the redirect to any host** the `Location` names. Build the client with [`redirect_policy`],
-//! which follows redirects within the origin of the request (same scheme, host and port) and
-//! hands any other redirect back to you as the `3xx` answer:
+//! only `Authorization`, `Cookie` and `Proxy-Authorization`: **an `x-api-key` header follows the
+//! redirect to any host** the `Location` names. A middleware cannot change that: reqwest follows
+//! redirects inside the client, after the middlewares, with the client's policy. So build the
+//! client with [`client_builder`]:
 //!
 //! ```
-//! let http = reqwest::Client::builder()
-//!     .redirect(axra_auth::reqwest::redirect_policy())
-//!     .build()?;
-//! # Ok::<(), reqwest::Error>(())
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = axra_auth::ApiKey::new("bk_test_4f9c2a7d1e")?;
+//! let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())?
+//!     .with(axra_auth::reqwest::ApiKeyMiddleware::new(key))
+//!     .build();
+//! # let _ = client;
+//! # Ok(())
+//! # }
 //! ```
 //!
-//! If you build your client another way, give it `redirect_policy()` or
-//! `reqwest::redirect::Policy::none()`; never the default policy with [`ApiKeyMiddleware`].
+//! | Client | `x-api-key` on a cross-origin redirect | A POST refused with 401 ([`BearerTokenMiddleware`]) |
+//! |--------|-----------------------------------------|------------------------------------------------------|
+//! | [`client_builder`] | never sent: the `3xx` is handed back | replayed once if no redirect was followed (its policy counts every hop) |
+//! | your own, with [`redirect_policy`] | never sent: the `3xx` is handed back | not replayed (the middleware cannot prove the policy); idempotent methods are |
+//! | `reqwest::Client::new()` (default policy) | **sent** to the other origin; if the final answer comes from another origin, [`ApiKeyMiddleware`] returns [`CrossOriginRedirect`] instead of it (loud, but after the fact) | not replayed; idempotent methods are |
+//!
+//! What remains with a client the crate did not build: the key reaches the other origin before
+//! anything can notice; a chain that comes back to the first origin (A -> B -> A) is not
+//! noticed at all. The bearer token is safe there (reqwest drops `Authorization` itself).
 //!
 //! reqwest also honours the `HTTP_PROXY`/`HTTPS_PROXY` environment variables by default. Over
 //! `https://` a proxy sees only an encrypted tunnel; a plain-`http://` base URL (a local mock
@@ -55,18 +69,16 @@
 //! # let base_url = format!("http://{}/api/v1", listener.local_addr()?);
 //! # tokio::spawn(async move { axum::serve(listener, app).await });
 //! // `base_url` points at an Axra-compatible server (here an in-process one).
-//! let http = reqwest::Client::builder()
-//!     .redirect(axra_auth::reqwest::redirect_policy())
-//!     .build()?;
-//! let provider = AxraTokenProvider::reqwest(http.clone(), business.credentials().clone())
+//! let http = reqwest::Client::new(); // the exchange never follows a redirect, whatever the client
+//! let provider = AxraTokenProvider::reqwest(http, business.credentials().clone())
 //!     .with_base_url(&base_url)?;
-//! let client = reqwest_middleware::ClientBuilder::new(http.clone())
+//! let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())?
 //!     .with(BearerTokenMiddleware::new(provider))
 //!     .build();
 //! let response = client.get(format!("{base_url}/ping")).send().await?;
 //! assert_eq!(response.text().await?, "pong");
 //!
-//! let client = reqwest_middleware::ClientBuilder::new(http)
+//! let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())?
 //!     .with(ApiKeyMiddleware::new(business.api_key().clone()))
 //!     .build();
 //! assert_eq!(client.get(format!("{base_url}/ping")).send().await?.status(), 200);
@@ -94,9 +106,13 @@ use crate::error::{BoxError, TokenError};
 use crate::token::axra::RedirectRefused;
 use crate::token::{AxraTokenProvider, TokenCache, TokenProvider};
 
-/// Sets `x-api-key` on every request. See the [module docs](self), and build the client with
-/// [`redirect_policy`]: reqwest's default policy forwards `x-api-key` on a redirect to another
-/// host.
+/// Sets `x-api-key` on every request. See the [module docs](self#redirects), and build the
+/// client with [`client_builder`]: reqwest's default policy forwards `x-api-key` on a redirect
+/// to another host.
+///
+/// Over a client the crate did not build, an answer that comes from another origin than the one
+/// asked (a followed cross-origin redirect: the key went there) is refused with
+/// [`CrossOriginRedirect`].
 #[derive(Clone)]
 pub struct ApiKeyMiddleware {
     slot: Arc<KeySlot>,
@@ -179,17 +195,26 @@ impl<P: TokenProvider> BearerTokenMiddleware<P> {
 
     /// Whether a request refused with a 401 is sent once more with a new token (default: yes).
     ///
-    /// The retry happens only when all of these hold, so it is bounded to one and never
-    /// repeats a hopeless request: the 401 came from the URL asked, with no redirect on the way
-    /// (a 401 means the API refused the credentials before handling the request; after a
-    /// redirect the request may have been handled already, so it is never replayed then), the
-    /// body can be replayed (`reqwest::Request::try_clone`; a streamed body cannot), the
-    /// refused token was cached before the request started (a token fetched for this very
-    /// request and refused says the credentials, not the token, are wrong), and the cache now
-    /// holds another token (the rejection backoff may keep the old one). The caller sees only
-    /// the second answer. If your API may answer 401 *after* acting on a request, turn it off. On by default, as Google's and Azure's
-    /// credential policies do: a token revoked mid-flight (a key regenerated, a signing key
-    /// rotated) then costs no failed request.
+    /// The retry happens only when all of these hold, so it is bounded to one and never sends
+    /// twice what the server may have handled ([the rules](crate::bearer#retry-once), shared
+    /// with the tower layer):
+    ///
+    /// - no redirect was followed, **proven**, or the method is idempotent (RFC 9110: GET,
+    ///   HEAD, OPTIONS, TRACE, PUT, DELETE). A 401 means the API refused the credentials before
+    ///   handling the request, but after a redirect (a `303` after a handled POST, even back to
+    ///   the same URL) it may come from a page reached afterwards. Only a client from
+    ///   [`client_builder`] proves the absence of redirects (its policy counts every hop); over
+    ///   any other client a POST or PATCH is not replayed. After a followed redirect nothing is
+    ///   replayed, and the 401 does not drop the token;
+    /// - the body can be replayed (`reqwest::Request::try_clone`; a streamed body cannot);
+    /// - the refused token was cached before the request started (a token fetched for this very
+    ///   request and refused says the credentials, not the token, are wrong), and the cache now
+    ///   holds another token (the rejection backoff may keep the old one).
+    ///
+    /// The caller sees only the second answer. If your API may answer 401 *after* acting on a
+    /// request, turn it off. On by default, as Google's and Azure's credential policies do: a
+    /// token revoked mid-flight (a key regenerated, a signing key rotated) then costs no failed
+    /// request.
     pub fn with_retry_once(mut self, retry: bool) -> Self {
         self.retry_once = retry;
         self
