@@ -1,11 +1,14 @@
 //! reqwest integration (feature `reqwest`): [`reqwest_middleware`] middlewares with the same
 //! semantics as the tower layers, and a reqwest transport for the token exchange.
 //!
+//! - [`client_builder`] builds the client both middlewares are meant for: credentials never leave
+//!   the request's origin, and the middlewares see every redirect it follows.
 //! - [`ApiKeyMiddleware`] sets a sensitive `x-api-key`; an `x-api-key` already on the request wins.
 //! - [`BearerTokenMiddleware`] sets `Authorization: Bearer <token>` from a shared, single-flight
 //!   [`TokenCache`]; an `Authorization` already on the request wins; a `401` answer invalidates
-//!   the token it used, and a request whose body can be replayed is sent once more with a new
-//!   token (see [`BearerTokenMiddleware::with_retry_once`]). A token failure is
+//!   the token it used, and a request that cannot have been handled yet is sent once more with a
+//!   new token (see [`BearerTokenMiddleware::with_retry_once`]; the same rules as the tower
+//!   layer, [one implementation](crate::bearer#retry-once)). A token failure is
 //!   `reqwest_middleware::Error::Middleware`, which downcasts to [`TokenError`].
 //! - [`AxraTokenProvider::reqwest`] runs the exchange over a `reqwest::Client`, so a reqwest user
 //!   needs no second HTTP client. The exchange never follows a redirect, whatever the client's
@@ -14,20 +17,31 @@
 //! # Redirects
 //!
 //! reqwest follows up to ten redirects by default, and on a redirect to another origin it drops
-//! only `Authorization`, `Cookie` and `Proxy-Authorization`: **an `x-api-key` header would follow
-//! the redirect to any host** the `Location` names. Build the client with [`redirect_policy`],
-//! which follows redirects within the origin of the request (same scheme, host and port) and
-//! hands any other redirect back to you as the `3xx` answer:
+//! only `Authorization`, `Cookie` and `Proxy-Authorization`: **an `x-api-key` header follows the
+//! redirect to any host** the `Location` names. A middleware cannot change that: reqwest follows
+//! redirects inside the client, after the middlewares, with the client's policy. So build the
+//! client with [`client_builder`]:
 //!
 //! ```
-//! let http = reqwest::Client::builder()
-//!     .redirect(axra_auth::reqwest::redirect_policy())
-//!     .build()?;
-//! # Ok::<(), reqwest::Error>(())
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = axra_auth::ApiKey::new("bk_test_4f9c2a7d1e")?;
+//! let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())?
+//!     .with(axra_auth::reqwest::ApiKeyMiddleware::new(key))
+//!     .build();
+//! # let _ = client;
+//! # Ok(())
+//! # }
 //! ```
 //!
-//! If you build your client another way, give it `redirect_policy()` or
-//! `reqwest::redirect::Policy::none()`; never the default policy with [`ApiKeyMiddleware`].
+//! | Client | `x-api-key` on a cross-origin redirect | A POST refused with 401 ([`BearerTokenMiddleware`]) |
+//! |--------|-----------------------------------------|------------------------------------------------------|
+//! | [`client_builder`] | never sent: the `3xx` is handed back | replayed once if no redirect was followed (its policy counts every hop) |
+//! | your own, with [`redirect_policy`] | never sent: the `3xx` is handed back | not replayed (the middleware cannot prove the policy); idempotent methods are |
+//! | `reqwest::Client::new()` (default policy) | **sent** to the other origin; if the final answer comes from another origin, [`ApiKeyMiddleware`] returns [`CrossOriginRedirect`] instead of it (loud, but after the fact) | not replayed; idempotent methods are |
+//!
+//! What remains with a client the crate did not build: the key reaches the other origin before
+//! anything can notice; a chain that comes back to the first origin (A -> B -> A) is not
+//! noticed at all. The bearer token is safe there (reqwest drops `Authorization` itself).
 //!
 //! reqwest also honours the `HTTP_PROXY`/`HTTPS_PROXY` environment variables by default. Over
 //! `https://` a proxy sees only an encrypted tunnel; a plain-`http://` base URL (a local mock
@@ -55,18 +69,16 @@
 //! # let base_url = format!("http://{}/api/v1", listener.local_addr()?);
 //! # tokio::spawn(async move { axum::serve(listener, app).await });
 //! // `base_url` points at an Axra-compatible server (here an in-process one).
-//! let http = reqwest::Client::builder()
-//!     .redirect(axra_auth::reqwest::redirect_policy())
-//!     .build()?;
-//! let provider = AxraTokenProvider::reqwest(http.clone(), business.credentials().clone())
+//! let http = reqwest::Client::new(); // the exchange never follows a redirect, whatever the client
+//! let provider = AxraTokenProvider::reqwest(http, business.credentials().clone())
 //!     .with_base_url(&base_url)?;
-//! let client = reqwest_middleware::ClientBuilder::new(http.clone())
+//! let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())?
 //!     .with(BearerTokenMiddleware::new(provider))
 //!     .build();
 //! let response = client.get(format!("{base_url}/ping")).send().await?;
 //! assert_eq!(response.text().await?, "pong");
 //!
-//! let client = reqwest_middleware::ClientBuilder::new(http)
+//! let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())?
 //!     .with(ApiKeyMiddleware::new(business.api_key().clone()))
 //!     .build();
 //! assert_eq!(client.get(format!("{base_url}/ping")).send().await?.status(), 200);
@@ -78,24 +90,29 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
 use http::{Extensions, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use reqwest_middleware::{Middleware, Next};
 use tower_service::Service;
 
 use crate::api_key::{API_KEY_HEADER, ApiKeyRotator, KeySlot};
+use crate::bearer::attempt::{Redirects, Sender, send_authenticated};
 use crate::credentials::{ApiKey, Credentials};
 use crate::error::{BoxError, TokenError};
 use crate::token::axra::RedirectRefused;
 use crate::token::{AxraTokenProvider, TokenCache, TokenProvider};
 
-/// Sets `x-api-key` on every request. See the [module docs](self), and build the client with
-/// [`redirect_policy`]: reqwest's default policy forwards `x-api-key` on a redirect to another
-/// host.
+/// Sets `x-api-key` on every request. See the [module docs](self#redirects), and build the
+/// client with [`client_builder`]: reqwest's default policy forwards `x-api-key` on a redirect
+/// to another host.
+///
+/// Over a client the crate did not build, an answer that comes from another origin than the one
+/// asked (a followed cross-origin redirect: the key went there) is refused with
+/// [`CrossOriginRedirect`].
 #[derive(Clone)]
 pub struct ApiKeyMiddleware {
     slot: Arc<KeySlot>,
@@ -135,7 +152,24 @@ impl Middleware for ApiKeyMiddleware {
         if let http::header::Entry::Vacant(slot) = req.headers_mut().entry(API_KEY_HEADER) {
             slot.insert(self.slot.header());
         }
-        next.run(req, extensions).await
+        if extensions.get::<RecordedRedirects>().is_some() {
+            // The crate's client: its policy never leaves the origin.
+            return next.run(req, extensions).await;
+        }
+        let asked = req.url().clone();
+        let response = next.run(req, extensions).await?;
+        if !same_origin(&asked, response.url()) {
+            let origin = response.url().origin().ascii_serialization();
+            trace_event!(
+                tracing::Level::WARN,
+                origin = %origin,
+                "axra_auth: x-api-key followed a redirect to another origin; answer refused"
+            );
+            return Err(reqwest_middleware::Error::middleware(CrossOriginRedirect {
+                origin,
+            }));
+        }
+        Ok(response)
     }
 }
 
@@ -161,17 +195,26 @@ impl<P: TokenProvider> BearerTokenMiddleware<P> {
 
     /// Whether a request refused with a 401 is sent once more with a new token (default: yes).
     ///
-    /// The retry happens only when all of these hold, so it is bounded to one and never
-    /// repeats a hopeless request: the 401 came from the URL asked, with no redirect on the way
-    /// (a 401 means the API refused the credentials before handling the request; after a
-    /// redirect the request may have been handled already, so it is never replayed then), the
-    /// body can be replayed (`reqwest::Request::try_clone`; a streamed body cannot), the
-    /// refused token was cached before the request started (a token fetched for this very
-    /// request and refused says the credentials, not the token, are wrong), and the cache now
-    /// holds another token (the rejection backoff may keep the old one). The caller sees only
-    /// the second answer. If your API may answer 401 *after* acting on a request, turn it off. On by default, as Google's and Azure's
-    /// credential policies do: a token revoked mid-flight (a key regenerated, a signing key
-    /// rotated) then costs no failed request.
+    /// The retry happens only when all of these hold, so it is bounded to one and never sends
+    /// twice what the server may have handled ([the rules](crate::bearer#retry-once), shared
+    /// with the tower layer):
+    ///
+    /// - no redirect was followed, **proven**, or the method is idempotent (RFC 9110: GET,
+    ///   HEAD, OPTIONS, TRACE, PUT, DELETE). A 401 means the API refused the credentials before
+    ///   handling the request, but after a redirect (a `303` after a handled POST, even back to
+    ///   the same URL) it may come from a page reached afterwards. Only a client from
+    ///   [`client_builder`] proves the absence of redirects (its policy counts every hop); over
+    ///   any other client a POST or PATCH is not replayed. After a followed redirect nothing is
+    ///   replayed, and the 401 does not drop the token;
+    /// - the body can be replayed (`reqwest::Request::try_clone`; a streamed body cannot);
+    /// - the refused token was cached before the request started (a token fetched for this very
+    ///   request and refused says the credentials, not the token, are wrong), and the cache now
+    ///   holds another token (the rejection backoff may keep the old one).
+    ///
+    /// The caller sees only the second answer. If your API may answer 401 *after* acting on a
+    /// request, turn it off. On by default, as Google's and Azure's credential policies do: a
+    /// token revoked mid-flight (a key regenerated, a signing key rotated) then costs no failed
+    /// request.
     pub fn with_retry_once(mut self, retry: bool) -> Self {
         self.retry_once = retry;
         self
@@ -212,61 +255,81 @@ impl<P> fmt::Debug for BearerTokenMiddleware<P> {
 impl<P: TokenProvider> Middleware for BearerTokenMiddleware<P> {
     async fn handle(
         &self,
-        mut req: reqwest::Request,
+        req: reqwest::Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        if req.headers().contains_key(AUTHORIZATION) {
-            return next.run(req, extensions).await;
+        let log = extensions
+            .get::<RecordedRedirects>()
+            .map(|r| Arc::clone(&r.0));
+        let mut sender = ChainSender {
+            next,
+            extensions,
+            log,
+        };
+        send_authenticated(&self.cache, self.retry_once, &mut sender, req).await
+    }
+}
+
+/// The rest of the middleware chain as an attempt [`Sender`].
+struct ChainSender<'a, 'e> {
+    next: Next<'a>,
+    extensions: &'e mut Extensions,
+    /// Present when the client is the crate's ([`client_builder`]): its redirect policy counts
+    /// every hop here, so "no hop" is proven.
+    log: Option<Arc<RedirectLog>>,
+}
+
+impl Sender for ChainSender<'_, '_> {
+    type Request = reqwest::Request;
+    type Response = reqwest::Response;
+    type Error = reqwest_middleware::Error;
+
+    fn method(request: &reqwest::Request) -> &http::Method {
+        request.method()
+    }
+
+    fn headers_mut(request: &mut reqwest::Request) -> &mut http::HeaderMap {
+        request.headers_mut()
+    }
+
+    fn try_copy(request: &reqwest::Request) -> Option<reqwest::Request> {
+        request.try_clone()
+    }
+
+    fn rejects(response: &reqwest::Response) -> bool {
+        crate::token::rejects_token(response.status(), response.headers())
+    }
+
+    fn token_error(error: TokenError) -> reqwest_middleware::Error {
+        reqwest_middleware::Error::middleware(error)
+    }
+
+    fn visibility(&self) -> Redirects {
+        if self.log.is_some() {
+            Redirects::NoneFollowed
+        } else {
+            Redirects::Unknown
         }
-        let (header, report, cached_before) = match self.cache.usable_header() {
-            Some((header, report)) => (header, report, true),
-            None => {
-                let (header, report) = self
-                    .cache
-                    .wait_for_header()
-                    .await
-                    .map_err(reqwest_middleware::Error::middleware)?;
-                (header, report, false)
+    }
+
+    async fn send(
+        &mut self,
+        request: reqwest::Request,
+    ) -> reqwest_middleware::Result<(reqwest::Response, Redirects)> {
+        let asked = request.url().clone();
+        let before = self.log.as_ref().map(|log| log.hops());
+        let response = self.next.clone().run(request, self.extensions).await?;
+        let redirects = if *response.url() != asked {
+            Redirects::Followed
+        } else {
+            match (&self.log, before) {
+                (Some(log), Some(before)) if log.hops() != before => Redirects::Followed,
+                (Some(_), _) => Redirects::NoneFollowed,
+                (None, _) => Redirects::Unknown,
             }
         };
-        let replay = if self.retry_once && cached_before {
-            req.try_clone()
-        } else {
-            None
-        };
-        let asked = req.url().clone();
-        req.headers_mut().insert(AUTHORIZATION, header.clone());
-        let response = next.clone().run(req, extensions).await?;
-        // Only an answer from the URL asked judges the token: after a redirect the request may
-        // have been handled already (a 303 after a POST), and another origin never saw the token.
-        if *response.url() != asked
-            || !crate::token::rejects_token(response.status(), response.headers())
-        {
-            return Ok(response);
-        }
-        report.rejected();
-        let Some(mut replay) = replay else {
-            return Ok(response);
-        };
-        // Best effort: without another token, the first answer stands.
-        let fresh = match self.cache.usable_header() {
-            Some(usable) => Some(usable),
-            None => self.cache.wait_for_header().await.ok(),
-        };
-        let Some((fresh, fresh_report)) = fresh.filter(|(fresh, _)| *fresh != header) else {
-            return Ok(response);
-        };
-        trace_event!(
-            tracing::Level::DEBUG,
-            "axra_auth: token rejected, request sent once more with a new token"
-        );
-        replay.headers_mut().insert(AUTHORIZATION, fresh);
-        let retried = next.run(replay, extensions).await?;
-        if crate::token::rejects_token(retried.status(), retried.headers()) {
-            fresh_report.rejected();
-        }
-        Ok(retried)
+        Ok((response, redirects))
     }
 }
 
@@ -276,20 +339,152 @@ const MAX_REDIRECTS: usize = 10;
 /// A reqwest redirect policy that never carries a credential to another origin: it follows up to
 /// ten redirects whose target has the same scheme, host and port as the original request, and
 /// stops at any other (the `3xx` answer is returned as is, `Location` and all, for you to judge).
-/// Use it for every client that [`ApiKeyMiddleware`] or [`BearerTokenMiddleware`] wraps; see the
+///
+/// Prefer [`client_builder`], which sets this policy *and* lets the middlewares see each hop: a
+/// client you build yourself with this policy keeps credentials within the origin, but the
+/// middlewares cannot prove that it has this policy, so [`BearerTokenMiddleware`] then replays
+/// only idempotent methods and [`ApiKeyMiddleware`] checks only the final URL. See the
 /// [module docs](self#redirects).
 pub fn redirect_policy() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
+    recording_policy(false)
+}
+
+/// [`redirect_policy`], counting every followed hop into the [`RedirectLog`] of the request
+/// being sent (a task-local set by [`RecordRedirects`]). `strict`: a hop that cannot be counted
+/// (a request sent outside the crate's middleware chain, or moved to another task by a
+/// middleware) is not followed, so a log that counted none proves that none was followed.
+fn recording_policy(strict: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
         let same_origin = attempt
             .previous()
             .first()
             .is_some_and(|first| same_origin(first, attempt.url()));
         if !same_origin || attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.stop();
+        }
+        let counted = REDIRECT_LOG.try_with(|log| log.record()).is_ok();
+        if strict && !counted {
             attempt.stop()
         } else {
             attempt.follow()
         }
     })
+}
+
+tokio::task_local! {
+    /// The log of the request whose future is being polled, read by the redirect policy (which
+    /// reqwest calls synchronously inside that poll, on the same task).
+    static REDIRECT_LOG: Arc<RedirectLog>;
+}
+
+/// The redirects followed for one request through a [`client_builder`] client.
+#[derive(Default, Debug)]
+struct RedirectLog {
+    hops: AtomicUsize,
+}
+
+impl RedirectLog {
+    fn record(&self) {
+        self.hops.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn hops(&self) -> usize {
+        self.hops.load(Ordering::SeqCst)
+    }
+}
+
+/// The request extension by which the middlewares know the client is the crate's. Private, so
+/// nothing else can forge it.
+#[derive(Clone)]
+struct RecordedRedirects(Arc<RedirectLog>);
+
+/// The first middleware of every [`client_builder`] chain: gives each request a [`RedirectLog`],
+/// in its extensions and as the task-local the redirect policy counts into.
+struct RecordRedirects;
+
+#[async_trait::async_trait]
+impl Middleware for RecordRedirects {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let log = Arc::new(RedirectLog::default());
+        extensions.insert(RecordedRedirects(Arc::clone(&log)));
+        REDIRECT_LOG.scope(log, next.run(req, extensions)).await
+    }
+}
+
+/// The safe way to build a client for [`ApiKeyMiddleware`] and [`BearerTokenMiddleware`]: builds
+/// `builder` with the crate's redirect policy (replacing any other) and returns a
+/// `reqwest_middleware::ClientBuilder` to add them to.
+///
+/// Over this client no credential reaches another origin (a cross-origin redirect is handed back
+/// as the `3xx`), and the middlewares see every redirect followed, so a POST refused with a 401
+/// is replayed only when no redirect was followed. Same-origin redirects are followed (up to
+/// ten) for requests sent through the returned chain; the underlying `reqwest::Client`
+/// (`AsRef<reqwest::Client>` on the built client, say for [`AxraTokenProvider::reqwest`]) used
+/// on its own follows none.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use axra_auth::reqwest::ApiKeyMiddleware;
+/// let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())?
+///     .with(ApiKeyMiddleware::new(axra_auth::ApiKey::new("bk_test_4f9c2a7d1e")?))
+///     .build();
+/// let http: &reqwest::Client = client.as_ref(); // the same pool, for the token exchange
+/// # let _ = http;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// The error of `reqwest::ClientBuilder::build` (a TLS back end that cannot start, say).
+pub fn client_builder(
+    builder: reqwest::ClientBuilder,
+) -> Result<reqwest_middleware::ClientBuilder, reqwest::Error> {
+    let client = builder.redirect(recording_policy(true)).build()?;
+    Ok(reqwest_middleware::ClientBuilder::new(client).with(RecordRedirects))
+}
+
+/// A request sent with `x-api-key` over a client that followed a redirect to another origin
+/// (scheme, host or port): the key has reached that origin, and [`ApiKeyMiddleware`] returns
+/// this error instead of the other origin's answer. Regenerate the key, and build the client
+/// with [`client_builder`]. Carries the other origin (never the key).
+#[derive(Debug, Clone)]
+pub struct CrossOriginRedirect {
+    origin: String,
+}
+
+impl CrossOriginRedirect {
+    /// The origin the redirect led to (`scheme://host:port`).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+impl fmt::Display for CrossOriginRedirect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the client followed a redirect to another origin ({}) with the x-api-key header; \
+             build it with axra_auth::reqwest::client_builder and regenerate the key",
+            self.origin
+        )
+    }
+}
+
+impl std::error::Error for CrossOriginRedirect {}
+
+/// The [`CrossOriginRedirect`] inside a middleware error, if that is what it is.
+pub fn cross_origin_redirect(error: &reqwest_middleware::Error) -> Option<&CrossOriginRedirect> {
+    match error {
+        reqwest_middleware::Error::Middleware(error) => error.downcast_ref(),
+        _ => None,
+    }
 }
 
 fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {

@@ -89,7 +89,8 @@ fn middleware(
 }
 
 /// A client through the middleware whose cache already holds a token (cached before any
-/// request starts, so a refusal of it may be retried).
+/// request starts, so a refusal of it may be retried). The crate's client: its redirect policy
+/// proves no redirect was followed, so a POST may be replayed.
 #[cfg(feature = "reqwest")]
 async fn client_with_a_cached_token(
     api: &Api,
@@ -97,10 +98,11 @@ async fn client_with_a_cached_token(
     reqwest_middleware::ClientWithMiddleware,
     Arc<axra_auth::TokenCache<axra_auth::AxraTokenProvider<axra_auth::reqwest::ReqwestTransport>>>,
 ) {
-    let (http, middleware) = middleware(api);
+    let (_, middleware) = middleware(api);
     let cache = Arc::clone(middleware.cache());
     cache.token().await.unwrap();
-    let client = reqwest_middleware::ClientBuilder::new(http)
+    let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())
+        .unwrap()
         .with(middleware)
         .build();
     (client, cache)
@@ -210,9 +212,49 @@ async fn the_tower_layer_retries_once_when_asked_and_only_then() {
             )))
             .unwrap()
     };
+    // Without a declaration the layer cannot rule out a redirect below it: a POST is not replayed.
+    let undeclared = layer
+        .clone()
+        .with_retry_once()
+        .layer(common::hyper_client());
+    assert_eq!(undeclared.oneshot(request()).await.unwrap().status(), 401);
+    assert_eq!(attempts(&api).len(), 1);
+    assert_eq!(
+        cache.stats().invalidations,
+        1,
+        "tok-1 is dropped all the same"
+    );
+    assert_eq!(
+        cache.stats().fetches_started,
+        1,
+        "and no token fetched for a retry"
+    );
+    let api = self::api(&["tok-1"]).await;
+    let provider: AxraTokenProvider<common::HyperClient> = AxraTokenProvider::new(
+        common::hyper_client(),
+        axra_auth::Credentials::new(
+            axra_auth::ApiKey::new("bk_test_retry").unwrap(),
+            axra_auth::ApiSecret::new("bs_test_retry").unwrap(),
+        ),
+    )
+    .with_base_url(&format!("http://{}/api/v1", api.addr))
+    .unwrap();
+    let layer = BearerTokenLayer::new(provider);
+    let cache = std::sync::Arc::clone(layer.cache());
+    cache.token().await.unwrap(); // tok-1, cached before the request
+    let url = format!("http://{}/api/v1/payments", api.addr);
+    let request = || {
+        http::Request::post(&url)
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                "{\"amount\":7}",
+            )))
+            .unwrap()
+    };
+    // A plain hyper client follows no redirect: declared, a POST is replayed.
     let retrying = layer
         .clone()
         .with_retry_once()
+        .inner_never_redirects()
         .layer(common::hyper_client());
     let response = retrying.oneshot(request()).await.unwrap();
     assert_eq!(response.status(), 200);

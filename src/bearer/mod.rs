@@ -14,10 +14,26 @@
 //!   cached token invalidates that token, so the next request fetches a new one. The rejected
 //!   request itself is not retried, since its body is generic and may not be replayable; for
 //!   bodies that can be cloned, [`BearerTokenLayer::with_retry_once`] sends it once more with a
-//!   new token.
+//!   new token, under the rules below.
 //!
 //! Several clients (say a hyper client and a tonic channel) share one token through
 //! [`BearerTokenLayer::from_cache`].
+//!
+//! # Retry once
+//!
+//! [`RetryingBearerTokenLayer`] and the reqwest `BearerTokenMiddleware` share one implementation
+//! of an authenticated attempt (`bearer/attempt.rs`):
+//!
+//! | Step | Rule |
+//! |------|------|
+//! | before | An `Authorization` already on the request wins: sent as is, the cache untouched. |
+//! | answer | A `401` (or gRPC `UNAUTHENTICATED`) invalidates the token it used, unless a redirect is known to have been followed (the 401 then came from another page). |
+//! | replay | Once, with another token, when the refused token was cached before the request started and the body can be copied, and: no redirect was followed, **proven** (the reqwest client from `axra_auth::reqwest::client_builder` records every hop; [`RetryingBearerTokenLayer::inner_never_redirects`] declares it), or the method is idempotent (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE). |
+//!
+//! Nothing the server may have handled is sent twice: a POST answered `303` and then `401`
+//! (Post/Redirect/Get, even back to the same URL, or A -> B -> A) was handled, and the layer over
+//! a service that follows redirects only sees the last answer. When it cannot tell, a POST or
+//! PATCH is not replayed.
 //!
 //! # Example
 //!
@@ -47,6 +63,7 @@
 //! # }
 //! ```
 
+pub(crate) mod attempt;
 mod future;
 mod retry;
 mod service;
@@ -86,10 +103,16 @@ impl<P: TokenProvider> BearerTokenLayer<P> {
     }
 
     /// This layer, plus one retry of a request refused with a 401, with a new token, for
-    /// request bodies that can be cloned (see [`RetryingBearerTokenLayer`]). Opt-in: the plain
-    /// layer stays allocation-free and accepts any body.
+    /// request bodies that can be cloned (see [`RetryingBearerTokenLayer`] and
+    /// [the rules](self#retry-once)). Opt-in: the plain layer stays allocation-free and accepts
+    /// any body. By default only idempotent methods are replayed; declare
+    /// [`inner_never_redirects`](RetryingBearerTokenLayer::inner_never_redirects) to replay a
+    /// POST too.
     pub fn with_retry_once(self) -> RetryingBearerTokenLayer<P> {
-        RetryingBearerTokenLayer { cache: self.cache }
+        RetryingBearerTokenLayer {
+            cache: self.cache,
+            inner_never_redirects: false,
+        }
     }
 }
 

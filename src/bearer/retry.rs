@@ -3,15 +3,16 @@
 
 use std::fmt;
 use std::future::{Future, poll_fn};
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::attempt::{Redirects, Sender, send_authenticated};
 use super::future::is_rejection;
 use crate::error::BoxError;
 use crate::token::{TokenCache, TokenProvider};
@@ -19,23 +20,50 @@ use crate::token::{TokenCache, TokenProvider};
 /// Layer that authenticates requests with a cached bearer token and sends a request refused
 /// with a 401 once more with a new token. From [`BearerTokenLayer::with_retry_once`].
 ///
-/// The retry happens only when the refused token was cached before the request started (a
-/// token fetched for this very request and refused says the credentials, not the token, are
-/// wrong) and the cache then holds another token (the rejection backoff may keep the old one):
-/// at most two attempts a request. Each request keeps a copy of itself for the retry and runs in
-/// a boxed future: use the plain [`BearerTokenLayer`] where that matters more than a failed
-/// request now and then.
+/// The retry follows the rules of [the attempt table](super#retry-once) (one implementation
+/// with the reqwest middleware):
+///
+/// - **Only what cannot have been handled twice.** This layer cannot see whether the inner
+///   service follows redirects (tower-http's `FollowRedirect` does, answering for the last hop
+///   only: a POST answered `303` and then `401` was handled). So by default only idempotent
+///   methods (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE) are sent again; a POST or PATCH
+///   is replayed too only after [`inner_never_redirects`](Self::inner_never_redirects) declares
+///   that the inner service never follows a redirect (a plain hyper client, a tonic `Channel`).
+/// - The refused token was cached before the request started (a token fetched for this very
+///   request and refused says the credentials, not the token, are wrong) and the cache then
+///   holds another token (the rejection backoff may keep the old one): at most two attempts a
+///   request.
+///
+/// Each request that may be retried keeps a copy of itself and runs in a boxed future: use the
+/// plain [`BearerTokenLayer`] where that matters more than a failed request now and then.
 ///
 /// [`BearerTokenLayer`]: super::BearerTokenLayer
 /// [`BearerTokenLayer::with_retry_once`]: super::BearerTokenLayer::with_retry_once
 pub struct RetryingBearerTokenLayer<P> {
     pub(super) cache: Arc<TokenCache<P>>,
+    pub(super) inner_never_redirects: bool,
+}
+
+impl<P> RetryingBearerTokenLayer<P> {
+    /// Declares that the service this layer wraps never follows a redirect, so any method
+    /// (POST and PATCH included) refused with a 401 may be sent once more: the 401 is then
+    /// surely the answer of the request's own URL, given before it was handled.
+    ///
+    /// A build-time option: it applies to the services this layer builds from now on (earlier
+    /// clones of the layer and services already built keep what they had). Do not declare it
+    /// over tower-http's `FollowRedirect` or any client that follows redirects: a POST answered
+    /// `303` and then `401` would be replayed, handled twice.
+    pub fn inner_never_redirects(mut self) -> Self {
+        self.inner_never_redirects = true;
+        self
+    }
 }
 
 impl<P> Clone for RetryingBearerTokenLayer<P> {
     fn clone(&self) -> Self {
         RetryingBearerTokenLayer {
             cache: Arc::clone(&self.cache),
+            inner_never_redirects: self.inner_never_redirects,
         }
     }
 }
@@ -44,6 +72,7 @@ impl<P> fmt::Debug for RetryingBearerTokenLayer<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryingBearerTokenLayer")
             .field("cache", &self.cache)
+            .field("inner_never_redirects", &self.inner_never_redirects)
             .finish()
     }
 }
@@ -55,6 +84,7 @@ impl<S, P> Layer<S> for RetryingBearerTokenLayer<P> {
         RetryingBearerTokenService {
             inner,
             cache: Arc::clone(&self.cache),
+            inner_never_redirects: self.inner_never_redirects,
         }
     }
 }
@@ -63,6 +93,7 @@ impl<S, P> Layer<S> for RetryingBearerTokenLayer<P> {
 pub struct RetryingBearerTokenService<S, P> {
     inner: S,
     cache: Arc<TokenCache<P>>,
+    inner_never_redirects: bool,
 }
 
 impl<S, P> RetryingBearerTokenService<S, P> {
@@ -79,6 +110,7 @@ impl<S: Clone, P> Clone for RetryingBearerTokenService<S, P> {
         RetryingBearerTokenService {
             inner: self.inner.clone(),
             cache: Arc::clone(&self.cache),
+            inner_never_redirects: self.inner_never_redirects,
         }
     }
 }
@@ -88,6 +120,7 @@ impl<S: fmt::Debug, P> fmt::Debug for RetryingBearerTokenService<S, P> {
         f.debug_struct("RetryingBearerTokenService")
             .field("inner", &self.inner)
             .field("cache", &self.cache)
+            .field("inner_never_redirects", &self.inner_never_redirects)
             .finish()
     }
 }
@@ -120,52 +153,80 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         // The service that was polled ready goes with the request; a clone stays behind.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        if req.headers().contains_key(AUTHORIZATION) {
-            let future = inner.call(req);
-            return Box::pin(async move { future.await.map_err(Into::into) });
-        }
+        let inner = std::mem::replace(&mut self.inner, clone);
         let cache = Arc::clone(&self.cache);
-        let cached = cache.usable_header();
-        Box::pin(async move {
-            let (header, report, cached_before) = match cached {
-                Some((header, report)) => (header, report, true),
-                None => {
-                    let (header, report) = cache.wait_for_header().await?;
-                    (header, report, false)
-                }
-            };
-            let replay = cached_before.then(|| copy_request(&req));
-            req.headers_mut().insert(AUTHORIZATION, header.clone());
-            let response = inner.call(req).await.map_err(Into::into)?;
-            if !is_rejection(&response) {
-                return Ok(response);
-            }
-            report.rejected();
-            let Some(mut replay) = replay else {
-                return Ok(response);
-            };
-            // Best effort: without another token, the first answer stands.
-            let fresh = match cache.usable_header() {
-                Some(usable) => Some(usable),
-                None => cache.wait_for_header().await.ok(),
-            };
-            let Some((fresh, fresh_report)) = fresh.filter(|(fresh, _)| *fresh != header) else {
-                return Ok(response);
-            };
-            drop(response);
-            replay.headers_mut().insert(AUTHORIZATION, fresh);
-            poll_fn(|cx| inner.poll_ready(cx))
+        let mut sender = InnerService {
+            inner,
+            polled_ready: true,
+            inner_never_redirects: self.inner_never_redirects,
+            _body: PhantomData,
+        };
+        Box::pin(async move { send_authenticated(&cache, true, &mut sender, req).await })
+    }
+}
+
+/// The inner service as an attempt [`Sender`].
+struct InnerService<S, B> {
+    inner: S,
+    /// The first attempt goes to the service `poll_ready` was called on; a replay polls again.
+    polled_ready: bool,
+    inner_never_redirects: bool,
+    _body: PhantomData<fn(B)>,
+}
+
+impl<S, B, ResBody> Sender for InnerService<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Send,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Clone + Send + 'static,
+    ResBody: Send,
+{
+    type Request = Request<B>;
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+
+    fn method(request: &Request<B>) -> &http::Method {
+        request.method()
+    }
+
+    fn headers_mut(request: &mut Request<B>) -> &mut http::HeaderMap {
+        request.headers_mut()
+    }
+
+    fn try_copy(request: &Request<B>) -> Option<Request<B>> {
+        Some(copy_request(request))
+    }
+
+    fn rejects(response: &Response<ResBody>) -> bool {
+        is_rejection(response)
+    }
+
+    fn token_error(error: crate::TokenError) -> BoxError {
+        error.into()
+    }
+
+    fn visibility(&self) -> Redirects {
+        if self.inner_never_redirects {
+            Redirects::NoneFollowed
+        } else {
+            Redirects::Unknown
+        }
+    }
+
+    async fn send(
+        &mut self,
+        request: Request<B>,
+    ) -> Result<(Response<ResBody>, Redirects), BoxError> {
+        if !std::mem::take(&mut self.polled_ready) {
+            poll_fn(|cx| self.inner.poll_ready(cx))
                 .await
                 .map_err(Into::into)?;
-            let retried = inner.call(replay).await.map_err(Into::into)?;
-            if is_rejection(&retried) {
-                fresh_report.rejected();
-            }
-            Ok(retried)
-        })
+        }
+        let response = self.inner.call(request).await.map_err(Into::into)?;
+        Ok((response, self.visibility()))
     }
 }
