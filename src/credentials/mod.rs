@@ -289,15 +289,21 @@ fn credential_text(bytes: &[u8], kind: CredentialKind) -> Result<String, Credent
         })
 }
 
-/// The fuzzing hook for the credential-file parser: the credentials that files holding `key`
-/// and `secret` give [`CredentialFiles::read`] (text, trimmed, validated, prefixes agreeing).
+/// The credential-file parser: the credentials that files holding `key` and `secret` give
+/// [`CredentialFiles::read`] (text, trimmed, validated, prefixes agreeing).
+#[cfg(any(test, fuzzing))]
+fn parse_credential_files(key: &[u8], secret: &[u8]) -> Result<Credentials, CredentialError> {
+    let key = ApiKey::new(credential_text(key, CredentialKind::ApiKey)?)?;
+    let secret = ApiSecret::new(credential_text(secret, CredentialKind::ApiSecret)?)?;
+    files::pair_files(key, secret)
+}
+
+/// The fuzzing hook for the credential-file parser (`fuzz/fuzz_targets/credential_files.rs`).
 /// Built only under `cfg(fuzzing)`; not part of the API.
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub fn fuzz_credential_files(key: &[u8], secret: &[u8]) -> Result<Credentials, CredentialError> {
-    let key = ApiKey::new(credential_text(key, CredentialKind::ApiKey)?)?;
-    let secret = ApiSecret::new(credential_text(secret, CredentialKind::ApiSecret)?)?;
-    files::pair_files(key, secret)
+    parse_credential_files(key, secret)
 }
 
 /// An API key and its secret: what the token exchange needs.
@@ -499,6 +505,75 @@ mod tests {
         assert!(text.contains(ENV_WEBHOOK_SECRET), "{text}");
         assert!(!text.contains("bs_test"), "{text}");
         assert!(!format!("{err:?}").contains("bs_test"), "{err:?}");
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    /// The property `fuzz/fuzz_targets/credential_files.rs` checks, on proptest's inputs.
+    fn check_parsed_files(key: &[u8], secret: &[u8]) {
+        match parse_credential_files(key, secret) {
+            Ok(credentials) => {
+                let (key, secret) = (
+                    credentials.api_key().expose_secret(),
+                    credentials.api_secret().expose_secret(),
+                );
+                for value in [key, secret] {
+                    assert!(!value.is_empty() && value.len() <= MAX_CREDENTIAL_LEN);
+                    assert!(value.bytes().all(|b| b.is_ascii_graphic()));
+                }
+                let live = key.starts_with("bk_live_") && secret.starts_with("bs_live_");
+                let test = key.starts_with("bk_test_") && secret.starts_with("bs_test_");
+                assert!(live || test, "{key:?} {secret:?}");
+            }
+            Err(error) => {
+                let text = format!("{error} {error:?}");
+                for value in [key, secret] {
+                    if let Ok(value) = std::str::from_utf8(value) {
+                        let value = value.trim();
+                        if value.len() >= 2 && value.contains('~') {
+                            assert!(!text.contains(value), "{text}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn credential_files_parse_to_well_formed_pairs_or_errors_without_content(
+            key in proptest::prop_oneof![
+                proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                "[ \t\n]{0,2}bk_(live|test)_[ -~]{0,12}[ \t\r\n]{0,3}".prop_map(String::into_bytes),
+            ],
+            secret in proptest::prop_oneof![
+                proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                "[ \t\n]{0,2}bs_(live|test)_[ -~]{0,12}[ \t\r\n]{0,3}".prop_map(String::into_bytes),
+            ],
+        ) {
+            check_parsed_files(&key, &secret);
+        }
+    }
+
+    #[test]
+    fn credential_file_contents_are_trimmed_and_paired() {
+        let ok = parse_credential_files(b" bk_live_k1\n", b"bs_live_s1\r\n").unwrap();
+        assert_eq!(ok.api_key().expose_secret(), "bk_live_k1");
+        assert_eq!(ok.api_secret().expose_secret(), "bs_live_s1");
+        assert_eq!(
+            parse_credential_files(b"bk_live_k1", b"bs_test_s1").unwrap_err(),
+            CredentialError::UnknownPrefix {
+                kind: CredentialKind::ApiSecret
+            }
+        );
+        assert_eq!(
+            parse_credential_files(b"\xffbk_live_k1", b"bs_live_s1").unwrap_err(),
+            CredentialError::UnreadableFile {
+                kind: CredentialKind::ApiKey,
+                error: std::io::ErrorKind::InvalidData
+            }
+        );
+        check_parsed_files(b"bk_live_~~zebra~~", b"bs_test_x");
     }
 
     #[test]
