@@ -5,8 +5,9 @@
 //!   distroless or scratch container with no CA bundle on disk. As with OpenSSL, curl and Go,
 //!   `SSL_CERT_FILE` replaces them: when it is set, [`client`] trusts the PEM certificates of
 //!   that file alone (a corporate CA bundle, a test CA), and none if the file is unusable (not a
-//!   regular file, over 1 MiB, no certificate), so every handshake fails rather than trust
-//!   more than you said. In code, pass your roots with [`client_with_roots`], or a whole
+//!   regular file, over 1 MiB, not read within a few seconds, no certificate), so every
+//!   handshake fails rather than trust more than you said. A FIFO or a device named there is
+//!   refused at once: it is opened without blocking and checked before any read. In code, pass your roots with [`client_with_roots`], or a whole
 //!   `rustls::ClientConfig` with [`client_with_config`].
 //! - **Crypto provider**: *ring*, which builds with a C compiler alone (aws-lc-rs needs CMake on
 //!   some platforms).
@@ -73,28 +74,24 @@ const CERT_FILE_VARIABLE: &str = "SSL_CERT_FILE";
 /// The largest roots file read (Mozilla's whole bundle is about 220 KiB).
 const MAX_CERT_FILE_BYTES: u64 = 1024 * 1024;
 
-/// The certificates of the PEM file at `path`: a regular file of at most 1 MiB. Empty when
-/// the file is unusable.
+/// The certificates of the PEM file at `path`, read through [`crate::fs::read_regular_file`]:
+/// a regular file (a FIFO or device is refused by its opened handle before any read, without
+/// the open blocking) of at most 1 MiB, read within a few seconds. Empty when the file is
+/// unusable.
 fn pem_roots(path: &std::path::Path) -> RootCertStore {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    use std::io::Read as _;
     let mut roots = RootCertStore::empty();
-    let read = std::fs::File::open(path).and_then(|file| {
-        let metadata = file.metadata()?;
-        if !metadata.is_file() || metadata.len() > MAX_CERT_FILE_BYTES {
-            return Err(std::io::ErrorKind::InvalidInput.into());
+    let pem = match crate::fs::read_regular_file(path, MAX_CERT_FILE_BYTES) {
+        Ok(pem) => pem,
+        Err(error) => {
+            trace_event!(
+                tracing::Level::WARN,
+                error = %error,
+                "axra_auth: the file SSL_CERT_FILE names is unusable (missing, not a regular file, over 1 MiB or not read in time); no root is trusted"
+            );
+            return roots;
         }
-        let mut pem = Vec::new();
-        file.take(MAX_CERT_FILE_BYTES).read_to_end(&mut pem)?;
-        Ok(pem)
-    });
-    let Ok(pem) = read else {
-        trace_event!(
-            tracing::Level::WARN,
-            "axra_auth: the file SSL_CERT_FILE names is missing, not a regular file or over 1 MiB; no root is trusted"
-        );
-        return roots;
     };
     let certificates: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .filter_map(Result::ok)

@@ -154,6 +154,7 @@ pub mod api_key;
 pub mod bearer;
 pub mod credentials;
 pub mod error;
+mod fs;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod https;

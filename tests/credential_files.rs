@@ -47,6 +47,25 @@ impl SecretVolume {
         std::fs::rename(&tmp, self.root.join("..data")).unwrap();
     }
 
+    /// Publishes a version whose two files are FIFOs nobody writes to (a read that opens one
+    /// blocks until a writer appears).
+    fn publish_fifos(&mut self) {
+        self.version += 1;
+        let dir = self.root.join(format!("..v{}", self.version));
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["key", "secret"] {
+            let status = std::process::Command::new("mkfifo")
+                .arg(dir.join(file))
+                .status()
+                .expect("mkfifo runs");
+            assert!(status.success());
+        }
+        let tmp = self.root.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("..v{}", self.version), &tmp).unwrap();
+        std::fs::rename(&tmp, self.root.join("..data")).unwrap();
+    }
+
     fn files(&self) -> CredentialFiles {
         CredentialFiles::new(self.root.join("key"), self.root.join("secret"))
     }
@@ -254,4 +273,92 @@ async fn a_refusal_makes_the_watcher_read_the_files_before_its_next_poll() {
     // A rotator without a cache has no refusals to tell of.
     let plain = AxraTokenProvider::new(hyper_client(), files.read().unwrap()).rotator();
     watcher.check_on_rejection(&plain);
+}
+
+/// Runs `f` on its own thread and returns its answer, failing the test (rather than hanging the
+/// suite) if it has none within a generous guard.
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+/// Polls `seen` until it holds `want`, for at most a generous guard.
+async fn until_seen(seen: &Arc<Mutex<Vec<String>>>, want: &[&str]) {
+    let wait = async {
+        while seen_keys(seen) != want {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .is_err()
+    {
+        panic!("the watcher passed on {:?}, not {want:?}", seen_keys(seen));
+    }
+}
+
+#[test]
+fn a_fifo_swapped_in_neither_sticks_the_watcher_nor_blocks_shutdown() {
+    let mut volume = SecretVolume::new("fifo");
+    volume.publish("bk_test_first", "bs_test_first");
+    let files = volume.files();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let volume = within("the watcher and the runtime's drop", move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let watcher = files.watch_every(Duration::from_millis(50), move |c: Credentials| {
+                sink.lock()
+                    .unwrap()
+                    .push(c.api_key().expose_secret().to_owned());
+            });
+            until_seen(&seen, &["bk_test_first"]).await;
+            // The secret store swaps in FIFOs (a mistake, or a hostile write): refused, the
+            // last good credentials kept.
+            volume.publish_fifos();
+            watcher.check_now();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(seen_keys(&seen), ["bk_test_first"]);
+            // A later valid swap is passed on.
+            volume.publish("bk_test_second", "bs_test_second");
+            watcher.check_now();
+            until_seen(&seen, &["bk_test_first", "bk_test_second"]).await;
+            // FIFOs again, and the runtime is dropped while the watcher polls them.
+            volume.publish_fifos();
+            watcher.check_now();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (watcher, volume)
+        })
+        // The runtime drops here, with the watcher still alive: nothing it does blocks the drop.
+    });
+    drop(volume);
+}
+
+#[test]
+fn dropping_the_runtime_while_the_watcher_reads_a_fifo_does_not_block() {
+    let mut volume = SecretVolume::new("fifo-drop");
+    volume.publish_fifos();
+    let files = volume.files();
+    within("the runtime's drop", move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let watcher = runtime.block_on(async move {
+            let watcher = files.watch_every(Duration::from_millis(10), |_| {});
+            // Several polls, each meeting the FIFOs.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            watcher
+        });
+        drop(runtime);
+        drop(watcher);
+    });
 }

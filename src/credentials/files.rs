@@ -33,6 +33,23 @@ fn read_file(path: &std::path::Path, kind: CredentialKind) -> Result<String, Cre
     super::read_credential_file(path.as_os_str(), kind)
 }
 
+/// The credentials a key and a secret read from files make: the key has a documented prefix
+/// and the secret the same environment.
+pub(super) fn pair_files(key: ApiKey, secret: ApiSecret) -> Result<Credentials, CredentialError> {
+    if key.environment().is_none() {
+        return Err(CredentialError::UnknownPrefix {
+            kind: CredentialKind::ApiKey,
+        });
+    }
+    if secret.environment() != key.environment() {
+        // A live key with a test secret: two files written apart, one not yet updated.
+        return Err(CredentialError::UnknownPrefix {
+            kind: CredentialKind::ApiSecret,
+        });
+    }
+    Ok(Credentials::new(key, secret))
+}
+
 impl CredentialFiles {
     /// The files at these paths.
     pub fn new(key: impl Into<PathBuf>, secret: impl Into<PathBuf>) -> Self {
@@ -49,31 +66,29 @@ impl CredentialFiles {
         Some(CredentialFiles::new(key, secret))
     }
 
-    /// Reads both files, once.
+    /// Reads both files, once. Each must be a regular file (a FIFO, socket, device or directory
+    /// is refused by its opened handle before any read, and opening it does not block) of at most
+    /// [`MAX_CREDENTIAL_LEN`](super::MAX_CREDENTIAL_LEN) bytes and a little white space, read
+    /// within a few seconds (a hung file system fails the read rather than the caller).
     ///
     /// # Errors
     ///
-    /// [`CredentialError::UnreadableFile`], or the credential's own error when a file does not
-    /// hold a valid one ([`CredentialError::UnknownPrefix`] when it lacks the documented
-    /// prefix). No error contains a value.
+    /// [`CredentialError::UnreadableFile`] (`InvalidInput` for a file that is not regular,
+    /// `TimedOut` for a read that did not finish), [`CredentialError::TooLong`] for a file too
+    /// large, or the credential's own error when a file does not hold a valid one
+    /// ([`CredentialError::UnknownPrefix`] when it lacks the documented prefix). No error
+    /// contains a value.
     pub fn read(&self) -> Result<Credentials, CredentialError> {
         let key = ApiKey::new(read_file(&self.key, CredentialKind::ApiKey)?)?;
         let secret = ApiSecret::new(read_file(&self.secret, CredentialKind::ApiSecret)?)?;
-        if key.environment().is_none() {
-            return Err(CredentialError::UnknownPrefix {
-                kind: CredentialKind::ApiKey,
-            });
-        }
-        if secret.environment() != key.environment() {
-            // A live key with a test secret: two files written apart, one not yet updated.
-            return Err(CredentialError::UnknownPrefix {
-                kind: CredentialKind::ApiSecret,
-            });
-        }
-        Ok(Credentials::new(key, secret))
+        pair_files(key, secret)
     }
 
-    /// [`read`](Self::read) on tokio's blocking pool (a hung file system stalls no worker).
+    /// [`read`](Self::read) on tokio's blocking pool, so no worker waits on a file. A FIFO or
+    /// device is refused at once (opened without blocking), and each file's read is bounded by
+    /// [`READ_TIMEOUT`](crate::fs::READ_TIMEOUT), so this blocking task always ends: the
+    /// next poll runs, and dropping the runtime (which waits for running blocking tasks) never
+    /// waits on a file for more than that bound.
     async fn read_off_runtime(&self) -> Result<Credentials, CredentialError> {
         let files = self.clone();
         tokio::task::spawn_blocking(move || files.read())
@@ -105,8 +120,11 @@ impl CredentialFiles {
     /// `on_change` with the credentials they hold: after the first interval, then whenever they
     /// differ from the last good ones. The first call lets nothing slip between the read that
     /// built the client and the watch; the rotators ignore credentials they already hold. A
-    /// read that fails keeps the last good credentials. Runs in a tokio task until the watcher
-    /// drops.
+    /// read that fails keeps the last good credentials, and the next poll reads again: a FIFO,
+    /// device or directory swapped in is refused at once (see [`read`](Self::read)), and a read
+    /// stuck on a hung file system is given up after a few seconds, so a later valid swap is
+    /// always passed on. Runs in a tokio task until the watcher drops; dropping the watcher or
+    /// the runtime never waits on a FIFO.
     ///
     /// # Panics
     ///

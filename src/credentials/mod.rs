@@ -29,7 +29,10 @@
 //! [`ApiKeyLayer::rotator`](crate::ApiKeyLayer::rotator)). A half-written or briefly missing
 //! file never replaces good credentials: a read needs both files, the documented prefixes,
 //! valid characters, and the same content when read again a moment later (Kubernetes swaps a
-//! symlink, which a read sees whole either side of).
+//! symlink, which a read sees whole either side of). A file must be a regular file: a FIFO,
+//! socket, device or directory is refused by its opened handle before any read (the open does
+//! not block, so a FIFO with no writer hangs nothing), and every read is bounded in size and
+//! time.
 //!
 //! ```no_run
 //! use axra_auth::credentials::CredentialFiles;
@@ -282,41 +285,66 @@ secret_credential!(
     "bs_test_"
 );
 
-/// Reads a credential file: a regular file (not a FIFO or a device that never ends), at most
-/// a little more than [`MAX_CREDENTIAL_LEN`] bytes, without surrounding white space. The
-/// buffer is zeroed after use.
+/// The longest credential file read: a credential of [`MAX_CREDENTIAL_LEN`] bytes and room for
+/// the white space around it. A longer file is refused as [`CredentialError::TooLong`] unread.
+const MAX_CREDENTIAL_FILE_LEN: u64 = MAX_CREDENTIAL_LEN as u64 + 64;
+
+/// Reads a credential file through [`crate::fs::read_regular_file`]: a regular file (a FIFO,
+/// socket, device or directory is refused by its opened handle, before any read, and without
+/// the open blocking), at most [`MAX_CREDENTIAL_FILE_LEN`] bytes, within
+/// [`crate::fs::READ_TIMEOUT`]. The buffer is zeroed after use. The typed error names the
+/// credential; a `tracing` warning names the path (never the content).
 pub(crate) fn read_credential_file(
     path: &std::ffi::OsStr,
     kind: CredentialKind,
 ) -> Result<String, CredentialError> {
-    use std::io::Read;
-    use zeroize::Zeroize;
-    let unreadable = |error: std::io::Error| CredentialError::UnreadableFile {
-        kind,
-        error: error.kind(),
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    if !file.metadata().map_err(unreadable)?.is_file() {
-        return Err(CredentialError::UnreadableFile {
-            kind,
-            error: std::io::ErrorKind::InvalidInput,
-        });
-    }
-    let mut buffer = Vec::with_capacity(256);
-    let read = file
-        .take(MAX_CREDENTIAL_LEN as u64 + 64)
-        .read_to_end(&mut buffer);
-    let text = match read {
-        Ok(_) => std::str::from_utf8(&buffer)
-            .map(|text| text.trim().to_owned())
-            .map_err(|_| CredentialError::UnreadableFile {
+    let bytes = crate::fs::read_regular_file(std::path::Path::new(path), MAX_CREDENTIAL_FILE_LEN)
+        .map_err(|error| {
+        trace_event!(
+            tracing::Level::WARN,
+            error = %error,
+            "axra_auth: a credential file could not be read"
+        );
+        match error.problem() {
+            crate::fs::FileProblem::TooLarge { len } => CredentialError::TooLong {
                 kind,
-                error: std::io::ErrorKind::InvalidData,
-            }),
-        Err(error) => Err(unreadable(error)),
-    };
-    buffer.zeroize();
-    text
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+            },
+            _ => CredentialError::UnreadableFile {
+                kind,
+                error: error.io_kind(),
+            },
+        }
+    })?;
+    credential_text(&bytes, kind)
+}
+
+/// A credential file's content as text, without surrounding white space (a trailing newline is
+/// usual). Not yet validated as a credential.
+fn credential_text(bytes: &[u8], kind: CredentialKind) -> Result<String, CredentialError> {
+    std::str::from_utf8(bytes)
+        .map(|text| text.trim().to_owned())
+        .map_err(|_| CredentialError::UnreadableFile {
+            kind,
+            error: std::io::ErrorKind::InvalidData,
+        })
+}
+
+/// The credential-file parser: the credentials that files holding `key` and `secret` give
+/// [`CredentialFiles::read`] (text, trimmed, validated, prefixes agreeing).
+#[cfg(any(test, fuzzing))]
+fn parse_credential_files(key: &[u8], secret: &[u8]) -> Result<Credentials, CredentialError> {
+    let key = ApiKey::new(credential_text(key, CredentialKind::ApiKey)?)?;
+    let secret = ApiSecret::new(credential_text(secret, CredentialKind::ApiSecret)?)?;
+    files::pair_files(key, secret)
+}
+
+/// The fuzzing hook for the credential-file parser (`fuzz/fuzz_targets/credential_files.rs`).
+/// Built only under `cfg(fuzzing)`; not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_credential_files(key: &[u8], secret: &[u8]) -> Result<Credentials, CredentialError> {
+    parse_credential_files(key, secret)
 }
 
 /// An API key and its secret: what the token exchange needs.
@@ -518,6 +546,75 @@ mod tests {
         assert!(text.contains(ENV_WEBHOOK_SECRET), "{text}");
         assert!(!text.contains("bs_test"), "{text}");
         assert!(!format!("{err:?}").contains("bs_test"), "{err:?}");
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    /// The property `fuzz/fuzz_targets/credential_files.rs` checks, on proptest's inputs.
+    fn check_parsed_files(key: &[u8], secret: &[u8]) {
+        match parse_credential_files(key, secret) {
+            Ok(credentials) => {
+                let (key, secret) = (
+                    credentials.api_key().expose_secret(),
+                    credentials.api_secret().expose_secret(),
+                );
+                for value in [key, secret] {
+                    assert!(!value.is_empty() && value.len() <= MAX_CREDENTIAL_LEN);
+                    assert!(value.bytes().all(|b| b.is_ascii_graphic()));
+                }
+                let live = key.starts_with("bk_live_") && secret.starts_with("bs_live_");
+                let test = key.starts_with("bk_test_") && secret.starts_with("bs_test_");
+                assert!(live || test, "{key:?} {secret:?}");
+            }
+            Err(error) => {
+                let text = format!("{error} {error:?}");
+                for value in [key, secret] {
+                    if let Ok(value) = std::str::from_utf8(value) {
+                        let value = value.trim();
+                        if value.len() >= 2 && value.contains('~') {
+                            assert!(!text.contains(value), "{text}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn credential_files_parse_to_well_formed_pairs_or_errors_without_content(
+            key in proptest::prop_oneof![
+                proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                "[ \t\n]{0,2}bk_(live|test)_[ -~]{0,12}[ \t\r\n]{0,3}".prop_map(String::into_bytes),
+            ],
+            secret in proptest::prop_oneof![
+                proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                "[ \t\n]{0,2}bs_(live|test)_[ -~]{0,12}[ \t\r\n]{0,3}".prop_map(String::into_bytes),
+            ],
+        ) {
+            check_parsed_files(&key, &secret);
+        }
+    }
+
+    #[test]
+    fn credential_file_contents_are_trimmed_and_paired() {
+        let ok = parse_credential_files(b" bk_live_k1\n", b"bs_live_s1\r\n").unwrap();
+        assert_eq!(ok.api_key().expose_secret(), "bk_live_k1");
+        assert_eq!(ok.api_secret().expose_secret(), "bs_live_s1");
+        assert_eq!(
+            parse_credential_files(b"bk_live_k1", b"bs_test_s1").unwrap_err(),
+            CredentialError::UnknownPrefix {
+                kind: CredentialKind::ApiSecret
+            }
+        );
+        assert_eq!(
+            parse_credential_files(b"\xffbk_live_k1", b"bs_live_s1").unwrap_err(),
+            CredentialError::UnreadableFile {
+                kind: CredentialKind::ApiKey,
+                error: std::io::ErrorKind::InvalidData
+            }
+        );
+        check_parsed_files(b"bk_live_~~zebra~~", b"bs_test_x");
     }
 
     #[test]

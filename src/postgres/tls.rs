@@ -227,21 +227,14 @@ fn key_values(text: &str) -> Result<Vec<(String, String)>, StoreError> {
     }
 }
 
-/// The roots of a PEM file: a regular file of at most 1 MiB with at least one certificate.
+/// The roots of a PEM file: a regular file of at most 1 MiB with at least one certificate, read
+/// by [`crate::fs::read_regular_file`] (a FIFO is refused without blocking; the error names the
+/// path, never the content).
 pub(crate) fn roots_from_file(path: &std::path::Path) -> Result<RootCertStore, StoreError> {
     use rustls::pki_types::pem::PemObject;
-    use std::io::Read as _;
-    let unreadable =
-        || invalid("the sslrootcert file could not be read (a regular PEM file of at most 1 MiB)");
-    let file = std::fs::File::open(path).map_err(|_| unreadable())?;
-    let metadata = file.metadata().map_err(|_| unreadable())?;
-    if !metadata.is_file() || metadata.len() > 1024 * 1024 {
-        return Err(unreadable());
-    }
-    let mut pem = Vec::new();
-    file.take(1024 * 1024)
-        .read_to_end(&mut pem)
-        .map_err(|_| unreadable())?;
+    let pem = crate::fs::read_regular_file(path, 1024 * 1024).map_err(|error| {
+        StoreError::unavailable(format!("the sslrootcert file could not be used: {error}"))
+    })?;
     let mut roots = RootCertStore::empty();
     let certificates: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .filter_map(Result::ok)

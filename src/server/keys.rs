@@ -104,7 +104,8 @@ pub enum KeyError {
     /// A JWK this crate does not verify with (symmetric, RSA, another curve, no `kid`, an
     /// algorithm that does not match the key type).
     UnsupportedJwk,
-    /// The key file could not be read (missing, not a regular file, larger than 16 KiB).
+    /// The key file could not be read (missing, not a regular file, larger than 16 KiB, not
+    /// read within a few seconds).
     File(std::io::ErrorKind),
     /// The operating system's random number generator failed.
     Random,
@@ -438,22 +439,23 @@ impl SigningKey {
     }
 
     /// [`SigningKey::from_pkcs8_pem`] from a file (a mounted secret): a regular file of at most
-    /// 16 KiB.
+    /// 16 KiB, read within a few seconds. A FIFO or a device is refused, without blocking, by its
+    /// opened handle before any read.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::File`] (`InvalidInput`: not a regular file or over 16 KiB; `InvalidData`: not
+    /// UTF-8; `TimedOut`; or the operating system's error), or as
+    /// [`from_pkcs8_pem`](Self::from_pkcs8_pem).
     pub fn from_pkcs8_pem_file(
         kid: impl Into<String>,
         path: impl AsRef<Path>,
     ) -> Result<SigningKey, KeyError> {
-        use std::io::Read as _;
-        let file = std::fs::File::open(path).map_err(|e| KeyError::File(e.kind()))?;
-        let metadata = file.metadata().map_err(|e| KeyError::File(e.kind()))?;
-        if !metadata.is_file() || metadata.len() > MAX_PEM_BYTES {
-            return Err(KeyError::File(std::io::ErrorKind::InvalidInput));
-        }
-        let mut pem = Zeroizing::new(String::new());
-        file.take(MAX_PEM_BYTES + 1)
-            .read_to_string(&mut pem)
-            .map_err(|e| KeyError::File(e.kind()))?;
-        Self::from_pkcs8_pem(kid, &pem)
+        let pem = crate::fs::read_regular_file(path.as_ref(), MAX_PEM_BYTES)
+            .map_err(|e| KeyError::File(e.io_kind()))?;
+        let pem = std::str::from_utf8(&pem)
+            .map_err(|_| KeyError::File(std::io::ErrorKind::InvalidData))?;
+        Self::from_pkcs8_pem(kid, pem)
     }
 
     /// A new Ed25519 key from the operating system's random number generator (for development,
