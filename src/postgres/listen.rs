@@ -2,6 +2,10 @@
 //! notifications the schema's trigger sends on every change to a business's keys, and evicts the
 //! business from a [`CachedKeyStore`].
 //!
+//! The listener holds the cache's one shared state, as its clones do: an option set on the cache
+//! after `listen` (a longer TTL, a capacity) applies to the cache the listener evicts, never to
+//! a copy behind its back.
+//!
 //! When the connection drops, the cache falls back to its TTL; the listener reconnects (backing
 //! off from 100 ms to 5 s) and, once listening again, forgets everything the cache held, since
 //! it may have missed notifications meanwhile, and marks the keys in use (most recently used

@@ -1,5 +1,5 @@
 //! A bounded map whose entries stop counting at a deadline: the one cache structure of the server
-//! half (the verified-token cache and both maps of `CachedKeyStore`).
+//! half (the verified-token cache and the maps of `CachedKeyStore`).
 //!
 //! Bounding and eviction are `quick_cache`'s (S3-FIFO, sharded read-write locks, no background
 //! thread); this module adds only the deadline: an entry read at or after its deadline is a miss
@@ -155,6 +155,12 @@ where
     /// The most entries held.
     pub(crate) fn capacity(&self) -> u64 {
         self.entries.capacity()
+    }
+
+    /// Holds at most `capacity` entries from now on (at least one per shard: the shards stay as
+    /// they were built, each with its share of `capacity` rounded up), evicting as needed.
+    pub(crate) fn set_capacity(&self, capacity: u64) {
+        self.entries.set_capacity(capacity.max(1));
     }
 }
 

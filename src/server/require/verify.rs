@@ -151,7 +151,7 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
         };
         let now = self.tokens.now_unix();
         let verified = match cache.get(&slot.digest, now) {
-            Some(cached) if *cached.signed == *signed && cached.keys_version == keys_version => {
+            Some(cached) if cached.signed == *signed && cached.keys_version == keys_version => {
                 if let Err(error) = self
                     .tokens
                     .check_expiry_at(cached.token.expires_at_unix, now)

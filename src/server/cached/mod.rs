@@ -28,6 +28,21 @@
 //! [`PgKeyStore::listen`](crate::postgres::PgKeyStore::listen)); answers to queries sent before
 //! the change are not cached. The TTL still bounds everything when no such notice comes.
 //!
+//! The change marks are bounded (by the capacity) but never lost while they matter: a mark that
+//! must make room raises a floor to its time, and every answer to a query sent before the floor
+//! is refused, whatever its business. Marks older than the TTL go freely (an answer to a query
+//! sent before one would be stored already expired).
+//!
+//! # Options and sharing
+//!
+//! Clones, and the change listener, share one cache. Options are meant for building, before the
+//! cache is shared; an option set later (`with_ttl` after
+//! [`PgKeyStore::listen`](crate::postgres::PgKeyStore::listen), say) applies to that one shared
+//! cache, so every clone and the listener see it at once. A new TTL or capacity on a shared cache
+//! forgets what it holds and refuses answers to queries sent before (they were asked under the
+//! old setting); a shared cache's maps keep their shards, each holding its share of the new
+//! capacity rounded up.
+//!
 //! # Example
 //!
 //! ```
@@ -48,17 +63,19 @@
 //! # }
 //! ```
 
+mod lane;
+mod maps;
+
 use std::fmt;
 use std::future::Future;
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quick_cache::DefaultHashBuilder;
 use tokio::time::Instant;
 
-use super::expiring::{ExpiringMap, Update};
-use super::store::{BusinessRecord, DigestHasher, KeyDigest, KeyRecord, KeyStore, StoreError};
+use self::maps::{KeyCacheMaps, Settings};
+use super::expiring::Update;
+use super::store::{BusinessRecord, KeyDigest, KeyRecord, KeyStore, StoreError};
 
 /// Default time a looked-up record is trusted: long enough that a hot key costs one query every
 /// few seconds per instance, short enough that a regenerated key stops working quickly.
@@ -83,16 +100,6 @@ const RECENTLY_VALID: Duration = Duration::from_secs(600);
 /// How long a lookup waits for a place in the unknown-key lane before answering unavailable.
 const LANE_WAIT: Duration = Duration::from_millis(250);
 
-/// What a cache is built with.
-#[derive(Clone, Copy)]
-struct Settings {
-    ttl: Duration,
-    capacity: usize,
-    negative_ttl: Duration,
-    unknown_lookups: usize,
-    unknown_rate: u32,
-}
-
 const DEFAULT_SETTINGS: Settings = Settings {
     ttl: DEFAULT_CACHE_TTL,
     capacity: DEFAULT_CACHE_CAPACITY,
@@ -101,128 +108,8 @@ const DEFAULT_SETTINGS: Settings = Settings {
     unknown_rate: DEFAULT_UNKNOWN_KEY_RATE,
 };
 
-/// The narrow way to the store for keys not seen valid lately: a few at once, a bounded rate.
-struct UnknownLane {
-    permits: tokio::sync::Semaphore,
-    rate: f64,
-    /// Tokens left, and when they were counted.
-    bucket: std::sync::Mutex<(f64, Instant)>,
-}
-
-impl UnknownLane {
-    fn new(lookups: usize, rate: u32) -> UnknownLane {
-        let rate = f64::from(rate.max(1));
-        UnknownLane {
-            permits: tokio::sync::Semaphore::new(lookups.max(1)),
-            rate,
-            bucket: std::sync::Mutex::new((rate, Instant::now())),
-        }
-    }
-
-    /// A token from the bucket, if one is left.
-    fn take_token(&self) -> bool {
-        let mut bucket = self
-            .bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let refill = now.saturating_duration_since(bucket.1).as_secs_f64() * self.rate;
-        *bucket = ((bucket.0 + refill).min(self.rate), now);
-        if bucket.0 >= 1.0 {
-            bucket.0 -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 fn lane_full() -> StoreError {
     StoreError::unavailable("too many lookups of unknown API keys at once; try again shortly")
-}
-
-/// The two maps of a [`CachedKeyStore`], shared by its clones.
-struct KeyCacheMaps {
-    settings: Settings,
-    ttl: Duration,
-    capacity: usize,
-    by_key: ExpiringMap<KeyDigest, KeyRecord, Instant, BuildHasherDefault<DigestHasher>>,
-    by_id: ExpiringMap<Arc<str>, BusinessRecord, Instant, DefaultHashBuilder>,
-    /// The last reload of each business from the source of truth (see
-    /// [`KeyStore::reload_business`]), for [`RELOAD_INTERVAL`]: concurrent reloads share one
-    /// query, and later ones within the interval get its answer.
-    reloads: ExpiringMap<Arc<str>, Option<BusinessRecord>, Instant, DefaultHashBuilder>,
-    /// Keys the store said it does not know, for the negative TTL.
-    negatives: ExpiringMap<KeyDigest, (), Instant, BuildHasherDefault<DigestHasher>>,
-    /// Keys found valid lately: they skip the unknown-key lane.
-    recently_valid: ExpiringMap<KeyDigest, (), Instant, BuildHasherDefault<DigestHasher>>,
-    /// Businesses the store said changed, and when: answers to queries sent before are not
-    /// cached (for a TTL, after which no such answer can be pending).
-    changed: ExpiringMap<Arc<str>, Instant, Instant, DefaultHashBuilder>,
-    /// When everything was last forgotten, and when any change was last heard of: answers to
-    /// queries sent before are not cached (the second for negative answers).
-    cleared_at: std::sync::Mutex<(Option<Instant>, Option<Instant>)>,
-    lane: UnknownLane,
-}
-
-impl KeyCacheMaps {
-    fn marks(&self) -> (Option<Instant>, Option<Instant>) {
-        *self
-            .cleared_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether an answer about `id` to a query sent at `asked_at` may be cached.
-    fn fresh(&self, asked_at: Instant, id: &str) -> bool {
-        let (cleared, _) = self.marks();
-        cleared.is_none_or(|cleared| asked_at > cleared)
-            && self
-                .changed
-                .get(id, Instant::now())
-                .is_none_or(|(changed_at, _)| asked_at > changed_at)
-    }
-
-    /// Marks first, then removes: an answer stored concurrently is either removed here or
-    /// sees the mark when it checks again after storing (see `remember_key`).
-    fn forget_business(&self, id: &str) {
-        let now = Instant::now();
-        if self.changed.len() + 1 >= self.capacity {
-            // The marks are bounded: an older one may be evicted by this insert. Every answer
-            // sent before now is then treated as stale, as that mark would have.
-            self.cleared_at
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0 = Some(now);
-        }
-        self.changed.insert(Arc::from(id), now, now + self.ttl);
-        self.cleared_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .1 = Some(now);
-        self.by_id.remove(id);
-        self.reloads.remove(id);
-        self.by_key.retain(|_, record| *record.business.id != *id);
-        // A new or changed key may be one asked for a moment ago.
-        self.negatives.clear();
-    }
-
-    /// Whether a negative answer to a query sent at `asked_at` may be cached.
-    fn fresh_negative(&self, asked_at: Instant) -> bool {
-        self.marks().1.is_none_or(|changed| asked_at > changed)
-    }
-
-    fn clear(&self) {
-        let now = Instant::now();
-        *self
-            .cleared_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = (Some(now), Some(now));
-        self.by_key.clear();
-        self.by_id.clear();
-        self.reloads.clear();
-        self.negatives.clear();
-    }
 }
 
 /// A handle that empties a cache from elsewhere (a notification listener).
@@ -243,7 +130,7 @@ impl CacheInvalidator {
     /// Lets these keys skip the unknown-key lane (keys the store knows were in use), as if
     /// found valid now.
     pub(crate) fn mark_valid(&self, digests: impl IntoIterator<Item = KeyDigest>) {
-        let until = Instant::now() + RECENTLY_VALID.max(self.0.ttl * 2);
+        let until = Instant::now() + RECENTLY_VALID.max(self.0.ttl() * 2);
         for digest in digests {
             self.0.recently_valid.insert(digest, (), until);
         }
@@ -251,7 +138,7 @@ impl CacheInvalidator {
 
     /// How many keys the cache can remember as recently valid.
     pub(crate) fn capacity(&self) -> usize {
-        self.0.capacity
+        self.0.capacity()
     }
 }
 
@@ -263,7 +150,8 @@ impl CacheInvalidator {
 const RELOAD_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A [`KeyStore`] that remembers what another store answered, for a short TTL. See the
-/// [module docs](self). Clones share one cache.
+/// [module docs](self). Clones share one cache, settings included: an option set on any of them
+/// reaches all of them and the change listener.
 pub struct CachedKeyStore<K> {
     inner: K,
     maps: Arc<KeyCacheMaps>,
@@ -282,31 +170,10 @@ impl<K: fmt::Debug> fmt::Debug for CachedKeyStore<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachedKeyStore")
             .field("inner", &self.inner)
-            .field("ttl", &self.maps.ttl)
-            .field("capacity", &self.maps.capacity)
+            .field("ttl", &self.maps.ttl())
+            .field("capacity", &self.maps.capacity())
             .finish()
     }
-}
-
-/// The longest TTL accepted: far beyond any sensible setting, and small enough that no deadline
-/// computed from it can overflow.
-const MAX_CACHE_TTL: Duration = Duration::from_secs(86_400);
-
-fn maps(settings: Settings) -> Arc<KeyCacheMaps> {
-    let capacity = settings.capacity.max(1);
-    Arc::new(KeyCacheMaps {
-        settings,
-        ttl: settings.ttl.min(MAX_CACHE_TTL),
-        capacity,
-        by_key: ExpiringMap::new(capacity, BuildHasherDefault::default()),
-        by_id: ExpiringMap::new(capacity, DefaultHashBuilder::default()),
-        reloads: ExpiringMap::new(capacity, DefaultHashBuilder::default()),
-        negatives: ExpiringMap::new(capacity, BuildHasherDefault::default()),
-        recently_valid: ExpiringMap::new(capacity, BuildHasherDefault::default()),
-        changed: ExpiringMap::new(capacity, DefaultHashBuilder::default()),
-        cleared_at: std::sync::Mutex::new((None, None)),
-        lane: UnknownLane::new(settings.unknown_lookups, settings.unknown_rate),
-    })
 }
 
 impl<K: KeyStore> CachedKeyStore<K> {
@@ -315,7 +182,7 @@ impl<K: KeyStore> CachedKeyStore<K> {
     pub fn new(inner: K) -> Self {
         CachedKeyStore {
             inner,
-            maps: maps(DEFAULT_SETTINGS),
+            maps: Arc::new(KeyCacheMaps::new(DEFAULT_SETTINGS)),
         }
     }
 
@@ -323,35 +190,55 @@ impl<K: KeyStore> CachedKeyStore<K> {
     /// working here (at most a day; longer values are cut to a day). For example, with
     /// `Duration::from_secs(2)` a hot key costs one query every 2 s per instance, and a key
     /// regenerated at 12:00:00 is refused everywhere by 12:00:02.
+    ///
+    /// Set after the cache is shared (after [`PgKeyStore::listen`](crate::postgres::PgKeyStore::listen),
+    /// typically, to raise the TTL once revocation is pushed), it applies to every holder and
+    /// the listener keeps evicting the same cache; what was cached is forgotten.
     pub fn with_ttl(self, ttl: Duration) -> Self {
-        self.with_settings(|s| s.ttl = ttl)
+        self.with_settings(|s| s.ttl = ttl, |maps, s| maps.set_ttl(s.ttl))
     }
 
-    fn with_settings(self, change: impl FnOnce(&mut Settings)) -> Self {
-        let mut settings = self.maps.settings;
+    /// Applies an option. While this handle is the only one (building), the cache is built
+    /// again with it, empty and exactly bounded; once it is shared (a clone, a change listener),
+    /// `live` applies it to the one state every holder shares. Never a copy: an option never
+    /// detaches a holder (issue 19: new maps behind a listener's back disconnected revocation).
+    fn with_settings(
+        mut self,
+        change: impl FnOnce(&mut Settings),
+        live: impl FnOnce(&KeyCacheMaps, &Settings),
+    ) -> Self {
+        let mut settings = self.maps.settings();
         change(&mut settings);
-        CachedKeyStore {
-            maps: maps(settings),
-            inner: self.inner,
+        match Arc::get_mut(&mut self.maps) {
+            Some(only) => *only = KeyCacheMaps::new(settings),
+            None => live(&self.maps, &settings),
         }
+        self
     }
 
     /// Answers a key the store does not know as unknown, without a query, for `ttl` (default
     /// 2 s; zero turns it off, at most a minute). A key created meanwhile is found at once when
     /// the store pushes changes ([`forget_business`](Self::forget_business)), else after this.
+    /// On a shared cache it applies to every holder.
     pub fn with_negative_ttl(self, ttl: Duration) -> Self {
-        self.with_settings(|s| s.negative_ttl = ttl.min(Duration::from_secs(60)))
+        self.with_settings(
+            |s| s.negative_ttl = ttl,
+            |maps, s| maps.set_negative_ttl(s.negative_ttl),
+        )
     }
 
     /// Lets at most `at_once` lookups of keys not seen valid lately query the store at the same
     /// time, and at most `per_second` a second (default 4 and 200); past that a lookup answers
-    /// unavailable (503). Keys found valid in the last ten minutes are not limited.
+    /// unavailable (503). Keys found valid in the last ten minutes are not limited. On a shared
+    /// cache it applies to every holder, for the lookups that start from then on.
     pub fn with_unknown_key_limit(self, at_once: usize, per_second: u32) -> Self {
-        self.with_settings(|s| {
-            // tokio's semaphore holds at most `usize::MAX >> 3` permits; a million is "unlimited".
-            s.unknown_lookups = at_once.clamp(1, 1 << 20);
-            s.unknown_rate = per_second.max(1);
-        })
+        self.with_settings(
+            |s| {
+                s.unknown_lookups = at_once;
+                s.unknown_rate = per_second;
+            },
+            |maps, s| maps.set_unknown_key_limit(s.unknown_lookups, s.unknown_rate),
+        )
     }
 
     /// Forgets what the cache holds for `business_id` (its record, its keys, every unknown-key
@@ -367,9 +254,14 @@ impl<K: KeyStore> CachedKeyStore<K> {
         CacheInvalidator(Arc::clone(&self.maps))
     }
 
-    /// Keeps up to `capacity` records per kind (by key, by business id). About 200 bytes each.
+    /// Keeps up to `capacity` records per kind (by key, by business id), and as many change
+    /// marks (default [`DEFAULT_CACHE_CAPACITY`]). On a shared cache it applies to every holder
+    /// (see [Options and sharing](self#options-and-sharing)).
     pub fn with_capacity(self, capacity: usize) -> Self {
-        self.with_settings(|s| s.capacity = capacity)
+        self.with_settings(
+            |s| s.capacity = capacity,
+            |maps, s| maps.set_capacity(s.capacity),
+        )
     }
 
     /// Renamed [`with_ttl`](Self::with_ttl), the crate's one configuration style.
@@ -408,7 +300,8 @@ impl<K: KeyStore> CachedKeyStore<K> {
     /// so.
     fn remember_key(&self, digest: KeyDigest, record: &KeyRecord, asked_at: Instant) -> bool {
         // At least twice the TTL, so a key stays known between two lookups of it.
-        let remembered = RECENTLY_VALID.max(self.maps.ttl * 2);
+        let ttl = self.maps.ttl();
+        let remembered = RECENTLY_VALID.max(ttl * 2);
         self.maps
             .recently_valid
             .insert(digest, (), Instant::now() + remembered);
@@ -424,7 +317,7 @@ impl<K: KeyStore> CachedKeyStore<K> {
                 .cached_business(&record.business.id)
                 .is_none_or(|known| known.key_generation <= record.business.key_generation);
             if current {
-                Update::Replace(record.clone(), asked_at + self.maps.ttl)
+                Update::Replace(record.clone(), asked_at + ttl)
             } else {
                 Update::Keep
             }
@@ -449,7 +342,7 @@ impl<K: KeyStore> CachedKeyStore<K> {
         if !self.maps.fresh(asked_at, &record.id) {
             return;
         }
-        let until = asked_at + self.maps.ttl;
+        let until = asked_at + self.maps.ttl();
         self.maps
             .by_id
             .update(&record.id, Instant::now(), |live| match live {
@@ -486,10 +379,8 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
             let _permit = if self.maps.recently_valid.get(&digest, now).is_some() {
                 None
             } else {
-                if !self.maps.lane.take_token() {
-                    return Err(lane_full());
-                }
-                let permit = tokio::time::timeout(LANE_WAIT, self.maps.lane.permits.acquire())
+                let lane = self.maps.lane.enter().ok_or_else(lane_full)?;
+                let permit = tokio::time::timeout(LANE_WAIT, lane.acquire_owned())
                     .await
                     .map_err(|_| lane_full())?
                     .map_err(|_| lane_full())?;
@@ -501,7 +392,7 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
                 Some(record) if !self.remember_key(digest, &record, asked_at) => Ok(None),
                 Some(record) => Ok(Some(record)),
                 None => {
-                    let negative_ttl = self.maps.settings.negative_ttl;
+                    let negative_ttl = self.maps.negative_ttl();
                     if !negative_ttl.is_zero() && self.maps.fresh_negative(asked_at) {
                         self.maps
                             .negatives
@@ -656,6 +547,21 @@ mod tests {
             store.try_find_by_key(&KeyDigest::of("bk_test_nobody")),
             Some(Ok(None))
         ));
+    }
+
+    #[tokio::test]
+    async fn change_marks_stay_bounded_and_a_shared_capacity_reaches_every_holder() {
+        let store = CachedKeyStore::new(MemoryKeyStore::new()).with_capacity(16);
+        for n in 0..1000 {
+            store.forget_business(&format!("biz_{n}"));
+        }
+        assert!(store.maps.marks_len() <= 16, "{}", store.maps.marks_len());
+        let shared = store.clone();
+        let store = store.with_capacity(4).with_ttl(Duration::from_secs(9));
+        assert!(Arc::ptr_eq(&store.maps, &shared.maps), "one state");
+        assert!(shared.maps.marks_len() <= 4);
+        assert_eq!(shared.maps.capacity(), 4);
+        assert_eq!(shared.maps.ttl(), Duration::from_secs(9));
     }
 
     #[tokio::test(start_paused = true)]
