@@ -46,7 +46,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::jwt::{KeyStorage, TokenVerifier};
+use super::jwt::TokenVerifier;
+use super::key_set::LiveKeySet;
 use super::keys::VerifyingKey;
 use crate::error::BoxError;
 
@@ -59,8 +60,13 @@ pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 /// How often a [`JwksSource`] verifier fetches the JWKS by default.
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
 
-/// The shortest time between two fetches caused by unknown kids, by default.
-pub const DEFAULT_UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(10);
+/// The shortest time between two fetches caused by unknown kids, by default; also the longest a
+/// token naming a new kid waits for the fetch that will learn it to start.
+///
+/// One second: a token of a key published a moment ago is accepted after at most 1 s plus one
+/// fetch, whatever other unknown kids arrived before it, while tokens naming made-up kids cost
+/// the JWKS server at most one fetch a second per verifier (the periodic refresh aside).
+pub const DEFAULT_UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The longest a JWKS fetch may take by default.
 pub const DEFAULT_JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -114,16 +120,40 @@ pub(crate) struct JwksState {
     /// slow fetch never brings back keys a newer one replaced.
     started: AtomicU64,
     applied: std::sync::Mutex<u64>,
-    /// When a fetch for an unknown kid last started: one per interval.
-    gate: tokio::sync::Mutex<Option<Instant>>,
+    /// Fetches for unknown kids (see [`refresh_for_unknown_kid`](Self::refresh_for_unknown_kid)).
+    gate: std::sync::Mutex<UnknownKidGate>,
     unknown_kid_interval: Duration,
     fetch_timeout: Duration,
     fetches: AtomicU64,
 }
 
+/// The fetches for unknown kids: at most one starts per interval, and a request waits for one
+/// that starts after it arrived.
+///
+/// ```text
+///  unknown kid ──> next fetch scheduled, not started? ──yes──> wait for it
+///                        │ no
+///                        v
+///                 last fetch failed, within the interval? ──yes──> refuse now
+///                        │ no
+///                        v
+///                 schedule one at max(now, last start + interval), wait for it
+/// ```
+#[derive(Default)]
+struct UnknownKidGate {
+    /// When the last fetch for an unknown kid started, and its number.
+    last_start: Option<(Instant, u64)>,
+    /// Whether that fetch failed: the JWKS server is down, so unknown kids are refused at once
+    /// until the interval has passed, rather than wait for a fetch likely to fail too.
+    last_failed: bool,
+    /// The next fetch, scheduled but not started: the requests that arrive before it starts
+    /// wait for it (the sender is dropped when it ends).
+    next: Option<tokio::sync::watch::Receiver<()>>,
+}
+
 impl JwksState {
     /// Fetches the JWKS and installs its keys; the last good keys stay on failure.
-    async fn refresh(&self, storage: &KeyStorage) -> Result<(), JwksError> {
+    async fn refresh(&self, storage: &LiveKeySet) -> Result<(), JwksError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let number = self.started.fetch_add(1, Ordering::AcqRel) + 1;
         let keys = match tokio::time::timeout(self.fetch_timeout, (self.fetch)()).await {
@@ -156,20 +186,68 @@ impl JwksState {
         }
     }
 
-    /// A token named a kid we do not know: fetch again, unless a fetch for that reason started
-    /// within the interval (then this returns once it finished). The fetch runs in a task of
-    /// its own, so a caller that gives up (a cancelled request) does not waste the interval.
-    pub(crate) async fn refresh_for_unknown_kid(self: &Arc<Self>, storage: &Arc<KeyStorage>) {
-        let mut last = self.gate.lock().await;
-        if last.is_some_and(|at| at.elapsed() < self.unknown_kid_interval) {
-            return;
-        }
-        *last = Some(Instant::now());
-        let (state, storage) = (Arc::clone(self), Arc::clone(storage));
-        let fetch = tokio::spawn(async move {
-            let _ = state.refresh(&storage).await;
-        });
-        let _ = fetch.await;
+    fn gate(&self) -> std::sync::MutexGuard<'_, UnknownKidGate> {
+        self.gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A token named a kid we do not know: returns once a fetch that *started after this call*
+    /// has ended (or at once, if the last such fetch failed less than an interval ago).
+    ///
+    /// Fetches for unknown kids start at least an interval apart; every request that arrives
+    /// before the next one starts waits for it. So, with `I` the interval and `F` the fetch
+    /// time (at most the fetch timeout):
+    /// - a token of a key published before it arrived is accepted within `I + F`, whatever other
+    ///   unknown kids arrived before it (a fetch that started before the key was published never
+    ///   stands in for one after);
+    /// - tokens naming made-up kids, however many and however fast, cause at most one fetch per
+    ///   `I` (at most `F / I + 1` in flight at once), and each waits at most `I + F`.
+    ///
+    /// The fetch runs in a task of its own, so a caller that gives up (a cancelled request) does
+    /// not waste it.
+    pub(crate) async fn refresh_for_unknown_kid(self: &Arc<Self>, storage: &Arc<LiveKeySet>) {
+        let mut done = {
+            let mut gate = self.gate();
+            match &gate.next {
+                Some(next) => next.clone(),
+                None => {
+                    let now = Instant::now();
+                    let earliest = gate
+                        .last_start
+                        .map(|(at, _)| at + self.unknown_kid_interval);
+                    if gate.last_failed && earliest.is_some_and(|at| now < at) {
+                        return;
+                    }
+                    let start_at = earliest.map_or(now, |at| at.max(now));
+                    let (ended, next) = tokio::sync::watch::channel(());
+                    gate.next = Some(next.clone());
+                    let (state, storage) = (Arc::clone(self), Arc::clone(storage));
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(start_at).await;
+                        let number = {
+                            let mut gate = state.gate();
+                            // From here on, a request that arrives schedules the next fetch.
+                            gate.next = None;
+                            let number = gate.last_start.map_or(1, |(_, n)| n + 1);
+                            gate.last_start = Some((Instant::now(), number));
+                            gate.last_failed = false;
+                            number
+                        };
+                        let failed = state.refresh(&storage).await.is_err();
+                        let mut gate = state.gate();
+                        if gate.last_start.is_some_and(|(_, n)| n == number) {
+                            gate.last_failed = failed;
+                        }
+                        drop(gate);
+                        drop(ended);
+                    });
+                    next
+                }
+            }
+        };
+        // Err once the sender is dropped: the fetch ended (or its task was cancelled).
+        let _ = done.changed().await;
     }
 }
 
@@ -249,8 +327,9 @@ where
         self
     }
 
-    /// The shortest time between two fetches caused by unknown kids (default 10 s; from 100 ms
-    /// to a day).
+    /// The shortest time between two fetches caused by unknown kids (default 1 s; from 100 ms to
+    /// a day). It is also the longest a token naming a newly published kid waits for the fetch
+    /// that learns it to start (see [`DEFAULT_UNKNOWN_KID_INTERVAL`]): keep it short.
     pub fn with_unknown_kid_interval(mut self, interval: Duration) -> Self {
         self.unknown_kid_interval =
             interval.clamp(Duration::from_millis(100), Duration::from_secs(86_400));
@@ -276,7 +355,7 @@ where
             fetch: Arc::new(fetch),
             started: AtomicU64::new(0),
             applied: std::sync::Mutex::new(0),
-            gate: tokio::sync::Mutex::new(None),
+            gate: std::sync::Mutex::default(),
             unknown_kid_interval: self.unknown_kid_interval,
             fetch_timeout: self.fetch_timeout,
             fetches: AtomicU64::new(0),
@@ -302,6 +381,25 @@ where
 }
 
 impl TokenVerifier {
+    /// `token` was refused because its key is unknown. If these keys follow a JWKS and a fetch
+    /// could bring that kid (it is not one removed here, and the token names one), returns once
+    /// a fetch that started after this call ended (see the module docs); else at once.
+    pub(crate) async fn refresh_for_unknown_kid(&self, token: &str) {
+        let Some(state) = self.jwks_state() else {
+            return;
+        };
+        let kid = match super::jwt::header_alg_and_kid(token) {
+            Ok((_, Some(kid))) => kid,
+            // No kid: only a legacy key would do, and a JWKS never sets one.
+            _ => return,
+        };
+        let storage = self.storage();
+        if kid.len() > super::keys::MAX_KID_LEN || storage.was_removed(&kid) {
+            return;
+        }
+        Arc::clone(state).refresh_for_unknown_kid(storage).await;
+    }
+
     /// How many JWKS fetches this verifier made (0 unless it follows a JWKS).
     pub fn jwks_fetches(&self) -> u64 {
         self.jwks_state()

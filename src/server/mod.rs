@@ -33,6 +33,7 @@ pub mod endpoint;
 pub(crate) mod expiring;
 pub mod jwks;
 pub mod jwt;
+pub(crate) mod key_set;
 pub mod keys;
 pub mod rejection;
 pub mod require;

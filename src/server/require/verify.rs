@@ -180,10 +180,7 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
         let this = self.clone();
         let token = token.to_owned();
         Verification::Later(Box::pin(async move {
-            if let Some(jwks) = this.tokens.jwks_state() {
-                let jwks = Arc::clone(jwks);
-                jwks.refresh_for_unknown_kid(this.tokens.storage()).await;
-            }
+            this.tokens.refresh_for_unknown_kid(&token).await;
             match this.tokens.verify(&token) {
                 Ok(verified) => match this.resolve(verified, None) {
                     Verification::Now(verdict) => verdict,
