@@ -2,11 +2,34 @@
 //! makes a [`TokenVerifier`] that follows another service's JWKS.
 //!
 //! A verifier on a JWKS fetches it at start and every [`DEFAULT_JWKS_REFRESH`], and again when a
-//! token names a `kid` it does not know, at most once per [`DEFAULT_UNKNOWN_KID_INTERVAL`]
-//! however many such tokens arrive. A failed fetch keeps the last good keys: a token whose key
-//! is known never fails because the JWKS server is down. Symmetric keys are never taken from a
-//! JWKS, and each key is bound to the algorithm of its type (OKP/Ed25519: EdDSA, EC/P-256:
+//! token names a `kid` it does not know. A failed fetch keeps the last good keys: a token whose
+//! key is known never fails because the JWKS server is down. Symmetric keys are never taken from
+//! a JWKS, and each key is bound to the algorithm of its type (OKP/Ed25519: EdDSA, EC/P-256:
 //! ES256).
+//!
+//! The JWKS keys are the verifier's live key set, shared by all its clones and by verifiers
+//! derived from it ([`TokenVerifier::with_legacy_key`]): a refresh that adds or withdraws a key
+//! reaches every one of them at once.
+//!
+//! # Unknown kids
+//!
+//! A token naming an unknown kid waits for a fetch that starts after it arrived, then is checked
+//! again. Such fetches start at least [`DEFAULT_UNKNOWN_KID_INTERVAL`] (1 s,
+//! [`JwksSource::with_unknown_kid_interval`]) apart, and every token that arrives before the next
+//! one starts waits for that one. With `I` the interval and `F` one fetch (at most the fetch
+//! timeout, 5 s by default):
+//!
+//! | what                                                     | bound            | measured (I = 1 s, F = 50 ms, a made-up kid every ms for 40 s) |
+//! |----------------------------------------------------------|------------------|-----------------------------|
+//! | wait before a newly published key's first token is accepted | `I + F`       | 1.013 s at worst over 40 rotations |
+//! | fetches caused by unknown kids, however many             | one per `I`      | 41 in 40.05 s               |
+//! | wait of a token naming a made-up kid                     | `I + F`          |                             |
+//!
+//! No earlier request can use up the budget of a later one: a fetch that started before a key
+//! was published never stands in for one after. While the JWKS server fails, tokens naming
+//! unknown kids are refused at once (no wait) until an interval has passed since the failed
+//! fetch. Tokens without a kid, with a kid longer than [`MAX_KID_LEN`](super::MAX_KID_LEN), or
+//! naming a kid removed with [`TokenVerifier::remove_key`] never cause a fetch.
 //!
 //! # Example
 //!
@@ -547,7 +570,7 @@ impl<B> Service<Request<B>> for JwksEndpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::{SigningKey, TokenIssuer};
+    use crate::server::{SigningKey, TokenIssuer, VerifyError};
 
     #[test]
     fn a_jwks_keeps_usable_keys_and_skips_the_rest() {
@@ -569,6 +592,159 @@ mod tests {
             JwksError::Invalid("it holds no usable key")
         );
         assert!(parse_jwks(b"[]").is_err());
+    }
+
+    /// A JWKS "server" answering after `FETCH` with the keys `issuer` published when the fetch
+    /// started (so a fetch that started before a rotation does not see its key); counts fetches.
+    fn slow_jwks(
+        issuer: &TokenIssuer,
+        fetches: &Arc<AtomicU64>,
+    ) -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static {
+        let (issuer, fetches) = (issuer.clone(), Arc::clone(fetches));
+        tower::service_fn(move |_: Request<Full<Bytes>>| {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            let body = serde_json::to_vec(&issuer.jwks()).unwrap();
+            async move {
+                tokio::time::sleep(FETCH).await;
+                Ok::<_, Infallible>(Response::new(Full::from(body)))
+            }
+        })
+    }
+
+    const FETCH: Duration = Duration::from_millis(50);
+
+    fn made_up(i: u64) -> String {
+        use base64::Engine;
+        let header = format!(r#"{{"alg":"EdDSA","kid":"made-up-{i}"}}"#);
+        format!(
+            "{}.eyJzdWIiOiJ4In0.c2ln",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header)
+        )
+    }
+
+    /// An attacker sends a token with a new made-up kid every millisecond for 20 s (virtual
+    /// time); meanwhile the issuer rotates 40 times, at offsets spread over the fetch cycle, and
+    /// the first token of each new key arrives right after. Measured: every new key is accepted
+    /// after one wait of at most the interval plus one fetch, and the attacker causes at most one
+    /// fetch per interval.
+    #[tokio::test(start_paused = true)]
+    async fn made_up_kids_cost_one_fetch_per_interval_and_never_delay_a_new_key() {
+        let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k0").unwrap());
+        let fetches = Arc::new(AtomicU64::new(0));
+        let verifier = JwksSource::new(slow_jwks(&issuer, &fetches), "http://127.0.0.1/jwks")
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let interval = DEFAULT_UNKNOWN_KID_INTERVAL;
+        let started = Instant::now();
+        let before = fetches.load(Ordering::SeqCst);
+
+        let attacker = {
+            let verifier = verifier.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let verifier = verifier.clone();
+                    tokio::spawn(async move {
+                        let token = made_up(i);
+                        verifier.refresh_for_unknown_kid(&token).await;
+                        assert!(verifier.verify(&token).is_err());
+                    });
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+
+        let business = crate::server::BusinessRecord {
+            id: "biz_1".into(),
+            name: "Acme".into(),
+            environment: crate::Environment::Test,
+            key_generation: 1,
+        };
+        let mut worst = Duration::ZERO;
+        for k in 1..=40u64 {
+            // Offsets 0..480 ms apart (in 37 ms steps mod 480) hit every phase of the cycle.
+            tokio::time::sleep(Duration::from_millis(k * 37 % 480)).await;
+            issuer.rotate(SigningKey::generate_ed25519(format!("k{k}")).unwrap());
+            let token = issuer.issue(&business).unwrap();
+            let token = token.expose_secret();
+            assert_eq!(verifier.verify(token).unwrap_err(), VerifyError::UnknownKey);
+            let arrived = Instant::now();
+            verifier.refresh_for_unknown_kid(token).await;
+            assert!(verifier.verify(token).is_ok(), "key k{k} refused");
+            worst = worst.max(arrived.elapsed());
+            // A JWKS holds at most 32 keys: keep two.
+            issuer.retire(&format!("k{}", k - 1));
+        }
+        attacker.abort();
+        let elapsed = started.elapsed();
+        let fetched = fetches.load(Ordering::SeqCst) - before;
+        // Fetches start at least an interval apart: k of them span (k - 1) intervals.
+        let bound = 1 + (elapsed.as_millis() / interval.as_millis()) as u64;
+        println!(
+            "{} made-up kids over {elapsed:?}: {fetched} fetches (bound {bound}); worst wait for a new key {worst:?}",
+            elapsed.as_millis()
+        );
+        assert!(fetched <= bound, "{fetched} fetches in {elapsed:?}");
+        assert!(worst <= interval + FETCH, "a new key waited {worst:?}");
+    }
+
+    /// While the JWKS server fails, unknown kids are refused at once (no wait) and cost one
+    /// fetch per interval.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_jwks_refuses_unknown_kids_at_once() {
+        let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k0").unwrap());
+        let fetches = Arc::new(AtomicU64::new(0));
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (jwks, switch) = (slow_jwks(&issuer, &fetches), Arc::clone(&down));
+        let client = tower::service_fn(move |request: Request<Full<Bytes>>| {
+            let mut jwks = jwks.clone();
+            let down = switch.load(Ordering::SeqCst);
+            async move {
+                let mut response = jwks.call(request).await?;
+                if down {
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let verifier = JwksSource::new(client, "http://127.0.0.1/jwks")
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        down.store(true, Ordering::SeqCst);
+        verifier.refresh_for_unknown_kid(&made_up(0)).await;
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        let at = Instant::now();
+        for i in 1..100 {
+            verifier.refresh_for_unknown_kid(&made_up(i)).await;
+        }
+        assert_eq!(at.elapsed(), Duration::ZERO, "refused at once");
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(DEFAULT_UNKNOWN_KID_INTERVAL).await;
+        down.store(false, Ordering::SeqCst);
+        issuer.rotate(SigningKey::generate_ed25519("k1").unwrap());
+        let business = crate::server::BusinessRecord {
+            id: "biz_1".into(),
+            name: "Acme".into(),
+            environment: crate::Environment::Test,
+            key_generation: 1,
+        };
+        let token = issuer.issue(&business).unwrap();
+        verifier
+            .refresh_for_unknown_kid(token.expose_secret())
+            .await;
+        assert!(verifier.verify(token.expose_secret()).is_ok());
+        assert_eq!(fetches.load(Ordering::SeqCst), 3);
     }
 
     #[test]

@@ -13,7 +13,10 @@
 //! An issuer signs with one active [`SigningKey`] and verifies with any number of keys. To
 //! rotate: [`TokenIssuer::rotate`] to a new key (the old one keeps verifying), wait until the
 //! longest token lifetime plus the leeway has passed, then [`TokenIssuer::retire`] the old kid.
-//! Every clone of an issuer (the token endpoint's, the layers') sees the change at once. Tokens
+//! Every clone of an issuer (the token endpoint's, the layers'), and every verifier made from one,
+//! sees the change at once: they share one live key set. A holder's own extra keys
+//! ([`TokenVerifier::with_legacy_key`], [`TokenIssuer::with_verifying_key`]) are an overlay on
+//! that set, not a copy of it, so rotations and retirements reach it too. Tokens
 //! without a `kid` (issued before keys had names) verify with the legacy key: for
 //! [`TokenIssuer::new`], its own key.
 //!
@@ -376,15 +379,16 @@ impl TokenVerifier {
         self
     }
 
-    /// Accepts tokens signed by `key` from now on (replacing a key with the same kid), in every
-    /// clone. A JWKS refresh does not undo it.
+    /// Accepts tokens signed by `key` from now on (replacing a shared key with the same kid), in
+    /// every holder of this verifier's keys: its clones, the issuer it came from and the
+    /// verifiers derived from either. A JWKS refresh does not undo it.
     pub fn add_key(&self, key: VerifyingKey) {
         self.keys.add_key(key);
     }
 
     /// Stops accepting tokens signed by the key `kid` (and tokens without a kid, if it is the
-    /// legacy key), in every clone; returns whether such a key was known. A JWKS refresh does
-    /// not bring it back. Tokens the [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer)
+    /// legacy key), in every holder of this verifier's keys, including a derived verifier's own
+    /// extra keys; returns whether such a key was known. A JWKS refresh does not bring it back. Tokens the [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer)
     /// verified before are checked again.
     pub fn remove_key(&self, kid: &str) -> bool {
         self.keys.remove_key(kid)
@@ -489,8 +493,9 @@ impl TokenVerifier {
     }
 }
 
-/// Issues and verifies access tokens. Cheap to clone; clones share the keys (see
-/// [`rotate`](Self::rotate)).
+/// Issues and verifies access tokens. Cheap to clone; clones share the signing key and the live
+/// key set (see [`rotate`](Self::rotate)); the `with_*` settings (issuer name, lifetime, leeway,
+/// clock) belong to the handle they are set on and the clones made from it afterwards.
 ///
 /// Signing uses `jsonwebtoken` with its `rust_crypto` backend. `jsonwebtoken` picks its crypto
 /// provider from its crate features: if something else in your build also enables its
@@ -595,8 +600,9 @@ impl TokenIssuer {
         self.signing.store(Arc::new(next));
     }
 
-    /// Stops verifying tokens signed by `kid`; returns whether it was known. The active key
-    /// cannot be retired (returns `false`).
+    /// Stops verifying tokens signed by `kid`, in every clone of this issuer and every verifier
+    /// made from one (their own extra keys included); returns whether it was known. The active
+    /// key cannot be retired (returns `false`).
     pub fn retire(&self, kid: &str) -> bool {
         let _rotation = self
             .rotation
@@ -998,11 +1004,18 @@ mod tests {
             issuer.verify(partner_token.expose_secret()).unwrap_err(),
             VerifyError::UnknownKey
         );
-        // Rotations through a clone still reach the original (they are not builders).
+        // Rotations through a clone still reach the original (they are not builders), and so do
+        // rotations through the widened issuer: its extra key is an overlay, not a copy.
         issuer
             .clone()
             .rotate(SigningKey::generate_ed25519("k2").unwrap());
         assert_eq!(issuer.active_kid(), "k2");
+        widened.rotate(SigningKey::generate_ed25519("k3").unwrap());
+        assert_eq!(issuer.active_kid(), "k3");
+        assert_eq!(partner.kids(), ["k1", "k2", "k3"]);
+        assert!(issuer.retire("k1"));
+        assert_eq!(partner.kids(), ["k2", "k3"]);
+        assert_eq!(widened.verifier().kids(), ["k2", "k3", "partner"]);
     }
 
     fn base64url(bytes: &[u8]) -> String {

@@ -171,8 +171,9 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
     }
 
     /// A failed verification's verdict. A kid the verifier does not know, when it follows a
-    /// JWKS, may be a key published since the last fetch: fetch (at most once per interval,
-    /// however many such tokens arrive) and verify again.
+    /// JWKS, may be a key published since the last fetch: wait for a fetch that starts after
+    /// now (at most one per interval, however many such tokens arrive; see
+    /// [`jwks`](crate::server::jwks)) and verify again.
     fn verify_error(&self, error: VerifyError, token: &str) -> Verification {
         if error != VerifyError::UnknownKey || self.tokens.jwks_state().is_none() {
             return Verification::Now(Err(error.into()));
