@@ -747,6 +747,30 @@ mod tests {
         assert_eq!(fetches.load(Ordering::SeqCst), 3);
     }
 
+    /// The periodic refresh holds only a weak reference to the live key set: a verifier derived
+    /// with `with_legacy_key` shares that set, so the refresh reaches it, even once the verifier
+    /// it was derived from is gone.
+    #[tokio::test(start_paused = true)]
+    async fn the_periodic_refresh_reaches_a_derived_verifier_alone() {
+        let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k1").unwrap());
+        issuer.rotate(SigningKey::generate_ed25519("k2").unwrap());
+        let fetches = Arc::new(AtomicU64::new(0));
+        let verifier = JwksSource::new(slow_jwks(&issuer, &fetches), "http://127.0.0.1/jwks")
+            .unwrap()
+            .with_refresh_every(Duration::from_secs(60))
+            .connect()
+            .await
+            .unwrap();
+        let legacy = crate::server::VerifyingKey::hs256("legacy", &[7; 32]).unwrap();
+        let derived = verifier.clone().with_legacy_key(legacy);
+        drop(verifier);
+        assert_eq!(derived.kids(), ["k1", "k2"]);
+        assert!(issuer.retire("k1"));
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(derived.kids(), ["k2"], "k1 was withdrawn");
+        assert_eq!(derived.jwks_fetches(), 2);
+    }
+
     #[test]
     fn only_https_or_this_machine() {
         let client = tower::service_fn(|_: Request<Full<Bytes>>| async {

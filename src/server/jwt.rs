@@ -321,14 +321,10 @@ impl TokenVerifier {
     /// last of them drops).
     fn with_overlay(
         mut self,
-        change: impl FnOnce(&mut Vec<VerifyingKey>, &mut Option<VerifyingKey>),
+        change: impl Fn(&mut Vec<VerifyingKey>, &mut Option<VerifyingKey>),
     ) -> Self {
-        let (mut keys, mut legacy) = self
-            .overlay_id()
-            .map(|id| self.keys.overlay_keys(id))
-            .unwrap_or_default();
-        change(&mut keys, &mut legacy);
-        self.overlay = Some(Arc::new(self.keys.add_overlay(keys, legacy)));
+        let overlay = self.keys.derive_overlay(self.overlay_id(), change);
+        self.overlay = Some(Arc::new(overlay));
         self
     }
 
@@ -340,7 +336,7 @@ impl TokenVerifier {
     /// removing the key's kid anywhere ([`remove_key`](Self::remove_key),
     /// [`TokenIssuer::retire`], or a JWKS that withdraws that kid) removes it here too.
     pub fn with_legacy_key(self, key: VerifyingKey) -> Self {
-        self.with_overlay(|_, legacy| *legacy = Some(key))
+        self.with_overlay(|_, legacy| *legacy = Some(key.clone()))
     }
 
     /// Also accepts tokens signed by `key`, in this verifier and the clones made from it
@@ -349,7 +345,7 @@ impl TokenVerifier {
     pub(crate) fn with_own_key(self, key: VerifyingKey) -> Self {
         self.with_overlay(|keys, _| {
             keys.retain(|k| k.kid() != key.kid());
-            keys.push(key);
+            keys.push(key.clone());
         })
     }
 

@@ -268,35 +268,30 @@ impl LiveKeySet {
         })
     }
 
-    /// Adds an overlay of `keys` and `legacy` for one holder; it lives as long as the handle.
-    pub(crate) fn add_overlay(
+    /// Adds an overlay for one holder: a copy of overlay `from` (none: empty) as it is now, with
+    /// `change` applied. It lives as long as the handle. Copy and insertion are one change of
+    /// the set, so a kid removed meanwhile is never carried into the new overlay.
+    pub(crate) fn derive_overlay(
         self: &Arc<Self>,
-        keys: Vec<VerifyingKey>,
-        legacy: Option<VerifyingKey>,
+        from: Option<u64>,
+        change: impl Fn(&mut Vec<VerifyingKey>, &mut Option<VerifyingKey>),
     ) -> OverlayHandle {
         let id = self.next_overlay.fetch_add(1, Ordering::Relaxed);
         let local = self.local();
         self.update(&local, |current| {
+            let (mut keys, mut legacy) = current
+                .overlay(from)
+                .map(|o| (o.keys.clone(), o.legacy.clone()))
+                .unwrap_or_default();
+            change(&mut keys, &mut legacy);
             let mut next = current.clone();
-            next.overlays.push(Overlay {
-                id,
-                keys: keys.clone(),
-                legacy: legacy.clone(),
-            });
+            next.overlays.push(Overlay { id, keys, legacy });
             next
         });
         OverlayHandle {
             id,
             set: Arc::downgrade(self),
         }
-    }
-
-    /// The keys and legacy key of overlay `id` now (what is left after removals).
-    pub(crate) fn overlay_keys(&self, id: u64) -> (Vec<VerifyingKey>, Option<VerifyingKey>) {
-        let set = self.load();
-        set.overlay(Some(id))
-            .map(|o| (o.keys.clone(), o.legacy.clone()))
-            .unwrap_or_default()
     }
 
     fn drop_overlay(&self, id: u64) {
@@ -339,7 +334,10 @@ mod tests {
     #[test]
     fn removals_and_withdrawals_reach_overlays_and_dropped_overlays_leave() {
         let live = LiveKeySet::new(KeySet::new([key("a"), key("b")]));
-        let overlay = live.add_overlay(vec![key("x"), key("b")], Some(key("old")));
+        let overlay = live.derive_overlay(None, |keys, legacy| {
+            *keys = vec![key("x"), key("b")];
+            *legacy = Some(key("old"));
+        });
         let id = Some(overlay.id);
         let set = live.load();
         assert!(set.find(id, Some("x")).is_some());
@@ -357,8 +355,18 @@ mod tests {
 
         assert!(live.remove_key("x"));
         assert!(live.remove_key("old"));
-        assert_eq!(live.overlay_keys(overlay.id).0.len(), 0);
+        assert!(live.load().keys(id).iter().all(|k| k.kid() == "a"));
         assert!(live.load().legacy(id).is_none());
+        // A derived overlay starts from what is left of its parent.
+        let child = live.derive_overlay(id, |keys, _| keys.push(key("y")));
+        let kids: Vec<_> = live
+            .load()
+            .keys(Some(child.id))
+            .iter()
+            .map(|k| k.kid().to_owned())
+            .collect();
+        assert_eq!(kids, ["a", "y"]);
+        drop(child);
 
         let version = live.version();
         drop(overlay);
