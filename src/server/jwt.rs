@@ -384,8 +384,9 @@ impl TokenVerifier {
 
     /// Stops accepting tokens signed by the key `kid` (and tokens without a kid, if it is the
     /// legacy key), in every holder of this verifier's keys, including a derived verifier's own
-    /// extra keys; returns whether such a key was known. A JWKS refresh does not bring it back. Tokens the [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer)
-    /// verified before are checked again.
+    /// extra keys; returns whether such a key was known. A JWKS refresh does not bring it back,
+    /// and tokens naming it no longer cause JWKS fetches. Tokens the
+    /// [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer) verified before are checked again.
     pub fn remove_key(&self, kid: &str) -> bool {
         self.keys.remove_key(kid)
     }
