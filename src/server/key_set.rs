@@ -7,13 +7,16 @@
 //! [`with_verifying_key`](super::TokenIssuer::with_verifying_key)) are an *overlay* kept in the
 //! same set, never a copy of it, so each change reaches them too:
 //!
-//! | change                              | shared keys          | overlays                      |
-//! |-------------------------------------|----------------------|-------------------------------|
-//! | `add_key` / `rotate`                | key added (by kid)   | unchanged; a shared kid wins  |
-//! | `remove_key` / `retire`             | kid removed          | kid removed from every one    |
-//! | JWKS refresh                        | replaced by the JWKS | kids the JWKS withdrew removed|
-//! | `with_legacy_key` / `with_verifying_key` | unchanged       | a new overlay for that holder |
-//! | last clone of that holder dropped   | unchanged            | its overlay removed           |
+//! | change                                   | shared keys          | overlays                       | version |
+//! |------------------------------------------|----------------------|--------------------------------|---------|
+//! | `add_key` / `rotate`                     | key added (by kid)   | unchanged; a shared kid wins   | moves   |
+//! | `remove_key` / `retire`                  | kid removed          | kid removed from every one     | moves   |
+//! | JWKS refresh                             | replaced by the JWKS | kids the JWKS withdrew removed | moves   |
+//! | `with_legacy_key` / `with_verifying_key` | unchanged            | a new overlay for that holder  | stays   |
+//! | last clone of that holder dropped        | unchanged            | its overlay removed            | stays   |
+//!
+//! (The version tells the verified-token caches to check again; an overlay added or dropped
+//! changes no existing holder's verdicts.)
 //!
 //! Lookup for a holder: a token's `kid` in the shared keys, then in its overlay; a token without
 //! a `kid` uses the overlay's legacy key, else the shared one.
