@@ -2,11 +2,37 @@
 //! makes a [`TokenVerifier`] that follows another service's JWKS.
 //!
 //! A verifier on a JWKS fetches it at start and every [`DEFAULT_JWKS_REFRESH`], and again when a
-//! token names a `kid` it does not know, at most once per [`DEFAULT_UNKNOWN_KID_INTERVAL`]
-//! however many such tokens arrive. A failed fetch keeps the last good keys: a token whose key
-//! is known never fails because the JWKS server is down. Symmetric keys are never taken from a
-//! JWKS, and each key is bound to the algorithm of its type (OKP/Ed25519: EdDSA, EC/P-256:
+//! token names a `kid` it does not know. A failed fetch keeps the last good keys: a token whose
+//! key is known never fails because the JWKS server is down. Symmetric keys are never taken from
+//! a JWKS, and each key is bound to the algorithm of its type (OKP/Ed25519: EdDSA, EC/P-256:
 //! ES256).
+//!
+//! The JWKS keys are the verifier's live key set, shared by all its clones and by verifiers
+//! derived from it ([`TokenVerifier::with_legacy_key`]): a refresh that adds or withdraws a key
+//! reaches every one of them at once.
+//!
+//! # Unknown kids
+//!
+//! A token naming an unknown kid waits for a fetch that starts after it arrived, then is checked
+//! again. Such fetches start at least [`DEFAULT_UNKNOWN_KID_INTERVAL`] (1 s,
+//! [`JwksSource::with_unknown_kid_interval`]) apart, and every token that arrives before the next
+//! one starts waits for that one. With `I` the interval and `F` one fetch (at most the fetch
+//! timeout, 5 s by default):
+//!
+//! | what                                                   | bound       | measured\*        |
+//! |--------------------------------------------------------|-------------|-------------------|
+//! | wait until a newly published key's first token passes  | `I + F`     | 1.013 s at worst  |
+//! | fetches caused by unknown kids, however many arrive    | one per `I` | 41 in 40.05 s     |
+//! | wait of a token naming a made-up kid (then refused)    | `I + F`     |                   |
+//!
+//! \* `I` = 1 s, `F` = 50 ms, a made-up kid every millisecond for 40 s and 40 rotations at
+//! offsets spread over the fetch cycle (virtual time; see this module's tests).
+//!
+//! No earlier request can use up the budget of a later one: a fetch that started before a key
+//! was published never stands in for one after. While the JWKS server fails, tokens naming
+//! unknown kids are refused at once (no wait) until an interval has passed since the failed
+//! fetch. Tokens without a kid, with a kid longer than [`MAX_KID_LEN`](super::MAX_KID_LEN), or
+//! naming a kid removed with [`TokenVerifier::remove_key`] never cause a fetch.
 //!
 //! # Example
 //!
@@ -46,7 +72,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::jwt::{KeyStorage, TokenVerifier};
+use super::jwt::TokenVerifier;
+use super::key_set::LiveKeySet;
 use super::keys::VerifyingKey;
 use crate::error::BoxError;
 
@@ -59,8 +86,13 @@ pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 /// How often a [`JwksSource`] verifier fetches the JWKS by default.
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
 
-/// The shortest time between two fetches caused by unknown kids, by default.
-pub const DEFAULT_UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(10);
+/// The shortest time between two fetches caused by unknown kids, by default; also the longest a
+/// token naming a new kid waits for the fetch that will learn it to start.
+///
+/// One second: a token of a key published a moment ago is accepted after at most 1 s plus one
+/// fetch, whatever other unknown kids arrived before it, while tokens naming made-up kids cost
+/// the JWKS server at most one fetch a second per verifier (the periodic refresh aside).
+pub const DEFAULT_UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The longest a JWKS fetch may take by default.
 pub const DEFAULT_JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -114,16 +146,40 @@ pub(crate) struct JwksState {
     /// slow fetch never brings back keys a newer one replaced.
     started: AtomicU64,
     applied: std::sync::Mutex<u64>,
-    /// When a fetch for an unknown kid last started: one per interval.
-    gate: tokio::sync::Mutex<Option<Instant>>,
+    /// Fetches for unknown kids (see [`refresh_for_unknown_kid`](Self::refresh_for_unknown_kid)).
+    gate: std::sync::Mutex<UnknownKidGate>,
     unknown_kid_interval: Duration,
     fetch_timeout: Duration,
     fetches: AtomicU64,
 }
 
+/// The fetches for unknown kids: at most one starts per interval, and a request waits for one
+/// that starts after it arrived.
+///
+/// ```text
+///  unknown kid ──> next fetch scheduled, not started? ──yes──> wait for it
+///                        │ no
+///                        v
+///                 last fetch failed, within the interval? ──yes──> refuse now
+///                        │ no
+///                        v
+///                 schedule one at max(now, last start + interval), wait for it
+/// ```
+#[derive(Default)]
+struct UnknownKidGate {
+    /// When the last fetch for an unknown kid started, and its number.
+    last_start: Option<(Instant, u64)>,
+    /// Whether that fetch failed: the JWKS server is down, so unknown kids are refused at once
+    /// until the interval has passed, rather than wait for a fetch likely to fail too.
+    last_failed: bool,
+    /// The next fetch, scheduled but not started: the requests that arrive before it starts
+    /// wait for it (the sender is dropped when it ends).
+    next: Option<tokio::sync::watch::Receiver<()>>,
+}
+
 impl JwksState {
     /// Fetches the JWKS and installs its keys; the last good keys stay on failure.
-    async fn refresh(&self, storage: &KeyStorage) -> Result<(), JwksError> {
+    async fn refresh(&self, storage: &LiveKeySet) -> Result<(), JwksError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let number = self.started.fetch_add(1, Ordering::AcqRel) + 1;
         let keys = match tokio::time::timeout(self.fetch_timeout, (self.fetch)()).await {
@@ -156,20 +212,68 @@ impl JwksState {
         }
     }
 
-    /// A token named a kid we do not know: fetch again, unless a fetch for that reason started
-    /// within the interval (then this returns once it finished). The fetch runs in a task of
-    /// its own, so a caller that gives up (a cancelled request) does not waste the interval.
-    pub(crate) async fn refresh_for_unknown_kid(self: &Arc<Self>, storage: &Arc<KeyStorage>) {
-        let mut last = self.gate.lock().await;
-        if last.is_some_and(|at| at.elapsed() < self.unknown_kid_interval) {
-            return;
-        }
-        *last = Some(Instant::now());
-        let (state, storage) = (Arc::clone(self), Arc::clone(storage));
-        let fetch = tokio::spawn(async move {
-            let _ = state.refresh(&storage).await;
-        });
-        let _ = fetch.await;
+    fn gate(&self) -> std::sync::MutexGuard<'_, UnknownKidGate> {
+        self.gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A token named a kid we do not know: returns once a fetch that *started after this call*
+    /// has ended (or at once, if the last such fetch failed less than an interval ago).
+    ///
+    /// Fetches for unknown kids start at least an interval apart; every request that arrives
+    /// before the next one starts waits for it. So, with `I` the interval and `F` the fetch
+    /// time (at most the fetch timeout):
+    /// - a token of a key published before it arrived is accepted within `I + F`, whatever other
+    ///   unknown kids arrived before it (a fetch that started before the key was published never
+    ///   stands in for one after);
+    /// - tokens naming made-up kids, however many and however fast, cause at most one fetch per
+    ///   `I` (at most `F / I + 1` in flight at once), and each waits at most `I + F`.
+    ///
+    /// The fetch runs in a task of its own, so a caller that gives up (a cancelled request) does
+    /// not waste it.
+    pub(crate) async fn refresh_for_unknown_kid(self: &Arc<Self>, storage: &Arc<LiveKeySet>) {
+        let mut done = {
+            let mut gate = self.gate();
+            match &gate.next {
+                Some(next) => next.clone(),
+                None => {
+                    let now = Instant::now();
+                    let earliest = gate
+                        .last_start
+                        .map(|(at, _)| at + self.unknown_kid_interval);
+                    if gate.last_failed && earliest.is_some_and(|at| now < at) {
+                        return;
+                    }
+                    let start_at = earliest.map_or(now, |at| at.max(now));
+                    let (ended, next) = tokio::sync::watch::channel(());
+                    gate.next = Some(next.clone());
+                    let (state, storage) = (Arc::clone(self), Arc::clone(storage));
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(start_at).await;
+                        let number = {
+                            let mut gate = state.gate();
+                            // From here on, a request that arrives schedules the next fetch.
+                            gate.next = None;
+                            let number = gate.last_start.map_or(1, |(_, n)| n + 1);
+                            gate.last_start = Some((Instant::now(), number));
+                            gate.last_failed = false;
+                            number
+                        };
+                        let failed = state.refresh(&storage).await.is_err();
+                        let mut gate = state.gate();
+                        if gate.last_start.is_some_and(|(_, n)| n == number) {
+                            gate.last_failed = failed;
+                        }
+                        drop(gate);
+                        drop(ended);
+                    });
+                    next
+                }
+            }
+        };
+        // Err once the sender is dropped: the fetch ended (or its task was cancelled).
+        let _ = done.changed().await;
     }
 }
 
@@ -249,8 +353,9 @@ where
         self
     }
 
-    /// The shortest time between two fetches caused by unknown kids (default 10 s; from 100 ms
-    /// to a day).
+    /// The shortest time between two fetches caused by unknown kids (default 1 s; from 100 ms to
+    /// a day). It is also the longest a token naming a newly published kid waits for the fetch
+    /// that learns it to start (see [`DEFAULT_UNKNOWN_KID_INTERVAL`]): keep it short.
     pub fn with_unknown_kid_interval(mut self, interval: Duration) -> Self {
         self.unknown_kid_interval =
             interval.clamp(Duration::from_millis(100), Duration::from_secs(86_400));
@@ -276,7 +381,7 @@ where
             fetch: Arc::new(fetch),
             started: AtomicU64::new(0),
             applied: std::sync::Mutex::new(0),
-            gate: tokio::sync::Mutex::new(None),
+            gate: std::sync::Mutex::default(),
             unknown_kid_interval: self.unknown_kid_interval,
             fetch_timeout: self.fetch_timeout,
             fetches: AtomicU64::new(0),
@@ -302,6 +407,25 @@ where
 }
 
 impl TokenVerifier {
+    /// `token` was refused because its key is unknown. If these keys follow a JWKS and a fetch
+    /// could bring that kid (it is not one removed here, and the token names one), returns once
+    /// a fetch that started after this call ended (see the module docs); else at once.
+    pub(crate) async fn refresh_for_unknown_kid(&self, token: &str) {
+        let Some(state) = self.jwks_state() else {
+            return;
+        };
+        let kid = match super::jwt::header_alg_and_kid(token) {
+            Ok((_, Some(kid))) => kid,
+            // No kid: only a legacy key would do, and a JWKS never sets one.
+            _ => return,
+        };
+        let storage = self.storage();
+        if kid.len() > super::keys::MAX_KID_LEN || storage.was_removed(&kid) {
+            return;
+        }
+        Arc::clone(state).refresh_for_unknown_kid(storage).await;
+    }
+
     /// How many JWKS fetches this verifier made (0 unless it follows a JWKS).
     pub fn jwks_fetches(&self) -> u64 {
         self.jwks_state()
@@ -449,7 +573,7 @@ impl<B> Service<Request<B>> for JwksEndpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::{SigningKey, TokenIssuer};
+    use crate::server::{SigningKey, TokenIssuer, VerifyError};
 
     #[test]
     fn a_jwks_keeps_usable_keys_and_skips_the_rest() {
@@ -471,6 +595,183 @@ mod tests {
             JwksError::Invalid("it holds no usable key")
         );
         assert!(parse_jwks(b"[]").is_err());
+    }
+
+    /// A JWKS "server" answering after `FETCH` with the keys `issuer` published when the fetch
+    /// started (so a fetch that started before a rotation does not see its key); counts fetches.
+    fn slow_jwks(
+        issuer: &TokenIssuer,
+        fetches: &Arc<AtomicU64>,
+    ) -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static {
+        let (issuer, fetches) = (issuer.clone(), Arc::clone(fetches));
+        tower::service_fn(move |_: Request<Full<Bytes>>| {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            let body = serde_json::to_vec(&issuer.jwks()).unwrap();
+            async move {
+                tokio::time::sleep(FETCH).await;
+                Ok::<_, Infallible>(Response::new(Full::from(body)))
+            }
+        })
+    }
+
+    const FETCH: Duration = Duration::from_millis(50);
+
+    fn made_up(i: u64) -> String {
+        use base64::Engine;
+        let header = format!(r#"{{"alg":"EdDSA","kid":"made-up-{i}"}}"#);
+        format!(
+            "{}.eyJzdWIiOiJ4In0.c2ln",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header)
+        )
+    }
+
+    /// An attacker sends a token with a new made-up kid every millisecond for 20 s (virtual
+    /// time); meanwhile the issuer rotates 40 times, at offsets spread over the fetch cycle, and
+    /// the first token of each new key arrives right after. Measured: every new key is accepted
+    /// after one wait of at most the interval plus one fetch, and the attacker causes at most one
+    /// fetch per interval.
+    #[tokio::test(start_paused = true)]
+    async fn made_up_kids_cost_one_fetch_per_interval_and_never_delay_a_new_key() {
+        let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k0").unwrap());
+        let fetches = Arc::new(AtomicU64::new(0));
+        let verifier = JwksSource::new(slow_jwks(&issuer, &fetches), "http://127.0.0.1/jwks")
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let interval = DEFAULT_UNKNOWN_KID_INTERVAL;
+        let started = Instant::now();
+        let before = fetches.load(Ordering::SeqCst);
+
+        let attacker = {
+            let verifier = verifier.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let verifier = verifier.clone();
+                    tokio::spawn(async move {
+                        let token = made_up(i);
+                        verifier.refresh_for_unknown_kid(&token).await;
+                        assert!(verifier.verify(&token).is_err());
+                    });
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+
+        let business = crate::server::BusinessRecord {
+            id: "biz_1".into(),
+            name: "Acme".into(),
+            environment: crate::Environment::Test,
+            key_generation: 1,
+        };
+        let mut worst = Duration::ZERO;
+        for k in 1..=40u64 {
+            // Offsets 0..480 ms apart (in 37 ms steps mod 480) hit every phase of the cycle.
+            tokio::time::sleep(Duration::from_millis(k * 37 % 480)).await;
+            issuer.rotate(SigningKey::generate_ed25519(format!("k{k}")).unwrap());
+            let token = issuer.issue(&business).unwrap();
+            let token = token.expose_secret();
+            assert_eq!(verifier.verify(token).unwrap_err(), VerifyError::UnknownKey);
+            let arrived = Instant::now();
+            verifier.refresh_for_unknown_kid(token).await;
+            assert!(verifier.verify(token).is_ok(), "key k{k} refused");
+            worst = worst.max(arrived.elapsed());
+            // A JWKS holds at most 32 keys: keep two.
+            issuer.retire(&format!("k{}", k - 1));
+        }
+        attacker.abort();
+        let elapsed = started.elapsed();
+        let fetched = fetches.load(Ordering::SeqCst) - before;
+        // Fetches start at least an interval apart: k of them span (k - 1) intervals.
+        let bound = 1 + (elapsed.as_millis() / interval.as_millis()) as u64;
+        println!(
+            "{} made-up kids over {elapsed:?}: {fetched} fetches (bound {bound}); worst wait for a new key {worst:?}",
+            elapsed.as_millis()
+        );
+        assert!(fetched <= bound, "{fetched} fetches in {elapsed:?}");
+        assert!(worst <= interval + FETCH, "a new key waited {worst:?}");
+    }
+
+    /// While the JWKS server fails, unknown kids are refused at once (no wait) and cost one
+    /// fetch per interval.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_jwks_refuses_unknown_kids_at_once() {
+        let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k0").unwrap());
+        let fetches = Arc::new(AtomicU64::new(0));
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (jwks, switch) = (slow_jwks(&issuer, &fetches), Arc::clone(&down));
+        let client = tower::service_fn(move |request: Request<Full<Bytes>>| {
+            let mut jwks = jwks.clone();
+            let down = switch.load(Ordering::SeqCst);
+            async move {
+                let mut response = jwks.call(request).await?;
+                if down {
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let verifier = JwksSource::new(client, "http://127.0.0.1/jwks")
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        down.store(true, Ordering::SeqCst);
+        verifier.refresh_for_unknown_kid(&made_up(0)).await;
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        let at = Instant::now();
+        for i in 1..100 {
+            verifier.refresh_for_unknown_kid(&made_up(i)).await;
+        }
+        assert_eq!(at.elapsed(), Duration::ZERO, "refused at once");
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(DEFAULT_UNKNOWN_KID_INTERVAL).await;
+        down.store(false, Ordering::SeqCst);
+        issuer.rotate(SigningKey::generate_ed25519("k1").unwrap());
+        let business = crate::server::BusinessRecord {
+            id: "biz_1".into(),
+            name: "Acme".into(),
+            environment: crate::Environment::Test,
+            key_generation: 1,
+        };
+        let token = issuer.issue(&business).unwrap();
+        verifier
+            .refresh_for_unknown_kid(token.expose_secret())
+            .await;
+        assert!(verifier.verify(token.expose_secret()).is_ok());
+        assert_eq!(fetches.load(Ordering::SeqCst), 3);
+    }
+
+    /// The periodic refresh holds only a weak reference to the live key set: a verifier derived
+    /// with `with_legacy_key` shares that set, so the refresh reaches it, even once the verifier
+    /// it was derived from is gone.
+    #[tokio::test(start_paused = true)]
+    async fn the_periodic_refresh_reaches_a_derived_verifier_alone() {
+        let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k1").unwrap());
+        issuer.rotate(SigningKey::generate_ed25519("k2").unwrap());
+        let fetches = Arc::new(AtomicU64::new(0));
+        let verifier = JwksSource::new(slow_jwks(&issuer, &fetches), "http://127.0.0.1/jwks")
+            .unwrap()
+            .with_refresh_every(Duration::from_secs(60))
+            .connect()
+            .await
+            .unwrap();
+        let legacy = crate::server::VerifyingKey::hs256("legacy", &[7; 32]).unwrap();
+        let derived = verifier.clone().with_legacy_key(legacy);
+        drop(verifier);
+        assert_eq!(derived.kids(), ["k1", "k2"]);
+        assert!(issuer.retire("k1"));
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(derived.kids(), ["k2"], "k1 was withdrawn");
+        assert_eq!(derived.jwks_fetches(), 2);
     }
 
     #[test]

@@ -13,7 +13,10 @@
 //! An issuer signs with one active [`SigningKey`] and verifies with any number of keys. To
 //! rotate: [`TokenIssuer::rotate`] to a new key (the old one keeps verifying), wait until the
 //! longest token lifetime plus the leeway has passed, then [`TokenIssuer::retire`] the old kid.
-//! Every clone of an issuer (the token endpoint's, the layers') sees the change at once. Tokens
+//! Every clone of an issuer (the token endpoint's, the layers'), and every verifier made from one,
+//! sees the change at once: they share one live key set. A holder's own extra keys
+//! ([`TokenVerifier::with_legacy_key`], [`TokenIssuer::with_verifying_key`]) are an overlay on
+//! that set, not a copy of it, so rotations and retirements reach it too. Tokens
 //! without a `kid` (issued before keys had names) verify with the legacy key: for
 //! [`TokenIssuer::new`], its own key.
 //!
@@ -48,8 +51,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -60,6 +62,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::jwks::JwksState;
+use super::key_set::{KeySet, LiveKeySet, OverlayHandle};
 use super::keys::{KeyAlgorithm, KeyError, SigningKey, VerifyingKey};
 use super::store::BusinessRecord;
 use crate::credentials::Environment;
@@ -182,7 +185,7 @@ fn unix_seconds(time: SystemTime) -> u64 {
 
 /// The `alg` and `kid` of a token's header, read without the rest of it (`jsonwebtoken` parses
 /// the whole header again when it checks the signature, against the key chosen here).
-fn header_alg_and_kid(token: &str) -> Result<(String, Option<String>), VerifyError> {
+pub(super) fn header_alg_and_kid(token: &str) -> Result<(String, Option<String>), VerifyError> {
     use base64::Engine;
     #[derive(Deserialize)]
     struct AlgAndKid {
@@ -196,157 +199,6 @@ fn header_alg_and_kid(token: &str) -> Result<(String, Option<String>), VerifyErr
     let AlgAndKid { alg, kid } =
         serde_json::from_slice(&json).map_err(|_| VerifyError::Malformed)?;
     Ok((alg, kid))
-}
-
-/// The keys a verifier accepts, by `kid`, and the one for tokens without a `kid`.
-#[derive(Default)]
-pub(crate) struct KeySet {
-    keys: Vec<VerifyingKey>,
-    legacy: Option<VerifyingKey>,
-}
-
-impl KeySet {
-    fn find(&self, kid: Option<&str>) -> Option<&VerifyingKey> {
-        match kid {
-            Some(kid) => self.keys.iter().find(|k| k.kid() == kid),
-            None => self.legacy.as_ref(),
-        }
-    }
-
-    fn same_as(&self, other: &KeySet) -> bool {
-        self.keys.len() == other.keys.len()
-            && self.keys.iter().zip(&other.keys).all(|(a, b)| a.same_as(b))
-            && match (&self.legacy, &other.legacy) {
-                (Some(a), Some(b)) => a.same_as(b),
-                (None, None) => true,
-                _ => false,
-            }
-    }
-}
-
-/// The live key set, shared by every clone of a verifier (and its issuer), and the JWKS it may
-/// follow.
-pub(crate) struct KeyStorage {
-    set: ArcSwap<KeySet>,
-    /// Moves on whenever the set changes: the verified-token cache re-checks a token whose entry
-    /// predates the change.
-    version: AtomicU64,
-    /// Keys added and kids removed here, which a JWKS refresh must not undo.
-    local: std::sync::Mutex<LocalChanges>,
-    pub(crate) jwks: OnceLock<Arc<JwksState>>,
-}
-
-#[derive(Clone, Default)]
-struct LocalChanges {
-    added: Vec<VerifyingKey>,
-    removed: Vec<String>,
-}
-
-impl KeyStorage {
-    fn new(set: KeySet) -> Arc<KeyStorage> {
-        Arc::new(KeyStorage {
-            set: ArcSwap::from_pointee(set),
-            version: AtomicU64::new(0),
-            local: std::sync::Mutex::new(LocalChanges::default()),
-            jwks: OnceLock::new(),
-        })
-    }
-
-    fn local(&self) -> std::sync::MutexGuard<'_, LocalChanges> {
-        self.local
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A copy that shares nothing with this one (but its JWKS, if any).
-    fn detached(&self) -> Arc<KeyStorage> {
-        let set = self.set.load();
-        let copy = Arc::new(KeyStorage {
-            set: ArcSwap::from_pointee(KeySet {
-                keys: set.keys.clone(),
-                legacy: set.legacy.clone(),
-            }),
-            version: AtomicU64::new(self.version.load(Ordering::Acquire)),
-            local: std::sync::Mutex::new(self.local().clone()),
-            jwks: OnceLock::new(),
-        });
-        if let Some(jwks) = self.jwks.get() {
-            let _ = copy.jwks.set(Arc::clone(jwks));
-        }
-        copy
-    }
-
-    /// Replaces the set through `change`; returns whether it changed.
-    fn update(&self, change: impl Fn(&KeySet) -> KeySet) -> bool {
-        let mut changed = false;
-        self.set.rcu(|current| {
-            let next = change(current);
-            changed = !next.same_as(current);
-            if changed {
-                Arc::new(next)
-            } else {
-                Arc::clone(current)
-            }
-        });
-        if changed {
-            self.version.fetch_add(1, Ordering::AcqRel);
-        }
-        changed
-    }
-
-    fn add_key(&self, key: VerifyingKey) {
-        let mut local = self.local();
-        local.removed.retain(|kid| kid != key.kid());
-        local.added.retain(|k| k.kid() != key.kid());
-        local.added.push(key.clone());
-        self.update(|current| {
-            let mut keys: Vec<_> = current
-                .keys
-                .iter()
-                .filter(|k| k.kid() != key.kid())
-                .cloned()
-                .collect();
-            keys.push(key.clone());
-            KeySet {
-                keys,
-                legacy: current.legacy.clone(),
-            }
-        });
-    }
-
-    fn remove_key(&self, kid: &str) -> bool {
-        let mut local = self.local();
-        local.added.retain(|k| k.kid() != kid);
-        if !local.removed.iter().any(|k| k == kid) {
-            local.removed.push(kid.to_owned());
-        }
-        self.update(|current| KeySet {
-            keys: current
-                .keys
-                .iter()
-                .filter(|k| k.kid() != kid)
-                .cloned()
-                .collect(),
-            legacy: current.legacy.clone().filter(|k| k.kid() != kid),
-        })
-    }
-
-    /// Replaces the keys with a JWKS's, keeping the keys added and the kids removed here.
-    pub(crate) fn replace_keys(&self, fetched: Vec<VerifyingKey>) -> bool {
-        let local = self.local();
-        let mut keys: Vec<_> = fetched
-            .into_iter()
-            .filter(|k| {
-                !local.removed.iter().any(|kid| kid == k.kid())
-                    && !local.added.iter().any(|a| a.kid() == k.kid())
-            })
-            .collect();
-        keys.extend(local.added.iter().cloned());
-        self.update(|current| KeySet {
-            keys: keys.clone(),
-            legacy: current.legacy.clone(),
-        })
-    }
 }
 
 /// What a verifier is configured with: copied on change, unlike the keys.
@@ -398,27 +250,34 @@ fn validation(algorithm: Algorithm, issuer: &str) -> Validation {
 
 /// Checks access tokens: a live set of [`VerifyingKey`]s by `kid`, the issuer name, the clock and
 /// the leeway. Cheap to clone; clones share the keys, so a key added or removed through one (or
-/// through the [`TokenIssuer`] it came from, or a JWKS refresh) counts for all.
+/// through the [`TokenIssuer`] it came from, or a JWKS refresh) counts for all at once,
+/// including verifiers derived with [`with_legacy_key`](Self::with_legacy_key).
 ///
 /// Made from an issuer ([`TokenIssuer::verifier`], or `From<TokenIssuer>`), from public keys
 /// ([`TokenVerifier::new`]), or from a JWKS URL ([`JwksSource`](super::jwks::JwksSource)).
 /// [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer) takes any of them.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    keys: Arc<KeyStorage>,
+    keys: Arc<LiveKeySet>,
+    /// This verifier's own extra keys, kept in the live set (so removals reach them).
+    overlay: Option<Arc<OverlayHandle>>,
     settings: Settings,
 }
 
 impl fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let set = self.keys.set.load();
+        let set = self.keys.load();
+        let overlay = self.overlay_id();
         f.debug_struct("TokenVerifier")
             .field("issuer", &self.settings.issuer)
             .field(
                 "kids",
-                &set.keys.iter().map(|k| k.kid()).collect::<Vec<_>>(),
+                &set.keys(overlay)
+                    .iter()
+                    .map(|k| k.kid())
+                    .collect::<Vec<_>>(),
             )
-            .field("legacy_key", &set.legacy.as_ref().map(|k| k.kid()))
+            .field("legacy_key", &set.legacy(overlay).map(|k| k.kid()))
             .field("leeway", &self.settings.leeway)
             .field("jwks", &self.keys.jwks.get().is_some())
             .finish()
@@ -442,43 +301,52 @@ impl TokenVerifier {
     /// replaces an earlier one). Tokens without a `kid` are refused unless a
     /// [legacy key](Self::with_legacy_key) is set.
     pub fn new(keys: impl IntoIterator<Item = VerifyingKey>) -> TokenVerifier {
-        let mut set = KeySet::default();
-        for key in keys {
-            set.keys.retain(|k| k.kid() != key.kid());
-            set.keys.push(key);
-        }
-        TokenVerifier::with_storage(KeyStorage::new(set))
-    }
-
-    pub(crate) fn with_storage(keys: Arc<KeyStorage>) -> TokenVerifier {
         TokenVerifier {
-            keys,
+            keys: LiveKeySet::new(KeySet::new(keys)),
+            overlay: None,
             settings: Settings::new(DEFAULT_ISSUER),
         }
     }
 
-    pub(crate) fn storage(&self) -> &Arc<KeyStorage> {
+    pub(crate) fn storage(&self) -> &Arc<LiveKeySet> {
         &self.keys
     }
 
-    /// Tokens without a `kid` (issued before keys had names) verify with `key`. Like every
-    /// `with_*` method, this changes this verifier (and clones made from it afterwards), never
-    /// one it was cloned from: a verifier whose keys are shared gets its own copy of them first.
-    pub fn with_legacy_key(mut self, key: VerifyingKey) -> Self {
-        self.detach();
-        self.keys.update(|current| KeySet {
-            keys: current.keys.clone(),
-            legacy: Some(key.clone()),
-        });
+    fn overlay_id(&self) -> Option<u64> {
+        self.overlay.as_ref().map(|o| o.id)
+    }
+
+    /// This verifier with `change` applied to its own extra keys: a new overlay in the shared
+    /// live set (the one it had stays with the clones made before, and leaves the set when the
+    /// last of them drops).
+    fn with_overlay(
+        mut self,
+        change: impl Fn(&mut Vec<VerifyingKey>, &mut Option<VerifyingKey>),
+    ) -> Self {
+        let overlay = self.keys.derive_overlay(self.overlay_id(), change);
+        self.overlay = Some(Arc::new(overlay));
         self
     }
 
-    /// Gives this verifier keys of its own if they are shared with another verifier or issuer.
-    /// (A copy of a JWKS verifier's keys then follows the JWKS only on unknown kids.)
-    fn detach(&mut self) {
-        if Arc::strong_count(&self.keys) > 1 {
-            self.keys = self.keys.detached();
-        }
+    /// Tokens without a `kid` (issued before keys had names) verify with `key`, in this
+    /// verifier and the clones made from it afterwards, never in one it was cloned from.
+    ///
+    /// The key is an overlay over the keys this verifier shares, not a copy of them: rotations,
+    /// retirements, keys added or removed and JWKS refreshes keep reaching this verifier, and
+    /// removing the key's kid anywhere ([`remove_key`](Self::remove_key),
+    /// [`TokenIssuer::retire`], or a JWKS that withdraws that kid) removes it here too.
+    pub fn with_legacy_key(self, key: VerifyingKey) -> Self {
+        self.with_overlay(|_, legacy| *legacy = Some(key.clone()))
+    }
+
+    /// Also accepts tokens signed by `key`, in this verifier and the clones made from it
+    /// afterwards (an overlay, as for [`with_legacy_key`](Self::with_legacy_key)). A shared key
+    /// with the same kid takes precedence.
+    pub(crate) fn with_own_key(self, key: VerifyingKey) -> Self {
+        self.with_overlay(|keys, _| {
+            keys.retain(|k| k.kid() != key.kid());
+            keys.push(key.clone());
+        })
     }
 
     /// Sets the `iss` claim required (default `"axra-auth"`). For this verifier and the clones
@@ -507,26 +375,27 @@ impl TokenVerifier {
         self
     }
 
-    /// Accepts tokens signed by `key` from now on (replacing a key with the same kid), in every
-    /// clone. A JWKS refresh does not undo it.
+    /// Accepts tokens signed by `key` from now on (replacing a shared key with the same kid), in
+    /// every holder of this verifier's keys: its clones, the issuer it came from and the
+    /// verifiers derived from either. A JWKS refresh does not undo it.
     pub fn add_key(&self, key: VerifyingKey) {
         self.keys.add_key(key);
     }
 
     /// Stops accepting tokens signed by the key `kid` (and tokens without a kid, if it is the
-    /// legacy key), in every clone; returns whether such a key was known. A JWKS refresh does
-    /// not bring it back. Tokens the [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer)
-    /// verified before are checked again.
+    /// legacy key), in every holder of this verifier's keys, including a derived verifier's own
+    /// extra keys; returns whether such a key was known. A JWKS refresh does not bring it back,
+    /// and tokens naming it no longer cause JWKS fetches. Tokens the
+    /// [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer) verified before are checked again.
     pub fn remove_key(&self, kid: &str) -> bool {
         self.keys.remove_key(kid)
     }
 
-    /// The kids accepted now.
+    /// The kids accepted now (the shared ones, then this verifier's own).
     pub fn kids(&self) -> Vec<String> {
         self.keys
-            .set
             .load()
-            .keys
+            .keys(self.overlay_id())
             .iter()
             .map(|k| k.kid().to_owned())
             .collect()
@@ -534,10 +403,12 @@ impl TokenVerifier {
 
     /// The public keys as a JWKS document (HS256 keys are secret and never listed).
     pub fn jwks(&self) -> JwkSet {
-        let set = self.keys.set.load();
-        let mut keys: Vec<_> = set.keys.iter().filter_map(VerifyingKey::to_jwk).collect();
-        if let Some(legacy) = &set.legacy
-            && !set.keys.iter().any(|k| k.kid() == legacy.kid())
+        let set = self.keys.load();
+        let overlay = self.overlay_id();
+        let listed = set.keys(overlay);
+        let mut keys: Vec<_> = listed.iter().filter_map(|k| k.to_jwk()).collect();
+        if let Some(legacy) = set.legacy(overlay)
+            && !listed.iter().any(|k| k.kid() == legacy.kid())
             && let Some(jwk) = legacy.to_jwk()
         {
             keys.push(jwk);
@@ -552,8 +423,10 @@ impl TokenVerifier {
     /// [`VerifyError`] saying which check failed.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
         let (alg, kid) = header_alg_and_kid(token)?;
-        let set = self.keys.set.load();
-        let key = set.find(kid.as_deref()).ok_or(VerifyError::UnknownKey)?;
+        let set = self.keys.load();
+        let key = set
+            .find(self.overlay_id(), kid.as_deref())
+            .ok_or(VerifyError::UnknownKey)?;
         if alg != key.algorithm().name() {
             return Err(VerifyError::Algorithm);
         }
@@ -584,7 +457,7 @@ impl TokenVerifier {
 
     /// The version of the key set: moves on whenever a key is added or removed.
     pub(crate) fn keys_version(&self) -> u64 {
-        self.keys.version.load(Ordering::Acquire)
+        self.keys.version()
     }
 
     /// Whether the keys follow a JWKS (an unknown kid may become known after a refresh).
@@ -617,8 +490,9 @@ impl TokenVerifier {
     }
 }
 
-/// Issues and verifies access tokens. Cheap to clone; clones share the keys (see
-/// [`rotate`](Self::rotate)).
+/// Issues and verifies access tokens. Cheap to clone; clones share the signing key and the live
+/// key set (see [`rotate`](Self::rotate)); the `with_*` settings (issuer name, lifetime, leeway,
+/// clock) belong to the handle they are set on and the clones made from it afterwards.
 ///
 /// Signing uses `jsonwebtoken` with its `rust_crypto` backend. `jsonwebtoken` picks its crypto
 /// provider from its crate features: if something else in your build also enables its
@@ -662,10 +536,7 @@ impl TokenIssuer {
         })?;
         let legacy = key.verifying_key().clone();
         let issuer = TokenIssuer::from_key(key);
-        issuer.verifier.keys.update(|current| KeySet {
-            keys: current.keys.clone(),
-            legacy: Some(legacy.clone()),
-        });
+        issuer.verifier.keys.set_legacy(legacy);
         Ok(issuer)
     }
 
@@ -692,29 +563,25 @@ impl TokenIssuer {
         }
     }
 
-    /// Also verifies tokens signed by `key` (an older key still in use after a restart). Like
-    /// every `with_*` method, it changes this issuer (and clones made from it afterwards), never
-    /// one it was cloned from.
+    /// Also verifies tokens signed by `key` (an older key still in use after a restart), in this
+    /// issuer, the clones made from it afterwards and the verifiers they give. Never in one it
+    /// was cloned from.
+    ///
+    /// The key is an overlay (see [`TokenVerifier::with_legacy_key`]): this issuer keeps sharing
+    /// its signing key and its key set with every clone, so a [`rotate`](Self::rotate) or
+    /// [`retire`](Self::retire) through any of them reaches it, and retiring `key`'s kid through
+    /// any of them removes it here too.
     pub fn with_verifying_key(mut self, key: VerifyingKey) -> Self {
-        self.detach();
-        self.verifier.add_key(key);
+        self.verifier = self.verifier.with_own_key(key);
         self
     }
 
-    /// Tokens without a `kid` verify with `key` (for [`TokenIssuer::new`], its own key already).
+    /// Tokens without a `kid` verify with `key` (for [`TokenIssuer::new`], its own key already),
+    /// in this issuer and the clones made from it afterwards; an overlay, as for
+    /// [`with_verifying_key`](Self::with_verifying_key).
     pub fn with_legacy_key(mut self, key: VerifyingKey) -> Self {
-        self.detach();
         self.verifier = self.verifier.with_legacy_key(key);
         self
-    }
-
-    /// Gives this issuer keys of its own if they are shared with a clone.
-    fn detach(&mut self) {
-        if Arc::strong_count(&self.signing) > 1 || Arc::strong_count(&self.verifier.keys) > 1 {
-            self.signing = Arc::new(ArcSwap::new(self.signing.load_full()));
-            self.verifier.keys = self.verifier.keys.detached();
-            self.rotation = Arc::default();
-        }
     }
 
     /// Signs with `next` from now on; the previous key keeps verifying until you
@@ -730,8 +597,9 @@ impl TokenIssuer {
         self.signing.store(Arc::new(next));
     }
 
-    /// Stops verifying tokens signed by `kid`; returns whether it was known. The active key
-    /// cannot be retired (returns `false`).
+    /// Stops verifying tokens signed by `kid`, in every clone of this issuer and every verifier
+    /// made from one (their own extra keys included); returns whether it was known. The active
+    /// key cannot be retired (returns `false`).
     pub fn retire(&self, kid: &str) -> bool {
         let _rotation = self
             .rotation
@@ -1133,11 +1001,18 @@ mod tests {
             issuer.verify(partner_token.expose_secret()).unwrap_err(),
             VerifyError::UnknownKey
         );
-        // Rotations through a clone still reach the original (they are not builders).
+        // Rotations through a clone still reach the original (they are not builders), and so do
+        // rotations through the widened issuer: its extra key is an overlay, not a copy.
         issuer
             .clone()
             .rotate(SigningKey::generate_ed25519("k2").unwrap());
         assert_eq!(issuer.active_kid(), "k2");
+        widened.rotate(SigningKey::generate_ed25519("k3").unwrap());
+        assert_eq!(issuer.active_kid(), "k3");
+        assert_eq!(partner.kids(), ["k1", "k2", "k3"]);
+        assert!(issuer.retire("k1"));
+        assert_eq!(partner.kids(), ["k2", "k3"]);
+        assert_eq!(widened.verifier().kids(), ["k2", "k3", "partner"]);
     }
 
     fn base64url(bytes: &[u8]) -> String {

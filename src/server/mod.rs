@@ -36,6 +36,7 @@ pub(crate) mod expiring;
 pub mod extract;
 pub mod jwks;
 pub mod jwt;
+pub(crate) mod key_set;
 pub mod keys;
 pub mod rejection;
 pub mod require;

@@ -177,8 +177,9 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
     }
 
     /// A failed verification's verdict. A kid the verifier does not know, when it follows a
-    /// JWKS, may be a key published since the last fetch: fetch (at most once per interval,
-    /// however many such tokens arrive) and verify again.
+    /// JWKS, may be a key published since the last fetch: wait for a fetch that starts after
+    /// now (at most one per interval, however many such tokens arrive; see
+    /// [`jwks`](crate::server::jwks)) and verify again.
     fn verify_error(&self, error: VerifyError, token: &str) -> Verification {
         if error != VerifyError::UnknownKey || self.tokens.jwks_state().is_none() {
             return Verification::Now(Err(error.into()));
@@ -186,10 +187,7 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
         let this = self.clone();
         let token = token.to_owned();
         Verification::Later(Box::pin(async move {
-            if let Some(jwks) = this.tokens.jwks_state() {
-                let jwks = Arc::clone(jwks);
-                jwks.refresh_for_unknown_kid(this.tokens.storage()).await;
-            }
+            this.tokens.refresh_for_unknown_kid(&token).await;
             match this.tokens.verify(&token) {
                 Ok(verified) => match this.resolve(verified, None) {
                     Verification::Now(verdict) => verdict,
