@@ -353,3 +353,30 @@ async fn a_rotation_during_a_fetch_keeps_the_counters_adding_up() {
     let token = cache.token().await.unwrap();
     assert!(token.expose_secret().starts_with("tok-bk_test_new"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_dropped_after_a_rejection_comes_back_without_traffic_by_its_refresh_time() {
+    let provider = Scripted::new(Duration::from_millis(10), HOUR);
+    let cache = fixed_jitter(provider.clone());
+    let token = cache.token().await.unwrap();
+    sleep(Duration::from_secs(600)).await;
+    cache.invalidate(&token);
+    assert!(!cache.health().is_ready());
+    // The next request would fetch at once; with none, the refresher does at the dropped
+    // token's refresh time (54 min 30 s after its fetch started).
+    sleep(Duration::from_secs(3270 - 600 + 1)).await;
+    assert!(cache.health().is_ready());
+    assert_eq!(provider.calls(), 2);
+    assert_counters_add_up(cache.stats());
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_due_on_arrival_do_not_make_the_refresher_spin() {
+    let provider = Scripted::new(Duration::ZERO, Duration::ZERO);
+    let cache = fixed_jitter(provider.clone());
+    let _ = cache.token().await;
+    sleep(Duration::from_secs(10)).await;
+    let calls = provider.calls();
+    assert!(calls <= 45, "{calls} exchanges in 10 s");
+    assert_counters_add_up(cache.stats());
+}

@@ -9,9 +9,10 @@
 //!
 //! Beside the requests, one **refresher** task per cache keeps a token without traffic: it
 //! sleeps until the current token's refresh time (or the end of a backoff), wakes at once when
-//! the token is dropped (a rejection, a credential rotation) or a fetch ends, and starts the
-//! next fetch through the same single-flight state as the requests, so callers and refresher
-//! share one exchange. It holds the cache only weakly and is aborted when the cache drops. It
+//! the credentials are rotated or a fetch ends, and starts the next fetch through the same
+//! single-flight state as the requests, so callers and refresher share one exchange. (A token
+//! dropped after a rejection does not wake it: the rejected request's retry, or the next one,
+//! fetches; without traffic the refresher does at the dropped token's refresh time.) It holds the cache only weakly and is aborted when the cache drops. It
 //! starts with the first fetch, the first refresh due or the first health probe made inside a
 //! tokio runtime, and again the same way if its runtime ended.
 //!
@@ -364,8 +365,10 @@ impl<P: TokenProvider> CacheCore<P> {
             );
             drop(streak);
             self.listeners.notify();
-            // No usable token is left: the refresher fetches the next one, traffic or not.
-            self.wake.notify_one();
+            // The refresher is not woken: the request that saw the rejection (or its retry)
+            // fetches the next token, after the credential watchers had their chance to read
+            // new credentials; without traffic, the refresher does at the dropped token's
+            // refresh time.
         }
     }
 
@@ -426,7 +429,7 @@ impl<P: TokenProvider> CacheCore<P> {
     ///
     /// A fetch is needed when no token is held (at once), or at the current token's refresh
     /// time, but never sooner than [`MIN_REFRESH_INTERVAL`] after the fetch that brought it
-    /// started (a provider whose tokens are due on arrival costs one exchange a second, not a
+    /// started (a provider whose tokens are due on arrival costs four exchanges a second, not a
     /// busy loop), and never during a backoff after failures.
     async fn refresh_step(self: &Arc<Self>) -> Option<Instant> {
         let mut state = self.state.lock().await;

@@ -166,8 +166,8 @@ pub struct FailureHealth {
 ///   quarter of the lifetime, and no refresh starts before half of the lifetime has passed: a
 ///   4 s token is refreshed at 2 s.
 /// - **Self-refreshing**: once started, a background refresher (one task per cache) fetches by
-///   itself at the refresh time, at once when the token was dropped (a rejection, a credential
-///   rotation), and again after each backoff while fetches fail, so
+///   itself at the refresh time, at once after a credential rotation, and again after each
+///   backoff while fetches fail, so
 ///   [`health`](TokenCache::health) comes back to ready without any request passing. It joins
 ///   the same single-flight as the callers (callers and refresher cost one exchange), holds the
 ///   cache weakly and stops when the cache is dropped. It starts with the first fetch or the
