@@ -32,9 +32,11 @@ fn holds_a_needle(block: &[u8]) -> bool {
     let Ok(needles) = needles().try_lock() else {
         return false;
     };
-    needles
-        .iter()
-        .any(|needle| block.windows(needle.len()).any(|window| window == &needle[..]))
+    needles.iter().any(|needle| {
+        block
+            .windows(needle.len())
+            .any(|window| window == &needle[..])
+    })
 }
 
 // SAFETY: forwards to the system allocator; reads a block only before handing it back, within
@@ -104,8 +106,16 @@ async fn the_endpoint_frees_no_unzeroed_copy_of_the_key_or_the_secret() {
         escape(&key),
         escape(&secret)
     ));
-    assert!(!escaped.windows(secret.len()).any(|w| w == secret.as_bytes()));
-    assert_eq!(leaked_copies(&endpoint, &escaped).await, 0, "escaped strings");
+    assert!(
+        !escaped
+            .windows(secret.len())
+            .any(|w| w == secret.as_bytes())
+    );
+    assert_eq!(
+        leaked_copies(&endpoint, &escaped).await,
+        0,
+        "escaped strings"
+    );
 
     drop((plain, escaped));
 }

@@ -529,7 +529,9 @@ mod tests {
     #[test]
     fn parsed_fields_are_zeroizing_buffers() {
         fn zeroizing(_: &Zeroizing<String>) {}
-        let fields = fields(br#"{"apiKey": "k", "apiSecret": "s"}"#).ok().unwrap();
+        let fields = fields(br#"{"apiKey": "k", "apiSecret": "s"}"#)
+            .ok()
+            .unwrap();
         zeroizing(&fields.api_key);
         zeroizing(&fields.api_secret);
     }

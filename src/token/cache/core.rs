@@ -441,7 +441,9 @@ impl<P: TokenProvider> CacheCore<P> {
         let now = Instant::now();
         let (due, reason) = match self.current.load_full() {
             Some(entry) => {
-                let due = entry.refresh_at.max(entry.fetched_at + MIN_REFRESH_INTERVAL);
+                let due = entry
+                    .refresh_at
+                    .max(entry.fetched_at + MIN_REFRESH_INTERVAL);
                 if entry.phase() == Phase::Expired && now < entry.usable_until {
                     // Retired before its time while still current: replace it now.
                     (now, "refresh_retired")
