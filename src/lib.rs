@@ -60,12 +60,18 @@
 //!
 //! - zeroed: the values inside [`ApiKey`], [`ApiSecret`] (so [`Credentials`]) and
 //!   [`AccessToken`] (`secrecy::SecretString`); the client's copy of a token response once it
-//!   is parsed (when no one else holds the buffer); the server's parsed `apiKey` and
-//!   `apiSecret` strings once they are hashed.
+//!   is parsed (when no one else holds the buffer); the token endpoint's parsed `apiKey` and
+//!   `apiSecret` once they are hashed: they are decoded (JSON escapes included) straight from
+//!   the request body into one zeroed-on-drop buffer each, with no `serde_json::Value` and no
+//!   pass through serde_json's scratch buffer (a test scans every heap block freed while the
+//!   endpoint answers).
 //! - not zeroed, only freed: the `HeaderValue`s that carry a key or token (`bytes::Bytes`,
 //!   shared and immutable, handed to your HTTP client), the token exchange's JSON body once it
-//!   is handed to the HTTP client, the token endpoint's raw request body, and whatever hyper,
-//!   reqwest, TLS or the kernel buffered on the way.
+//!   is handed to the HTTP client, the token endpoint's raw request body (unless the endpoint
+//!   holds its buffer alone: then it is overwritten), and whatever hyper, reqwest, TLS or the
+//!   kernel buffered on the way.
+//! - not zeroed, on the stack: temporaries such as the SHA-256 state that hashes a key or a
+//!   secret (overwritten by later calls, never freed to the heap).
 //!
 //! No credential follows a redirect to another origin: the token exchange never follows one, and
 //! the reqwest integration documents the redirect policy its clients need

@@ -7,6 +7,19 @@
 //!   (double-checked under a tokio `Mutex` that is never held across the fetch);
 //! - [`reject`](CacheCore::reject): a rejected token is dropped, at the pace the policy allows.
 //!
+//! Beside the requests, one **refresher** task per cache keeps a token without traffic: it
+//! sleeps until the current token's refresh time (or the end of a backoff), wakes at once when
+//! the credentials are rotated or a fetch ends, and starts the next fetch through the same
+//! single-flight state as the requests, so callers and refresher share one exchange. (A token
+//! dropped after a rejection does not wake it: the rejected request's retry, or the next one,
+//! fetches; without traffic the refresher does at the dropped token's refresh time.) It holds the cache only weakly and is aborted when the cache drops. It
+//! starts with the first fetch, the first refresh due or the first health probe made inside a
+//! tokio runtime, and again the same way if its runtime ended.
+//!
+//! Every fetch counts exactly once as succeeded or failed, whatever happens to it (a rotation
+//! while it runs, a panicking provider, a runtime shut down under it): a guard owned by its
+//! task counts a fetch that never completed as failed.
+//!
 //! Timeouts, backoff, jitter and deadlines come from [`Config`]; state transitions of a token
 //! from [`Entry`].
 
@@ -21,7 +34,7 @@ use tokio::time::Instant;
 
 use super::FailureHealth;
 use super::entry::{Entry, Phase};
-use super::policy::Config;
+use super::policy::{Config, MIN_REFRESH_INTERVAL};
 use crate::error::{TokenError, TokenErrorKind};
 use crate::token::{AccessToken, TokenProvider};
 
@@ -51,6 +64,7 @@ pub(super) struct Counters {
     pub(super) started: AtomicU64,
     pub(super) succeeded: AtomicU64,
     pub(super) failed: AtomicU64,
+    pub(super) superseded: AtomicU64,
     pub(super) waits: AtomicU64,
     pub(super) invalidations: AtomicU64,
     pub(super) rejections_deferred: AtomicU64,
@@ -102,6 +116,13 @@ pub(crate) struct CacheCore<P> {
     generation: AtomicU64,
     pub(super) counters: Counters,
     fetch_task: StdMutex<Option<AbortHandle>>,
+    /// The refresher task (see the module docs), once started.
+    refresher: StdMutex<Option<AbortHandle>>,
+    /// Wakes the refresher: a fetch ended, the token was dropped, or the credentials changed.
+    wake: Arc<Notify>,
+    /// Starts the refresher if it is not running (here so that code without the provider bound,
+    /// such as the health probe, can start it).
+    start_refresher: fn(&Arc<CacheCore<P>>),
     /// Tokens dropped in a row after rejections, each soon after it was fetched (see
     /// [`Config::rejection_hold`]). Taken only when a token is rejected, never on the hot path.
     rejection_streak: StdMutex<u32>,
@@ -124,10 +145,48 @@ impl<P> Drop for CacheCore<P> {
         if let Some(task) = task {
             task.abort();
         }
+        let refresher = self
+            .refresher
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(refresher) = refresher {
+            refresher.abort();
+        }
     }
 }
 
-impl<P> CacheCore<P> {
+/// Owned by a fetch's task: delivers nothing itself, but if the task ends without completing
+/// (a panicking provider, a runtime shut down, an abort) it drops the sender first (waiters
+/// then see the fetch died), counts the fetch as failed, and always wakes the refresher.
+struct FetchGuard<P> {
+    core: Weak<CacheCore<P>>,
+    wake: Arc<Notify>,
+    tx: Option<watch::Sender<Outcome>>,
+    counted: bool,
+}
+
+impl<P> FetchGuard<P> {
+    /// The sender, to complete the fetch with; the completion counts the fetch.
+    fn take_sender(&mut self) -> Option<watch::Sender<Outcome>> {
+        self.counted = true;
+        self.tx.take()
+    }
+}
+
+impl<P> Drop for FetchGuard<P> {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if !self.counted
+            && let Some(core) = self.core.upgrade()
+        {
+            core.counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.wake.notify_one();
+    }
+}
+
+impl<P: TokenProvider> CacheCore<P> {
     pub(super) fn new(provider: P, config: Config) -> Self {
         CacheCore {
             provider: Arc::new(provider),
@@ -142,10 +201,20 @@ impl<P> CacheCore<P> {
             generation: AtomicU64::new(0),
             counters: Counters::default(),
             fetch_task: StdMutex::new(None),
+            refresher: StdMutex::new(None),
+            wake: Arc::new(Notify::new()),
+            start_refresher: Self::ensure_refresher,
             rejection_streak: StdMutex::new(0),
             failure_view: StdMutex::new(None),
             listeners: Arc::default(),
         }
+    }
+}
+
+impl<P> CacheCore<P> {
+    /// Starts the refresher if it is not running and a tokio runtime is current.
+    pub(super) fn start_refresher(self: &Arc<Self>) {
+        (self.start_refresher)(self);
     }
 
     /// The last failure as the health view shows it, if the last fetch failed.
@@ -176,6 +245,23 @@ impl<P> CacheCore<P> {
             .failure_view
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
+        // The refresher fetches with the new credentials at once, traffic or not.
+        self.wake.notify_one();
+    }
+
+    /// After a credential change ([`forget`](Self::forget)): the fetch in flight and the
+    /// backoff belong to the old credentials and no longer apply.
+    fn sync_epoch(&self, state: &mut FetchState) {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if state.epoch != epoch {
+            state.inflight = None;
+            state.failure = None;
+            state.epoch = epoch;
+            *self
+                .failure_view
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+        }
     }
 }
 
@@ -193,7 +279,7 @@ impl<P: TokenProvider> CacheCore<P> {
         match entry.phase() {
             Phase::Fresh => true,
             Phase::RefreshDue => {
-                self.refresh_ahead(entry);
+                self.refresh_due(entry);
                 true
             }
             Phase::Expired => false,
@@ -207,6 +293,7 @@ impl<P: TokenProvider> CacheCore<P> {
             return Ok(entry);
         }
         self.counters.waits.fetch_add(1, Ordering::Relaxed);
+        self.ensure_refresher();
         trace_event!(
             tracing::Level::DEBUG,
             "axra_auth: no usable token, request waits for a fetch"
@@ -217,17 +304,7 @@ impl<P: TokenProvider> CacheCore<P> {
             if let Some(entry) = self.usable() {
                 return Ok(entry);
             }
-            let epoch = self.epoch.load(Ordering::Acquire);
-            if state.epoch != epoch {
-                // The credentials changed: the old fetch and its backoff no longer apply.
-                state.inflight = None;
-                state.failure = None;
-                state.epoch = epoch;
-                *self
-                    .failure_view
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = None;
-            }
+            self.sync_epoch(&mut state);
             self.reap_dead_fetch(&mut state);
             match &state.inflight {
                 Some(inflight) => inflight.clone(),
@@ -288,20 +365,104 @@ impl<P: TokenProvider> CacheCore<P> {
             );
             drop(streak);
             self.listeners.notify();
+            // The refresher is not woken: the request that saw the rejection (or its retry)
+            // fetches the next token, after the credential watchers had their chance to read
+            // new credentials; without traffic, the refresher does at the dropped token's
+            // refresh time.
         }
     }
 
-    /// Starts one background refresh for `entry`, unless someone already did.
-    fn refresh_ahead(self: &Arc<Self>, entry: &Entry) {
+    /// A reader saw `entry`'s refresh due. The refresher wakes at the refresh time by itself;
+    /// the first reader of each entry also makes sure it runs (it may never have started in
+    /// this runtime, or its runtime ended) and wakes it.
+    fn refresh_due(self: &Arc<Self>, entry: &Entry) {
         if !entry.claim_refresh() {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             // No runtime to refresh in: let a later caller (inside one) try.
             entry.release_refresh();
             return;
+        }
+        self.ensure_refresher();
+        self.wake.notify_one();
+    }
+
+    /// Starts the refresher unless it runs; nothing outside a tokio runtime.
+    fn ensure_refresher(self: &Arc<Self>) {
+        let mut slot = self
+            .refresher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
         };
-        runtime.spawn(Self::refresh_task(Arc::downgrade(self), entry.generation));
+        let task = runtime.spawn(Self::refresher(
+            Arc::downgrade(self),
+            Arc::clone(&self.wake),
+        ));
+        *slot = Some(task.abort_handle());
+    }
+
+    /// The refresher: one step at a time, holding the cache only while it decides, then waiting
+    /// (holding nothing) until the step's deadline or a wake-up, whichever comes first.
+    async fn refresher(weak: Weak<Self>, wake: Arc<Notify>) {
+        loop {
+            let next = {
+                let Some(core) = weak.upgrade() else { return };
+                core.refresh_step().await
+            };
+            match next {
+                Some(deadline) => {
+                    let _ = tokio::time::timeout_at(deadline, wake.notified()).await;
+                }
+                None => wake.notified().await,
+            }
+        }
+    }
+
+    /// Starts the fetch the cache needs now, or says until when nothing is needed (`None`:
+    /// until a wake-up, as when a fetch is in flight; its end wakes the refresher).
+    ///
+    /// A fetch is needed when no token is held (at once), or at the current token's refresh
+    /// time, but never sooner than [`MIN_REFRESH_INTERVAL`] after the fetch that brought it
+    /// started (a provider whose tokens are due on arrival costs four exchanges a second, not a
+    /// busy loop), and never during a backoff after failures.
+    async fn refresh_step(self: &Arc<Self>) -> Option<Instant> {
+        let mut state = self.state.lock().await;
+        self.sync_epoch(&mut state);
+        self.reap_dead_fetch(&mut state);
+        if state.inflight.is_some() {
+            return None;
+        }
+        let now = Instant::now();
+        let (due, reason) = match self.current.load_full() {
+            Some(entry) => {
+                let due = entry
+                    .refresh_at
+                    .max(entry.fetched_at + MIN_REFRESH_INTERVAL);
+                if entry.phase() == Phase::Expired && now < entry.usable_until {
+                    // Retired before its time while still current: replace it now.
+                    (now, "refresh_retired")
+                } else {
+                    (due, "refresh_ahead")
+                }
+            }
+            None => (now, "no_token"),
+        };
+        if due > now {
+            return Some(due);
+        }
+        if let Some(failure) = &state.failure
+            && now < failure.retry_at
+        {
+            return Some(failure.retry_at);
+        }
+        self.start_fetch(&mut state, reason);
+        None
     }
 
     /// Spawns the one fetch; the caller holds the state lock.
@@ -320,7 +481,12 @@ impl<P: TokenProvider> CacheCore<P> {
         let epoch = state.epoch;
         self.counters.started.fetch_add(1, Ordering::Relaxed);
         let provider = Arc::clone(&self.provider);
-        let weak = Arc::downgrade(self);
+        let mut guard = FetchGuard {
+            core: Arc::downgrade(self),
+            wake: Arc::clone(&self.wake),
+            tx: Some(tx),
+            counted: false,
+        };
         let timeout = self.config.fetch_timeout;
         let task = tokio::spawn(async move {
             let started = Instant::now();
@@ -329,15 +495,18 @@ impl<P: TokenProvider> CacheCore<P> {
                 Err(_) => Err(TokenError::new(TokenErrorKind::Timeout)),
             };
             drop(provider);
-            if let Some(core) = weak.upgrade() {
+            if let Some(core) = guard.core.upgrade() {
                 let state = core.state.lock().await;
-                core.complete(state, started, epoch, result, tx);
+                if let Some(tx) = guard.take_sender() {
+                    core.complete(state, started, epoch, result, tx);
+                }
             }
         });
         *self
             .fetch_task
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+        self.ensure_refresher();
         rx
     }
 
@@ -354,8 +523,14 @@ impl<P: TokenProvider> CacheCore<P> {
         }
         if epoch != self.epoch.load(Ordering::Acquire) {
             // Fetched with credentials replaced since: its own waiters get it, the cache does
-            // not keep it, and its failure holds nothing back.
+            // not keep it, and its failure holds nothing back. It still counts, once.
             let outcome = result.and_then(|token| self.entry_for(token, started));
+            let counter = match &outcome {
+                Ok(_) => &self.counters.succeeded,
+                Err(_) => &self.counters.failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.counters.superseded.fetch_add(1, Ordering::Relaxed);
             tx.send_replace(Some(outcome));
             return;
         }
@@ -440,37 +615,9 @@ impl<P: TokenProvider> CacheCore<P> {
         Ok(Entry::start(token, header, generation, started, deadlines))
     }
 
-    /// Background refresh of the entry of `generation`: waits out any backoff (holding nothing),
-    /// then starts one fetch unless the entry was replaced or a fetch is already running.
-    async fn refresh_task(weak: Weak<Self>, generation: u64) {
-        loop {
-            let Some(core) = weak.upgrade() else { return };
-            let mut state = core.state.lock().await;
-            let still_current = core
-                .current
-                .load()
-                .as_ref()
-                .is_some_and(|entry| entry.generation == generation);
-            core.reap_dead_fetch(&mut state);
-            if !still_current || state.inflight.is_some() {
-                return;
-            }
-            if let Some(failure) = &state.failure
-                && Instant::now() < failure.retry_at
-            {
-                let retry_at = failure.retry_at;
-                drop(state);
-                drop(core);
-                tokio::time::sleep_until(retry_at).await;
-                continue;
-            }
-            core.start_fetch(&mut state, "refresh_ahead");
-            return;
-        }
-    }
-
     /// A fetch whose task died without answering (runtime shutdown, panicking provider) counts
-    /// as a failed fetch, so callers do not join it forever.
+    /// as a failed fetch for the backoff, so callers do not join it forever. (Its task's guard
+    /// already counted it in the stats.)
     fn reap_dead_fetch(&self, state: &mut FetchState) {
         let dead = state
             .inflight

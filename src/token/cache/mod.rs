@@ -60,15 +60,24 @@ pub use policy::{
 };
 
 /// Counters of a [`TokenCache`], for tests and metrics.
+///
+/// Every fetch ends exactly once, as succeeded or failed: whenever no fetch is in flight,
+/// `fetches_started == fetches_succeeded + fetches_failed`. (While one runs, it is counted
+/// started only.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {
-    /// Fetches (exchanges) started.
+    /// Fetches (exchanges) started, by callers or by the cache's background refresher.
     pub fetches_started: u64,
-    /// Fetches that produced a token.
+    /// Fetches that produced a token (including superseded ones).
     pub fetches_succeeded: u64,
-    /// Fetches that failed (including timeouts).
+    /// Fetches that failed: an error, a timeout, a provider that panicked, or a fetch whose
+    /// runtime shut down under it (including superseded ones).
     pub fetches_failed: u64,
+    /// Of the fetches above, those that ended after a credential rotation they started before
+    /// (see [`TokenCache::credentials_rotator`]): their token or error went to the callers that
+    /// were waiting for them, but the cache neither kept the token nor backed off for the error.
+    pub fetches_superseded: u64,
     /// Times a caller found no usable token and had to wait for a fetch (or got the last error).
     pub waits: u64,
     /// Tokens dropped because they were rejected (a `401` or gRPC `UNAUTHENTICATED` answer to a
@@ -151,10 +160,20 @@ pub struct FailureHealth {
 /// - **Single-flight**: when no usable token exists, callers serialise on a tokio `Mutex` just
 ///   long enough to re-check the cache and join the fetch in flight or start one; exactly one
 ///   fetch runs however many callers wait. The lock is never held across the fetch.
-/// - **Refresh ahead**: a token is usable until `expires_at - expiry_margin`; inside the
-///   refresh-ahead window before that, the first caller starts one background fetch and everyone
-///   keeps using the current token. The margin is at most a quarter of the lifetime, and no
-///   refresh starts before half of the lifetime has passed: a 4 s token is refreshed at 2 s.
+/// - **Refresh ahead, with or without traffic**: a token is usable until
+///   `expires_at - expiry_margin`; inside the refresh-ahead window before that, one background
+///   fetch replaces it while everyone keeps using the current one. The margin is at most a
+///   quarter of the lifetime, and no refresh starts before half of the lifetime has passed: a
+///   4 s token is refreshed at 2 s.
+/// - **Self-refreshing**: once started, a background refresher (one task per cache) fetches by
+///   itself at the refresh time, at once after a credential rotation, and again after each
+///   backoff while fetches fail, so
+///   [`health`](TokenCache::health) comes back to ready without any request passing. It joins
+///   the same single-flight as the callers (callers and refresher cost one exchange), holds the
+///   cache weakly and stops when the cache is dropped. It starts with the first fetch or the
+///   first [`health`](TokenCache::health) probe inside a tokio runtime (and again the same way
+///   if that runtime ended). An idle client thus exchanges its credentials once per token
+///   lifetime, and, while the endpoint refuses them, once per backoff ceiling (30 s by default).
 /// - **Conservative expiry**: a token's lifetime counts from when its fetch started.
 /// - **Cancellation-safe**: fetches run in a spawned task, so a dropped caller never aborts one.
 ///   Background tasks hold weak references and end when the cache is dropped.
@@ -164,7 +183,8 @@ pub struct FailureHealth {
 /// - **Invalidation**: [`invalidate`](TokenCache::invalidate) drops the cached token only if it
 ///   is still the one that was rejected.
 ///
-/// Building a cache needs no runtime; background work starts on first use, inside the runtime.
+/// Building a cache needs no runtime and fetches nothing; background work starts on first use
+/// (a token asked for, or a health probe), inside the runtime.
 ///
 /// # Example
 ///
@@ -299,6 +319,7 @@ impl<P> TokenCache<P> {
             fetches_started: c.started.load(Ordering::Relaxed),
             fetches_succeeded: c.succeeded.load(Ordering::Relaxed),
             fetches_failed: c.failed.load(Ordering::Relaxed),
+            fetches_superseded: c.superseded.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
             invalidations: c.invalidations.load(Ordering::Relaxed),
             rejections_deferred: c.rejections_deferred.load(Ordering::Relaxed),
@@ -311,8 +332,14 @@ impl<P> TokenCache<P> {
     }
 
     /// A snapshot for probes and dashboards (see [`CacheHealth`]). Cheap: no await, no lock
-    /// shared with requests.
+    /// shared with requests on their hot path.
+    ///
+    /// Called inside a tokio runtime, it also starts the cache's background refresher if it is
+    /// not running yet: a readiness probe on a cache no request has used yet gets it its first
+    /// token (the snapshot itself is taken before, so it still says "not ready"), and from
+    /// then on the cache keeps a usable token with or without traffic.
     pub fn health(&self) -> CacheHealth {
+        self.core.start_refresher();
         let current = self.core.current();
         let usable = current
             .as_ref()

@@ -31,6 +31,13 @@ pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 /// from each client, however many requests the client serves.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// The shortest time between the start of a fetch and the background refresh of the token it
+/// brought. A token's refresh normally comes at half its lifetime or later (0.5 s for a 1 s
+/// token), so this floor only matters for a provider whose tokens are due on arrival (a lifetime
+/// of zero, or already expired): the refresher then asks for one four times a second instead of
+/// spinning.
+pub(super) const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+
 /// The longest fetch timeout or backoff accepted; longer settings are cut to it, so no deadline
 /// computed from them can overflow (or panic in `Instant + Duration`).
 pub(super) const MAX_SETTING: Duration = Duration::from_secs(86_400);
