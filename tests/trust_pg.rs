@@ -142,8 +142,10 @@ async fn of_two_concurrent_regenerations_exactly_one_succeeds() {
     };
     let first = regenerate(store.clone(), id.clone());
     let second = regenerate(store.clone(), id.clone());
+    // Watched from outside the operator's transaction (whose statistics snapshot is frozen).
+    let watcher = self::operator(&url).await;
     loop {
-        let waiting: i64 = operator
+        let waiting: i64 = watcher
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity \
                  WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE axra_businesses%'",
@@ -155,7 +157,14 @@ async fn of_two_concurrent_regenerations_exactly_one_succeeds() {
         if waiting == 2 {
             break;
         }
-        assert!(!first.is_finished() && !second.is_finished());
+        if first.is_finished() || second.is_finished() {
+            let (a, b) = (first.await.unwrap(), second.await.unwrap());
+            panic!(
+                "finished before the lock was released: {:?} {:?}",
+                a.map(|_| ()).map_err(|e| e.to_string()),
+                b.map(|_| ()).map_err(|e| e.to_string())
+            );
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     operator.batch_execute("ROLLBACK").await.unwrap();

@@ -1,9 +1,14 @@
 //! `last_used_at`, debounced: a request only notes the business in memory (at most once per
 //! interval per key); a background task writes the noted ones in one `UPDATE` per interval, off
-//! the request path.
+//! the request path. The write never waits for a row lock (`SKIP LOCKED`: a row locked
+//! elsewhere is written at a later interval, when its key is used again) and is bounded by the
+//! store's timeout like every statement (cancelled and its connection closed when it runs out),
+//! so a held lock never parks the pool's connections one interval at a time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::bounded::Bounds;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -16,14 +21,18 @@ use crate::server::expiring::ExpiringMap;
 pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Only the generation that was used: a use of a key regenerated since is not charged to the
-/// new key.
+/// new key. Rows locked elsewhere are skipped rather than waited for.
 const FLUSH: &str = "UPDATE axra_businesses AS b SET last_used_at = now() \
-                     FROM unnest($1::text[], $2::int8[]) AS u(id, generation) \
-                     WHERE b.id = u.id AND b.key_generation = u.generation";
+                     FROM (SELECT r.id FROM axra_businesses AS r \
+                           JOIN unnest($1::text[], $2::int8[]) AS u(id, generation) \
+                             ON r.id = u.id AND r.key_generation = u.generation \
+                           FOR UPDATE OF r SKIP LOCKED) AS s \
+                     WHERE b.id = s.id";
 
 /// The uses noted since the last write.
 pub(super) struct Usage {
-    interval: Duration,
+    /// The interval in milliseconds: read by the writer at each turn, so a change reaches it.
+    interval_millis: AtomicU64,
     /// Noted this interval (with the generation): not noted again until it ends. Entries live
     /// until the interval number after theirs, so the hot path reads no clock.
     noted: ExpiringMap<Arc<str>, u64, u64, DefaultHashBuilder>,
@@ -33,20 +42,33 @@ pub(super) struct Usage {
     pending: Mutex<HashMap<Arc<str>, u64>>,
     writer_started: AtomicBool,
     pool: Pool,
-    timeout: Duration,
+    bounds: Arc<Bounds>,
+}
+
+/// The shortest interval: below it the writer would be a busy loop of statements.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+fn interval_millis(interval: Duration) -> u64 {
+    u64::try_from(interval.max(MIN_INTERVAL).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Usage {
-    pub(super) fn new(pool: Pool, interval: Duration, timeout: Duration) -> Arc<Usage> {
+    pub(super) fn new(pool: Pool, interval: Duration, bounds: Arc<Bounds>) -> Arc<Usage> {
         Arc::new(Usage {
-            interval: interval.max(Duration::from_millis(10)),
+            interval_millis: AtomicU64::new(interval_millis(interval)),
             noted: ExpiringMap::new(100_000, DefaultHashBuilder::default()),
             interval_number: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
             writer_started: AtomicBool::new(false),
             pool,
-            timeout,
+            bounds,
         })
+    }
+
+    /// From the next turn of the writer on.
+    pub(super) fn set_interval(&self, interval: Duration) {
+        self.interval_millis
+            .store(interval_millis(interval), Ordering::Relaxed);
     }
 
     /// Notes a use of `business_id`'s key: a map lookup when already noted this interval.
@@ -78,7 +100,10 @@ impl Usage {
     /// Writes the noted uses once per interval until the store is dropped.
     async fn write_every_interval(usage: Weak<Usage>) {
         loop {
-            let Some(interval) = usage.upgrade().map(|u| u.interval) else {
+            let Some(interval) = usage
+                .upgrade()
+                .map(|u| Duration::from_millis(u.interval_millis.load(Ordering::Relaxed)))
+            else {
                 return;
             };
             tokio::time::sleep(interval).await;
@@ -106,9 +131,12 @@ impl Usage {
             .iter()
             .map(|(_, generation)| i64::try_from(*generation).unwrap_or(i64::MAX))
             .collect();
-        let written = tokio::time::timeout(self.timeout, async {
-            let client = self.pool.get().await.ok()?;
-            client.execute(FLUSH, &[&ids, &generations]).await.ok()
+        // Dropped unfinished (the timeout), the connection is cancelled and closed, not pooled.
+        let written = tokio::time::timeout(self.bounds.timeout(), async {
+            let mut lent = self.bounds.lend(&self.pool).await.ok()?;
+            let written = lent.client().execute(FLUSH, &[&ids, &generations]).await;
+            lent.finish();
+            written.ok()
         })
         .await;
         if !matches!(written, Ok(Some(_))) {
