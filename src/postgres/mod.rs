@@ -10,8 +10,12 @@
 //! trip, and let [`PgKeyStore::listen`] evict what changed, so a regenerated key dies on every
 //! instance within milliseconds (the TTL is the bound only while the listener is
 //! disconnected). Database failures answer 503 (gRPC `UNAVAILABLE`), never 401; the pool waits
-//! at most its timeout for a connection, and every query is bounded by the same timeout. TLS
-//! follows the URL's `sslmode` (see [`PgKeyStore::connect`]).
+//! at most its timeout for a connection, and every query is bounded by the same timeout: a
+//! statement still running then is cancelled and its connection closed, never returned to the
+//! pool with work queued on it, and the server itself gives up a lock wait at half the timeout
+//! (see [`PgKeyStore::with_timeout`]), so a row locked by someone else never takes the lookups of
+//! other businesses down. TLS follows `sslmode` as libpq does, with the differences listed under
+//! [`PgKeyStore::connect`].
 //!
 //! # Example
 //!
@@ -354,48 +358,69 @@ impl PgKeyStore {
     /// Connects (lazily: the first query opens the first connection) with a pool of
     /// [`DEFAULT_POOL_SIZE`] connections and [`DEFAULT_TIMEOUT`]; change them with
     /// [`with_pool_size`](Self::with_pool_size) and [`with_timeout`](Self::with_timeout). The URL
-    /// is a libpq connection string or `postgres://` URL; its `sslmode` (`disable`, `prefer`,
-    /// the default, `require`, `verify-ca`, `verify-full`) and `sslrootcert` (a PEM file) are
-    /// honoured as libpq does; see [TLS](#tls).
+    /// is a libpq connection string or `postgres://` URL; its `sslmode` and `sslrootcert`, else
+    /// the `PGSSLMODE` and `PGSSLROOTCERT` environment variables, decide TLS as the table below
+    /// says (libpq's, but for the differences listed under it).
     ///
     /// # TLS
     ///
-    /// | `sslmode` | encrypted | certificate checked | host name checked |
-    /// |---|---|---|---|
-    /// | `disable` | no | | |
-    /// | `prefer` (default) | if the server offers TLS, else plain | no | no |
-    /// | `require` | yes | only with `sslrootcert` (then as `verify-ca`) | no |
-    /// | `verify-ca` | yes | yes | no |
-    /// | `verify-full` | yes | yes | yes |
+    /// "Roots" are those of the root file (`sslrootcert`, else `PGSSLROOTCERT`, else libpq's
+    /// default `~/.postgresql/root.crt` from `$HOME` when that file exists), or those given to
+    /// [`connect_with_roots`](Self::connect_with_roots), which then win.
     ///
-    /// Only `verify-full` stops an active attacker. The roots are `sslrootcert`'s, or those of
-    /// [`connect_with_roots`](Self::connect_with_roots), else Mozilla's (many managed services,
-    /// Amazon RDS among them, need their provider's root file). TLS is rustls with *ring*, as the
-    /// client side. A refused certificate makes every query fail with
+    /// | `sslmode` | encrypted | without roots | with roots | `sslrootcert=system` |
+    /// |---|---|---|---|---|
+    /// | `disable` | no | | | refused |
+    /// | `prefer` (the default) | if the server offers TLS, else plain | nothing checked | chain checked | refused |
+    /// | `require` | yes | nothing checked | chain checked | refused |
+    /// | `verify-ca` | yes | **refused** | chain checked | refused |
+    /// | `verify-full` | yes | chain and host name, Mozilla's roots | chain and host name | chain and host name, Mozilla's roots |
+    ///
+    /// With `sslrootcert=system` and no `sslmode` anywhere, the mode is `verify-full`, as libpq's.
+    /// "Refused" is an error from `connect`, before any connection.
+    ///
+    /// Where this differs from libpq, on purpose:
+    /// - `verify-full` without roots uses Mozilla's roots (as 0.2 did; many managed services,
+    ///   Amazon RDS among them, need their provider's root file); libpq refuses it.
+    ///   `sslrootcert=system` means Mozilla's roots (webpki-roots), not the operating system's.
+    /// - A root file that is named but cannot be read (or is not a regular PEM file of at most
+    ///   1 MiB) is refused in every mode; libpq ignores a missing one under `prefer` and
+    ///   `require`.
+    /// - `prefer` with roots whose check fails fails the connection; libpq retries it without
+    ///   TLS.
+    /// - `allow` is refused (it lets an attacker keep TLS off).
+    /// - No other `PG*` environment variable is read (`PGHOST`, `PGUSER`, `PGPASSWORD`, ...):
+    ///   name them in the string. Client certificates (`sslcert`, `sslkey`) are not supported.
+    ///
+    /// Only `verify-full` stops an active attacker; `prefer` and `require` without roots only
+    /// stop eavesdropping. TLS is rustls with *ring*, as the client side. A certificate refused
+    /// at connection time makes every query fail with
     /// [`StoreErrorKind::Unavailable`](crate::server::StoreErrorKind::Unavailable) (503 at the
     /// layer).
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the URL cannot be parsed, its `sslmode` is unknown, its
-    /// `sslrootcert` cannot be read, or the pool cannot be built. The message does not repeat
-    /// the URL (it may hold a password).
+    /// [`StoreErrorKind::InvalidConfiguration`](crate::server::StoreErrorKind::InvalidConfiguration)
+    /// when the URL cannot be parsed, its `sslmode` (or `PGSSLMODE`) is unknown, the table above
+    /// refuses the combination (`verify-ca` without roots, say), or the root file cannot be
+    /// read; [`StoreError`] when the pool cannot be built. The message does not repeat the URL
+    /// (it may hold a password).
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let (parsed, roots) = tls::parse_with_roots(url)?;
         Self::from_parsed(parsed, roots)
     }
 
-    /// [`connect`](Self::connect), trusting `roots` (a private CA) for `verify-ca`,
-    /// `verify-full` and `require`, instead of `sslrootcert` or Mozilla's roots.
+    /// [`connect`](Self::connect), trusting `roots` (a private CA) instead of any root file or
+    /// Mozilla's roots: the "with roots" column of the [TLS table](Self::connect#tls).
     ///
     /// # Errors
     ///
     /// As [`connect`](Self::connect).
     pub fn connect_with_roots(url: &str, roots: RootCertStore) -> Result<Self, StoreError> {
-        Self::from_parsed(tls::parse(url)?, Some(roots))
+        Self::from_parsed(tls::parse(url)?, tls::Roots::Given(roots))
     }
 
-    fn from_parsed(parsed: tls::Parsed, roots: Option<RootCertStore>) -> Result<Self, StoreError> {
+    fn from_parsed(parsed: tls::Parsed, roots: tls::Roots) -> Result<Self, StoreError> {
         let tls = tls::connector(parsed.mode, roots)?;
         let manager = Manager::from_config(
             parsed.config.clone(),
