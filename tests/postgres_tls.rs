@@ -222,9 +222,12 @@ async fn weaker_modes_do_what_libpq_does() {
     // verify-ca without roots is refused before any connection, as libpq refuses it (rather
     // than accept any certificate of Mozilla's roots, for any name).
     let error = PgKeyStore::connect(&with(&url, "localhost", "sslmode=verify-ca"))
-        .err()
-        .expect("verify-ca without a root file");
-    assert_eq!(error.kind(), StoreErrorKind::InvalidConfiguration, "{error}");
+        .expect_err("verify-ca without a root file");
+    assert_eq!(
+        error.kind(),
+        StoreErrorKind::InvalidConfiguration,
+        "{error}"
+    );
     // Bad settings are typed errors that do not repeat the URL.
     for bad in [
         with(&url, "localhost", "sslmode=verify-everything"),
@@ -235,7 +238,11 @@ async fn weaker_modes_do_what_libpq_does() {
         ),
     ] {
         let error = PgKeyStore::connect(&bad).err().unwrap();
-        assert_eq!(error.kind(), StoreErrorKind::InvalidConfiguration, "{error}");
+        assert_eq!(
+            error.kind(),
+            StoreErrorKind::InvalidConfiguration,
+            "{error}"
+        );
         assert!(!format!("{error} {error:?}").contains("hunter2-pg-secret"));
     }
 }

@@ -123,11 +123,53 @@ async fn a_locked_row_never_takes_the_lookups_of_other_businesses_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_writes_never_park_connections_on_a_locked_row() {
+    let Some(url) = database_url() else { return };
+    migrated(&url).await;
+    // One connection: a single parked write would take every lookup down.
+    let store = PgKeyStore::connect(&url)
+        .unwrap()
+        .with_pool_size(1)
+        .with_timeout(Duration::from_secs(1));
+    let locked = store
+        .create_business("Used Ltd", Environment::Test)
+        .await
+        .unwrap();
+    let free = store
+        .create_business("Also Used Ltd", Environment::Test)
+        .await
+        .unwrap();
+    let free_key = KeyDigest::of(free.api_key().expose_secret());
+
+    let operator = operator(&url).await;
+    lock_row(&operator, locked.business_id()).await;
+    for _ in 0..3 {
+        store.record_use(locked.business_id(), 1);
+        store.record_use(free.business_id(), 1);
+        store.write_usage().await;
+        let found = store.find_by_key(&free_key).await;
+        assert!(
+            matches!(found, Ok(Some(_))),
+            "{:?}",
+            found.map_err(|e| e.to_string())
+        );
+    }
+    // The unlocked row was written meanwhile; the locked one waits for a later interval.
+    let used = store.key_usage(free.business_id()).await.unwrap().unwrap();
+    assert!(used.last_used_at.is_some());
+    operator.batch_execute("ROLLBACK").await.unwrap();
+    let used = store
+        .key_usage(locked.business_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(used.last_used_at.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_concurrent_regenerations_exactly_one_succeeds() {
     let Some(url) = database_url() else { return };
-    let store = migrated(&url)
-        .await
-        .with_timeout(Duration::from_secs(20));
+    let store = migrated(&url).await.with_timeout(Duration::from_secs(20));
     let issued = store
         .create_business("Twice Ltd", Environment::Test)
         .await
@@ -137,9 +179,8 @@ async fn of_two_concurrent_regenerations_exactly_one_succeeds() {
     // Both read generation 1 while the row is locked, then wait on the lock with their UPDATEs.
     let operator = operator(&url).await;
     lock_row(&operator, &id).await;
-    let regenerate = |store: PgKeyStore, id: String| {
-        tokio::spawn(async move { store.regenerate(&id).await })
-    };
+    let regenerate =
+        |store: PgKeyStore, id: String| tokio::spawn(async move { store.regenerate(&id).await });
     let first = regenerate(store.clone(), id.clone());
     let second = regenerate(store.clone(), id.clone());
     // Watched from outside the operator's transaction (whose statistics snapshot is frozen).
@@ -222,9 +263,8 @@ impl DelayingProxy {
                                 tokio::time::sleep(delay).await;
                                 forwarded_up.store(true, Ordering::SeqCst);
                             }
-                            update_prepared = buf[..n]
-                                .windows(22)
-                                .any(|w| w == b"UPDATE axra_businesses");
+                            update_prepared =
+                                buf[..n].windows(22).any(|w| w == b"UPDATE axra_businesses");
                             if server_tx.write_all(&buf[..n]).await.is_err() {
                                 return;
                             }
@@ -261,9 +301,11 @@ async fn a_retry_after_an_unknown_outcome_leaves_exactly_the_key_it_returned() {
         _ => panic!("the test database must be on TCP"),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let proxy =
-        DelayingProxy::start(format!("{host}:{port}").parse().unwrap(), Duration::from_secs(2))
-            .await;
+    let proxy = DelayingProxy::start(
+        format!("{host}:{port}").parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .await;
     let user = config.get_user().unwrap_or("postgres");
     let dbname = config.get_dbname().unwrap_or("postgres");
     let slow = PgKeyStore::connect(&format!(

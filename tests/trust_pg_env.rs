@@ -37,7 +37,10 @@ async fn pgsslmode_and_pgsslrootcert_are_honoured_when_the_url_does_not_say() {
         std::env::var("AXRA_TEST_DATABASE_URL"),
         std::env::var("AXRA_TEST_DATABASE_CA"),
     ) else {
-        assert!(std::env::var_os("CI").is_none(), "the database must be set in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the database must be set in CI"
+        );
         eprintln!("\n\n*** SKIPPED: run `source .ci/postgres.sh` ***\n");
         return;
     };
@@ -55,8 +58,12 @@ async fn pgsslmode_and_pgsslrootcert_are_honoured_when_the_url_does_not_say() {
 
     // PGSSLMODE=verify-ca without any root file: refused when building, as libpq.
     set("PGSSLMODE", Some("verify-ca"));
-    let error = PgKeyStore::connect(&url).err().expect("verify-ca without roots");
-    assert_eq!(error.kind(), StoreErrorKind::InvalidConfiguration, "{error}");
+    let error = PgKeyStore::connect(&url).expect_err("verify-ca without roots");
+    assert_eq!(
+        error.kind(),
+        StoreErrorKind::InvalidConfiguration,
+        "{error}"
+    );
 
     // PGSSLROOTCERT gives the roots: verify-full against the test CA works for its host name,
     // and a host name the certificate lacks is refused.

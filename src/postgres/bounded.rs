@@ -34,7 +34,6 @@ pub(super) struct Bounds {
     cancel_tls: Option<MakeRustlsConnect>,
 }
 
-
 impl Bounds {
     pub(super) fn new(timeout: Duration, cancel_tls: Option<MakeRustlsConnect>) -> Arc<Bounds> {
         Arc::new(Bounds {

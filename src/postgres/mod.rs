@@ -411,7 +411,8 @@ impl PgKeyStore {
     }
 
     /// [`connect`](Self::connect), trusting `roots` (a private CA) instead of any root file or
-    /// Mozilla's roots: the "with roots" column of the [TLS table](Self::connect#tls).
+    /// Mozilla's roots: the "with roots" column of the TLS table of
+    /// [`connect`](Self::connect).
     ///
     /// # Errors
     ///
@@ -783,17 +784,49 @@ impl PgKeyStore {
     }
 }
 
+/// For the fuzz target `pg_connection_string` only (built with `--cfg fuzzing`): parses
+/// `input` as [`PgKeyStore::connect`] does, with an empty environment, and checks what it
+/// accepted: the mode tokio-postgres will use is the one the `sslmode` table gives, and an
+/// error never repeats the input. Returns the accepted `sslmode`, lower-case.
+///
+/// # Panics
+///
+/// When a check fails (that is the finding).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_connection_string(input: &str) -> Option<&'static str> {
+    match tls::parse_with_env(input, &|_| None) {
+        Ok(parsed) => {
+            let roots = if parsed.system_roots {
+                tls::Roots::System
+            } else {
+                tls::Roots::Absent
+            };
+            if let Ok((expected, _)) = tls::policy(parsed.mode, &roots) {
+                assert_eq!(parsed.config.get_ssl_mode(), expected);
+            }
+            Some(match parsed.mode {
+                tls::SslMode::Disable => "disable",
+                tls::SslMode::Prefer => "prefer",
+                tls::SslMode::Require => "require",
+                tls::SslMode::VerifyCa => "verify-ca",
+                tls::SslMode::VerifyFull => "verify-full",
+            })
+        }
+        Err(error) => {
+            let text = format!("{error} {error:?}");
+            assert!(input.len() < 12 || !text.contains(input), "{text}");
+            None
+        }
+    }
+}
+
 /// Every new connection of a pool built by [`PgKeyStore::connect`] gets the server-side bounds
 /// of [`bounded::session_bounds`], from the store's current timeout.
 fn with_session_bounds(builder: PoolBuilder, bounds: Arc<bounded::Bounds>) -> PoolBuilder {
     builder.post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
         let sql = bounded::session_bounds(bounds.timeout());
-        Box::pin(async move {
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(HookError::Backend)
-        })
+        Box::pin(async move { client.batch_execute(&sql).await.map_err(HookError::Backend) })
     }))
 }
 

@@ -1,6 +1,6 @@
 //! TLS to PostgreSQL, as the connection string's `sslmode` says, over the crate's rustls stack
 //! (the *ring* provider). [`policy`] is the one `sslmode` table of the crate; the
-//! [TLS section of `PgKeyStore::connect`](super::PgKeyStore::connect#tls) shows it, with where
+//! TLS section of [`PgKeyStore::connect`](super::PgKeyStore::connect) shows it, with where
 //! it differs from libpq, and must change with it.
 
 use std::path::PathBuf;
@@ -62,10 +62,7 @@ pub(crate) enum Check {
 
 /// The one `sslmode` table: whether to encrypt and what to check, given the roots there are, or
 /// why the combination is refused.
-pub(crate) fn policy(
-    mode: SslMode,
-    roots: &Roots,
-) -> Result<(PgSslMode, Check), &'static str> {
+pub(crate) fn policy(mode: SslMode, roots: &Roots) -> Result<(PgSslMode, Check), &'static str> {
     let system = matches!(roots, Roots::System);
     let given = matches!(roots, Roots::Given(_));
     Ok(match mode {
@@ -534,7 +531,10 @@ mod tests {
     fn the_environment_says_what_the_string_does_not() {
         let parsed = parse_with_env(
             "postgres://db/axra",
-            &env(&[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", "/etc/ca.pem")]),
+            &env(&[
+                ("PGSSLMODE", "verify-full"),
+                ("PGSSLROOTCERT", "/etc/ca.pem"),
+            ]),
         )
         .unwrap();
         assert_eq!(parsed.mode, SslMode::VerifyFull);
@@ -542,7 +542,10 @@ mod tests {
         // The string wins.
         let parsed = parse_with_env(
             "host=db sslmode=disable sslrootcert=/a.pem",
-            &env(&[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", "/etc/ca.pem")]),
+            &env(&[
+                ("PGSSLMODE", "verify-full"),
+                ("PGSSLROOTCERT", "/etc/ca.pem"),
+            ]),
         )
         .unwrap();
         assert_eq!(parsed.mode, SslMode::Disable);
@@ -552,10 +555,12 @@ mod tests {
         let error = parse_with_env("postgres://db/axra", &env(&[("PGSSLMODE", "allow")]))
             .err()
             .unwrap();
-        assert_eq!(error.kind(), crate::server::StoreErrorKind::InvalidConfiguration);
+        assert_eq!(
+            error.kind(),
+            crate::server::StoreErrorKind::InvalidConfiguration
+        );
         // sslrootcert=system: verify-full by default, Mozilla's roots.
-        let parsed =
-            parse_with_env("postgres://db/axra?sslrootcert=system", &env(&[])).unwrap();
+        let parsed = parse_with_env("postgres://db/axra?sslrootcert=system", &env(&[])).unwrap();
         assert_eq!(parsed.mode, SslMode::VerifyFull);
         assert!(parsed.system_roots && parsed.root_cert.is_none());
     }
@@ -566,7 +571,12 @@ mod tests {
         let file = home.join(".postgresql").join("root.crt");
         let home_str = home.to_str().unwrap().to_owned();
         let vars = [("HOME", home_str.as_str())];
-        assert!(parse_with_env("host=db", &env(&vars)).unwrap().root_cert.is_none());
+        assert!(
+            parse_with_env("host=db", &env(&vars))
+                .unwrap()
+                .root_cert
+                .is_none()
+        );
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, b"").unwrap();
         assert_eq!(
@@ -590,9 +600,17 @@ mod tests {
             (Require, roots(), Ok((PgSslMode::Require, Chain))),
             (VerifyCa, Roots::Absent, Err(())),
             (VerifyCa, roots(), Ok((PgSslMode::Require, Chain))),
-            (VerifyFull, Roots::Absent, Ok((PgSslMode::Require, ChainAndName))),
+            (
+                VerifyFull,
+                Roots::Absent,
+                Ok((PgSslMode::Require, ChainAndName)),
+            ),
             (VerifyFull, roots(), Ok((PgSslMode::Require, ChainAndName))),
-            (VerifyFull, Roots::System, Ok((PgSslMode::Require, ChainAndName))),
+            (
+                VerifyFull,
+                Roots::System,
+                Ok((PgSslMode::Require, ChainAndName)),
+            ),
             (VerifyCa, Roots::System, Err(())),
             (Require, Roots::System, Err(())),
             (Disable, Roots::System, Err(())),
@@ -602,6 +620,9 @@ mod tests {
         }
         // A refusal is a typed configuration error, from building the connector.
         let error = connector(VerifyCa, Roots::Absent).err().unwrap();
-        assert_eq!(error.kind(), crate::server::StoreErrorKind::InvalidConfiguration);
+        assert_eq!(
+            error.kind(),
+            crate::server::StoreErrorKind::InvalidConfiguration
+        );
     }
 }
