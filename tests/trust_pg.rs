@@ -166,6 +166,66 @@ async fn usage_writes_never_park_connections_on_a_locked_row() {
     assert!(used.last_used_at.is_none());
 }
 
+/// Waits until `count` statements `UPDATE axra_businesses...` wait on a lock.
+async fn until_waiting_on_a_lock(url: &str, count: i64) {
+    // Watched from outside the operator's transaction (whose statistics snapshot is frozen).
+    let watcher = operator(url).await;
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE axra_businesses%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_goes_away_leaves_nothing_queued() {
+    let Some(url) = database_url() else { return };
+    migrated(&url).await;
+    let store = PgKeyStore::connect(&url)
+        .unwrap()
+        .with_pool_size(1)
+        .with_timeout(Duration::from_secs(4));
+    let locked = store
+        .create_business("Abandoned Ltd", Environment::Test)
+        .await
+        .unwrap();
+    let other = store
+        .create_business("Waiting Ltd", Environment::Test)
+        .await
+        .unwrap();
+    let operator = operator(&url).await;
+    lock_row(&operator, locked.business_id()).await;
+    // The caller's future is dropped (a client that disconnected) while its UPDATE waits.
+    let regenerate = {
+        let (store, id) = (store.clone(), locked.business_id().to_owned());
+        tokio::spawn(async move { store.regenerate(&id).await })
+    };
+    until_waiting_on_a_lock(&url, 1).await;
+    regenerate.abort();
+    // The one connection is not left behind the UPDATE: another business is found.
+    let found = store
+        .find_by_key(&KeyDigest::of(other.api_key().expose_secret()))
+        .await;
+    assert!(
+        matches!(found, Ok(Some(_))),
+        "{:?}",
+        found.map_err(|e| e.to_string())
+    );
+    operator.batch_execute("ROLLBACK").await.unwrap();
+    // And the abandoned UPDATE never applies.
+    assert_eq!(generation(&store, locked.business_id()).await, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_concurrent_regenerations_exactly_one_succeeds() {
     let Some(url) = database_url() else { return };
@@ -183,31 +243,7 @@ async fn of_two_concurrent_regenerations_exactly_one_succeeds() {
         |store: PgKeyStore, id: String| tokio::spawn(async move { store.regenerate(&id).await });
     let first = regenerate(store.clone(), id.clone());
     let second = regenerate(store.clone(), id.clone());
-    // Watched from outside the operator's transaction (whose statistics snapshot is frozen).
-    let watcher = self::operator(&url).await;
-    loop {
-        let waiting: i64 = watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE axra_businesses%'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting == 2 {
-            break;
-        }
-        if first.is_finished() || second.is_finished() {
-            let (a, b) = (first.await.unwrap(), second.await.unwrap());
-            panic!(
-                "finished before the lock was released: {:?} {:?}",
-                a.map(|_| ()).map_err(|e| e.to_string()),
-                b.map(|_| ()).map_err(|e| e.to_string())
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_waiting_on_a_lock(&url, 2).await;
     operator.batch_execute("ROLLBACK").await.unwrap();
     let outcomes = [first.await.unwrap(), second.await.unwrap()];
     let succeeded: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();

@@ -3,9 +3,9 @@
 //! tokio-postgres runs a connection's statements in order, and dropping the future of one does
 //! not stop it: the statement stays queued on the server (behind a row lock, say), and every
 //! later user of that connection waits behind it. So a connection is *lent* to one piece of
-//! work ([`Lent`]); if the work does not finish (the timeout ran out, or the caller's future was
+//! work ([`Lent`]); if the work does not finish (it ran out of time, or the caller's future was
 //! dropped), the connection is taken out of the pool for good, a cancel request is sent for its
-//! statement, and the connection is closed. Never returned to the pool half-used.
+//! statement, and the connection is closed. Never returned to the pool with work queued on it.
 //!
 //! The server bounds the same statements too, on connections opened by
 //! [`PgKeyStore::connect`](super::PgKeyStore::connect) (see [`session_bounds`]): a lock wait
@@ -86,7 +86,7 @@ pub(super) struct Lent {
 
 impl Lent {
     pub(super) fn client(&mut self) -> &mut Object {
-        // Only `finish` and `drop` take the object, and both consume the `Lent`.
+        // Only `finish`, `abandon` and `drop` take the object, and all consume the `Lent`.
         self.object
             .as_mut()
             .unwrap_or_else(|| unreachable!("a lent connection is present until returned"))
@@ -96,33 +96,47 @@ impl Lent {
     pub(super) fn finish(mut self) {
         drop(self.object.take());
     }
+
+    /// The work ran out of time: its statement is cancelled and the connection closed (what
+    /// dropping it unfinished does; named for the reader).
+    pub(super) fn abandon(self) {
+        drop(self);
+    }
+}
+
+/// Takes the connection out of the pool for good, asks the server to cancel what it runs, and
+/// closes it.
+async fn cancel_and_close(object: Object, tls: Option<MakeRustlsConnect>) {
+    let client = Object::take(object);
+    let token = client.cancel_token();
+    let sent = async {
+        match tls {
+            Some(tls) => token.cancel_query(tls).await,
+            None => token.cancel_query(NoTls).await,
+        }
+    };
+    let _ = tokio::time::timeout(CANCEL_TIMEOUT, sent).await;
+    drop(client);
+}
+
+fn spawn_or_drop(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(work);
+        }
+        // No runtime (dropped during shutdown): the connection closes as `work` is dropped.
+        Err(_) => drop(work),
+    }
 }
 
 impl Drop for Lent {
+    /// Dropped unfinished without `abandon`: the caller went away (a client disconnected, an
+    /// outer timeout). As for a timeout, the statement is cancelled and the connection closed:
+    /// waiting for the statement instead would let a write whose caller is gone apply later.
+    /// A disconnecting client therefore costs a connection (reopened on demand).
     fn drop(&mut self) {
-        let Some(object) = self.object.take() else {
-            return;
-        };
-        // Never back to the pool: closed once the cancel request has been sent.
-        let client = Object::take(object);
-        let token = client.cancel_token();
-        let tls = self.bounds.cancel_tls.clone();
-        let cancel = async move {
-            let sent = async {
-                match tls {
-                    Some(tls) => token.cancel_query(tls).await,
-                    None => token.cancel_query(NoTls).await,
-                }
-            };
-            let _ = tokio::time::timeout(CANCEL_TIMEOUT, sent).await;
-            drop(client);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(cancel);
-            }
-            // No runtime (dropped during shutdown): closing the connection is all there is.
-            Err(_) => drop(cancel),
+        if let Some(object) = self.object.take() {
+            spawn_or_drop(cancel_and_close(object, self.bounds.cancel_tls.clone()));
         }
     }
 }

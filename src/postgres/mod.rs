@@ -559,8 +559,10 @@ impl PgKeyStore {
                 lent.finish();
                 answered
             }
-            // `lent` is dropped unfinished: cancelled and closed.
-            Err(_) => Err(timed_out()),
+            Err(_) => {
+                lent.abandon();
+                Err(timed_out())
+            }
         }
     }
 
@@ -749,9 +751,10 @@ impl PgKeyStore {
                 }
                 return Err(change_failed(error));
             }
-            // `lent` is dropped unfinished: the UPDATE is cancelled if it has not run yet, and
-            // if it runs anyway it changes nothing once another regeneration succeeded.
+            // The UPDATE is cancelled if it has not run yet, and if it runs anyway it changes
+            // nothing once another regeneration succeeded.
             Err(_) => {
+                lent.abandon();
                 return Err(StoreError::outcome_unknown(
                     "the database did not answer in time",
                 ));

@@ -131,15 +131,26 @@ impl Usage {
             .iter()
             .map(|(_, generation)| i64::try_from(*generation).unwrap_or(i64::MAX))
             .collect();
-        // Dropped unfinished (the timeout), the connection is cancelled and closed, not pooled.
-        let written = tokio::time::timeout(self.bounds.timeout(), async {
-            let mut lent = self.bounds.lend(&self.pool).await.ok()?;
-            let written = lent.client().execute(FLUSH, &[&ids, &generations]).await;
-            lent.finish();
-            written.ok()
-        })
-        .await;
-        if !matches!(written, Ok(Some(_))) {
+        let deadline = tokio::time::Instant::now() + self.bounds.timeout();
+        let written = match tokio::time::timeout_at(deadline, self.bounds.lend(&self.pool)).await {
+            Ok(Ok(mut lent)) => {
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&ids, &generations];
+                let sent = lent.client().execute(FLUSH, &params);
+                match tokio::time::timeout_at(deadline, sent).await {
+                    Ok(written) => {
+                        lent.finish();
+                        written.is_ok()
+                    }
+                    // Cancelled and closed, never pooled with the write queued on it.
+                    Err(_) => {
+                        lent.abandon();
+                        false
+                    }
+                }
+            }
+            Ok(Err(_)) | Err(_) => false,
+        };
+        if !written {
             trace_event!(
                 tracing::Level::WARN,
                 uses = uses.len(),
