@@ -227,6 +227,31 @@ async fn a_caller_that_goes_away_leaves_nothing_queued() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smaller_pool_size_is_kept_before_any_connection_opens() {
+    let Some(url) = database_url() else { return };
+    migrated(&url).await;
+    let store = PgKeyStore::connect(&url).unwrap().with_pool_size(2);
+    let key = KeyDigest::of("bk_test_nobody_has_this_key");
+    let lookups: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let found = store.find_by_key(&key).await;
+                // While the others are still running.
+                (found, store.pool().status().size)
+            })
+        })
+        .collect();
+    let mut most = 0;
+    for lookup in lookups {
+        let (found, size) = lookup.await.unwrap();
+        assert!(found.unwrap().is_none());
+        most = most.max(size);
+    }
+    assert!(most <= 2, "{most} connections for a pool of 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_concurrent_regenerations_exactly_one_succeeds() {
     let Some(url) = database_url() else { return };
     let store = migrated(&url).await.with_timeout(Duration::from_secs(20));

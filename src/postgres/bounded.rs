@@ -13,10 +13,11 @@
 //! gives up.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -32,14 +33,43 @@ pub(super) struct Bounds {
     /// How to reach the server for a cancel request: the store's TLS, or none for a pool built
     /// by the caller (whose TLS this crate does not know).
     cancel_tls: Option<MakeRustlsConnect>,
+    /// One permit per connection the store may use at once. deadpool's `resize` cannot shrink
+    /// a pool that has not opened its connections yet (it keeps the permits of the size it was
+    /// built with), so the store keeps its own count.
+    slots: Arc<Semaphore>,
+    pool_size: AtomicUsize,
+    /// Permits still to forget after a shrink, as the ones in use come back.
+    shrink_debt: AtomicUsize,
 }
 
 impl Bounds {
-    pub(super) fn new(timeout: Duration, cancel_tls: Option<MakeRustlsConnect>) -> Arc<Bounds> {
+    pub(super) fn new(
+        timeout: Duration,
+        cancel_tls: Option<MakeRustlsConnect>,
+        pool_size: usize,
+    ) -> Arc<Bounds> {
+        let pool_size = pool_size.max(1);
         Arc::new(Bounds {
             timeout_millis: AtomicU64::new(millis(timeout)),
             cancel_tls,
+            slots: Arc::new(Semaphore::new(pool_size)),
+            pool_size: AtomicUsize::new(pool_size),
+            shrink_debt: AtomicUsize::new(0),
         })
+    }
+
+    /// At most `size` connections in use at once, from now on, for every clone of the store.
+    pub(super) fn set_pool_size(&self, size: usize) {
+        let size = size.max(1);
+        let old = self.pool_size.swap(size, Ordering::AcqRel);
+        if size > old {
+            self.slots.add_permits(size - old);
+        } else {
+            let excess = old - size;
+            let forgotten = self.slots.forget_permits(excess);
+            self.shrink_debt
+                .fetch_add(excess - forgotten, Ordering::AcqRel);
+        }
     }
 
     pub(super) fn timeout(&self) -> Duration {
@@ -53,10 +83,15 @@ impl Bounds {
 
     /// Lends a pooled connection (the wait is the caller's to bound).
     pub(super) async fn lend(self: &Arc<Self>, pool: &Pool) -> Result<Lent, StoreError> {
+        let permit = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::unavailable("the connection pool is closed"))?;
         let object = pool.get().await.map_err(StoreError::unavailable)?;
         Ok(Lent {
             object: Some(object),
             bounds: Arc::clone(self),
+            permit: Some(permit),
         })
     }
 }
@@ -82,6 +117,7 @@ pub(super) fn session_bounds(timeout: Duration) -> String {
 pub(super) struct Lent {
     object: Option<Object>,
     bounds: Arc<Bounds>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Lent {
@@ -137,6 +173,18 @@ impl Drop for Lent {
     fn drop(&mut self) {
         if let Some(object) = self.object.take() {
             spawn_or_drop(cancel_and_close(object, self.bounds.cancel_tls.clone()));
+        }
+        // A permit owed to a shrink is forgotten rather than given back.
+        if let Some(permit) = self.permit.take() {
+            let owed =
+                self.bounds
+                    .shrink_debt
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |debt| {
+                        debt.checked_sub(1)
+                    });
+            if owed.is_ok() {
+                permit.forget();
+            }
         }
     }
 }

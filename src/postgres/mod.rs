@@ -275,7 +275,12 @@ impl PgKeyStore {
     /// `options` (`-c statement_timeout=5000 -c lock_timeout=2500`): without them a statement
     /// waiting on a locked row costs a connection until the cancel arrives.
     pub fn new(pool: Pool) -> Self {
-        Self::assemble(pool, bounded::Bounds::new(DEFAULT_TIMEOUT, None), None)
+        let size = pool.status().max_size;
+        Self::assemble(
+            pool,
+            bounded::Bounds::new(DEFAULT_TIMEOUT, None, size),
+            None,
+        )
     }
 
     fn assemble(
@@ -430,7 +435,7 @@ impl PgKeyStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let bounds = bounded::Bounds::new(DEFAULT_TIMEOUT, Some(tls.clone()));
+        let bounds = bounded::Bounds::new(DEFAULT_TIMEOUT, Some(tls.clone()), DEFAULT_POOL_SIZE);
         let pool = with_session_bounds(Pool::builder(manager), Arc::clone(&bounds))
             .max_size(DEFAULT_POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -445,9 +450,12 @@ impl PgKeyStore {
 
     /// Keeps at most `max_size` connections (at least one). For example, 16 connections serve
     /// about 1,000 concurrent uncached verifications on two cores; more only help a database
-    /// with more cores.
+    /// with more cores. Applies to every clone of this store (they share the pool); when
+    /// shrinking, connections in use finish their work first.
     pub fn with_pool_size(self, max_size: usize) -> Self {
-        self.pool.resize(max_size.max(1));
+        let max_size = max_size.max(1);
+        self.bounds.set_pool_size(max_size);
+        self.pool.resize(max_size);
         self
     }
 
