@@ -625,4 +625,77 @@ mod tests {
             crate::server::StoreErrorKind::InvalidConfiguration
         );
     }
+
+    /// What the fuzz target `pg_connection_string` checks, over a fixed stream of inputs made of
+    /// the pieces that matter (a smoke run in every `cargo test`).
+    #[test]
+    fn arbitrary_strings_never_panic_and_accepted_modes_are_the_tables() {
+        const PIECES: &[&str] = &[
+            "postgres://",
+            "postgresql://",
+            "u",
+            ":",
+            "p",
+            "@",
+            "/",
+            "?",
+            "&",
+            "=",
+            "%",
+            "%40",
+            "%3F",
+            "%zz",
+            "'",
+            "\\",
+            " ",
+            "host=db",
+            "sslmode",
+            "verify-full",
+            "verify-ca",
+            "require",
+            "disable",
+            "prefer",
+            "allow",
+            "sslrootcert",
+            "system",
+            "hostaddr=127.0.0.1",
+            "db",
+            "5432",
+            "ssl%6Dode",
+            "\u{e9}",
+            "password",
+            "options=-c",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = next() % 12;
+            let input: String = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            match parse_with_env(&input, &|_| None) {
+                Ok(parsed) => {
+                    let roots = if parsed.system_roots {
+                        Roots::System
+                    } else {
+                        Roots::Absent
+                    };
+                    if let Ok((expected, _)) = policy(parsed.mode, &roots) {
+                        assert_eq!(parsed.config.get_ssl_mode(), expected, "{input}");
+                    }
+                }
+                Err(error) => {
+                    assert_eq!(
+                        error.kind(),
+                        crate::server::StoreErrorKind::InvalidConfiguration
+                    );
+                }
+            }
+        }
+    }
 }
