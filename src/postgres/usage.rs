@@ -7,14 +7,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-use super::bounded::Bounds;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use quick_cache::DefaultHashBuilder;
 
+use super::bounded::Bounds;
 use crate::server::expiring::ExpiringMap;
 
 /// How often noted uses are written, by default.
