@@ -153,6 +153,12 @@ async fn a_wrong_host_or_an_untrusted_ca_is_refused_without_a_secret() {
             "localhost",
             &format!("sslmode=require&sslrootcert={}", other.as_str()),
         ),
+        // So does `prefer` (libpq verifies the chain whenever it has a root file).
+        with(
+            &url,
+            "localhost",
+            &format!("sslmode=prefer&sslrootcert={}", other.as_str()),
+        ),
     ];
     for refused in refused {
         let store = PgKeyStore::connect(&refused)
@@ -213,6 +219,15 @@ async fn weaker_modes_do_what_libpq_does() {
     let raw = encoded.replace("%3F", "?");
     let error = PgKeyStore::connect(&raw).err().unwrap();
     assert!(!format!("{error} {error:?}").contains("hunter2"));
+    // verify-ca without roots is refused before any connection, as libpq refuses it (rather
+    // than accept any certificate of Mozilla's roots, for any name).
+    let error = PgKeyStore::connect(&with(&url, "localhost", "sslmode=verify-ca"))
+        .expect_err("verify-ca without a root file");
+    assert_eq!(
+        error.kind(),
+        StoreErrorKind::InvalidConfiguration,
+        "{error}"
+    );
     // Bad settings are typed errors that do not repeat the URL.
     for bad in [
         with(&url, "localhost", "sslmode=verify-everything"),
@@ -223,6 +238,11 @@ async fn weaker_modes_do_what_libpq_does() {
         ),
     ] {
         let error = PgKeyStore::connect(&bad).err().unwrap();
+        assert_eq!(
+            error.kind(),
+            StoreErrorKind::InvalidConfiguration,
+            "{error}"
+        );
         assert!(!format!("{error} {error:?}").contains("hunter2-pg-secret"));
     }
 }

@@ -10,8 +10,12 @@
 //! trip, and let [`PgKeyStore::listen`] evict what changed, so a regenerated key dies on every
 //! instance within milliseconds (the TTL is the bound only while the listener is
 //! disconnected). Database failures answer 503 (gRPC `UNAVAILABLE`), never 401; the pool waits
-//! at most its timeout for a connection, and every query is bounded by the same timeout. TLS
-//! follows the URL's `sslmode` (see [`PgKeyStore::connect`]).
+//! at most its timeout for a connection, and every query is bounded by the same timeout: a
+//! statement still running then is cancelled and its connection closed, never returned to the
+//! pool with work queued on it, and the server itself gives up a lock wait at half the timeout
+//! (see [`PgKeyStore::with_timeout`]), so a row locked by someone else never takes the lookups of
+//! other businesses down. TLS follows `sslmode` as libpq does, with the differences listed under
+//! [`PgKeyStore::connect`].
 //!
 //! # Example
 //!
@@ -39,11 +43,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    HookError, Manager, ManagerConfig, Object, Pool, PoolBuilder, RecyclingMethod, Runtime,
+};
 use rustls::RootCertStore;
 use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod bounded;
 mod listen;
 mod tls;
 mod usage;
@@ -129,18 +136,23 @@ const BY_ID: &str = "SELECT id, name, environment, key_generation, key_digest, s
                      FROM axra_businesses WHERE id = $1";
 const INSERT: &str = "INSERT INTO axra_businesses (id, name, environment, key_digest, secret_digest) \
                       VALUES ($1, $2, $3, $4, $5)";
+/// Only over the generation that was read: of two regenerations that read the same one (two
+/// callers, or a retry and the earlier attempt whose outcome was unknown, arriving late), one
+/// applies and the other changes nothing, so the key a successful call returns is never
+/// replaced by one nobody holds.
 const REGENERATE: &str = "UPDATE axra_businesses \
                           SET key_digest = $2, secret_digest = $3, \
                               key_generation = key_generation + 1, updated_at = now(), \
                               last_used_at = NULL \
-                          WHERE id = $1 RETURNING environment";
+                          WHERE id = $1 AND key_generation = $4";
 
 /// A [`KeyStore`] in PostgreSQL. Cheap to clone (the pool is shared). See the
 /// [module docs](self).
 #[derive(Clone)]
 pub struct PgKeyStore {
     pool: Pool,
-    timeout: Duration,
+    /// The timeout and how to cancel, shared by every clone and the usage writer.
+    bounds: Arc<bounded::Bounds>,
     /// How to open a connection of our own (for `LISTEN`), when connected from a URL.
     connection: Option<Arc<Connection>>,
     usage: Arc<usage::Usage>,
@@ -173,7 +185,7 @@ impl fmt::Debug for PgKeyStore {
         f.debug_struct("PgKeyStore")
             .field("pool_size", &status.size)
             .field("pool_max_size", &status.max_size)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.bounds.timeout())
             .finish()
     }
 }
@@ -199,6 +211,16 @@ fn insert_failed(error: tokio_postgres::Error) -> StoreError {
 
 fn timed_out() -> StoreError {
     StoreError::unavailable("the database did not answer in time")
+}
+
+/// The answer to a statement that may have changed something: a database error means it was
+/// not applied; any other failure (the connection broke) leaves the outcome unknown.
+fn change_failed(error: tokio_postgres::Error) -> StoreError {
+    if error.as_db_error().is_some() {
+        unavailable(error)
+    } else {
+        StoreError::outcome_unknown(error)
+    }
 }
 
 fn environment(value: &str) -> Result<Environment, StoreError> {
@@ -245,21 +267,43 @@ fn key_record(row: &Row) -> Result<KeyRecord, StoreError> {
 }
 
 impl PgKeyStore {
-    /// A store over a pool you built. Queries are bounded by [`DEFAULT_TIMEOUT`].
+    /// A store over a pool you built. Queries are bounded by [`DEFAULT_TIMEOUT`] on the client
+    /// side: a statement still running when it runs out is cancelled (a cancel request without
+    /// TLS, since this store does not know the pool's) and its connection closed, never
+    /// returned to the pool. The server-side bounds that [`connect`](Self::connect) sets on
+    /// each connection are yours to set here, for example with the pool config's
+    /// `options` (`-c statement_timeout=5000 -c lock_timeout=2500`): without them a statement
+    /// waiting on a locked row costs a connection until the cancel arrives.
     pub fn new(pool: Pool) -> Self {
-        PgKeyStore {
-            usage: usage::Usage::new(pool.clone(), DEFAULT_USAGE_INTERVAL, DEFAULT_TIMEOUT),
+        let size = pool.status().max_size;
+        Self::assemble(
             pool,
-            timeout: DEFAULT_TIMEOUT,
-            connection: None,
+            bounded::Bounds::new(DEFAULT_TIMEOUT, None, size),
+            None,
+        )
+    }
+
+    fn assemble(
+        pool: Pool,
+        bounds: Arc<bounded::Bounds>,
+        connection: Option<Arc<Connection>>,
+    ) -> Self {
+        PgKeyStore {
+            usage: usage::Usage::new(pool.clone(), DEFAULT_USAGE_INTERVAL, Arc::clone(&bounds)),
+            pool,
+            bounds,
+            connection,
         }
     }
 
     /// Writes when keys were last used every `interval` (default a minute; at least 10 ms):
     /// each key costs at most one write per interval, batched with the others in one
-    /// `UPDATE`, off the request path. `last_used_at` is therefore up to this much behind.
-    pub fn with_usage_interval(mut self, interval: Duration) -> Self {
-        self.usage = usage::Usage::new(self.pool.clone(), interval, self.timeout);
+    /// `UPDATE`, off the request path. `last_used_at` is therefore up to this much behind (an
+    /// interval more for a row locked at the time of a write: the write skips it rather than
+    /// wait). Applies to every clone of this store (one writer serves them all), from its
+    /// next interval.
+    pub fn with_usage_interval(self, interval: Duration) -> Self {
+        self.usage.set_interval(interval);
         self
     }
 
@@ -276,8 +320,7 @@ impl PgKeyStore {
     ///
     /// [`StoreError`] when the database fails.
     pub async fn key_usage(&self, business_id: &str) -> Result<Option<KeyUsage>, StoreError> {
-        self.bounded(async {
-            let client = self.client().await?;
+        self.bounded(async |client| {
             let row = client
                 .query_opt(
                     "SELECT id, created_at, updated_at, last_used_at FROM axra_businesses \
@@ -302,8 +345,7 @@ impl PgKeyStore {
         since: std::time::SystemTime,
         limit: u32,
     ) -> Result<Vec<KeyUsage>, StoreError> {
-        self.bounded(async {
-            let client = self.client().await?;
+        self.bounded(async |client| {
             let rows = client
                 .query(
                     "SELECT id, created_at, updated_at, last_used_at FROM axra_businesses \
@@ -321,48 +363,70 @@ impl PgKeyStore {
     /// Connects (lazily: the first query opens the first connection) with a pool of
     /// [`DEFAULT_POOL_SIZE`] connections and [`DEFAULT_TIMEOUT`]; change them with
     /// [`with_pool_size`](Self::with_pool_size) and [`with_timeout`](Self::with_timeout). The URL
-    /// is a libpq connection string or `postgres://` URL; its `sslmode` (`disable`, `prefer`,
-    /// the default, `require`, `verify-ca`, `verify-full`) and `sslrootcert` (a PEM file) are
-    /// honoured as libpq does; see [TLS](#tls).
+    /// is a libpq connection string or `postgres://` URL; its `sslmode` and `sslrootcert`, else
+    /// the `PGSSLMODE` and `PGSSLROOTCERT` environment variables, decide TLS as the table below
+    /// says (libpq's, but for the differences listed under it).
     ///
     /// # TLS
     ///
-    /// | `sslmode` | encrypted | certificate checked | host name checked |
-    /// |---|---|---|---|
-    /// | `disable` | no | | |
-    /// | `prefer` (default) | if the server offers TLS, else plain | no | no |
-    /// | `require` | yes | only with `sslrootcert` (then as `verify-ca`) | no |
-    /// | `verify-ca` | yes | yes | no |
-    /// | `verify-full` | yes | yes | yes |
+    /// "Roots" are those of the root file (`sslrootcert`, else `PGSSLROOTCERT`, else libpq's
+    /// default `~/.postgresql/root.crt` from `$HOME` when that file exists), or those given to
+    /// [`connect_with_roots`](Self::connect_with_roots), which then win.
     ///
-    /// Only `verify-full` stops an active attacker. The roots are `sslrootcert`'s, or those of
-    /// [`connect_with_roots`](Self::connect_with_roots), else Mozilla's (many managed services,
-    /// Amazon RDS among them, need their provider's root file). TLS is rustls with *ring*, as the
-    /// client side. A refused certificate makes every query fail with
+    /// | `sslmode` | encrypted | without roots | with roots | `sslrootcert=system` |
+    /// |---|---|---|---|---|
+    /// | `disable` | no | | | refused |
+    /// | `prefer` (the default) | if the server offers TLS, else plain | nothing checked | chain checked | refused |
+    /// | `require` | yes | nothing checked | chain checked | refused |
+    /// | `verify-ca` | yes | **refused** | chain checked | refused |
+    /// | `verify-full` | yes | chain and host name, Mozilla's roots | chain and host name | chain and host name, Mozilla's roots |
+    ///
+    /// With `sslrootcert=system` and no `sslmode` anywhere, the mode is `verify-full`, as libpq's.
+    /// "Refused" is an error from `connect`, before any connection.
+    ///
+    /// Where this differs from libpq, on purpose:
+    /// - `verify-full` without roots uses Mozilla's roots (as 0.2 did; many managed services,
+    ///   Amazon RDS among them, need their provider's root file); libpq refuses it.
+    ///   `sslrootcert=system` means Mozilla's roots (webpki-roots), not the operating system's.
+    /// - A root file that is named but cannot be read (or is not a regular PEM file of at most
+    ///   1 MiB) is refused in every mode; libpq ignores a missing one under `prefer` and
+    ///   `require`.
+    /// - `prefer` with roots whose check fails fails the connection; libpq retries it without
+    ///   TLS.
+    /// - `allow` is refused (it lets an attacker keep TLS off).
+    /// - No other `PG*` environment variable is read (`PGHOST`, `PGUSER`, `PGPASSWORD`, ...):
+    ///   name them in the string. Client certificates (`sslcert`, `sslkey`) are not supported.
+    ///
+    /// Only `verify-full` stops an active attacker; `prefer` and `require` without roots only
+    /// stop eavesdropping. TLS is rustls with *ring*, as the client side. A certificate refused
+    /// at connection time makes every query fail with
     /// [`StoreErrorKind::Unavailable`](crate::server::StoreErrorKind::Unavailable) (503 at the
     /// layer).
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the URL cannot be parsed, its `sslmode` is unknown, its
-    /// `sslrootcert` cannot be read, or the pool cannot be built. The message does not repeat
-    /// the URL (it may hold a password).
+    /// [`StoreErrorKind::InvalidConfiguration`](crate::server::StoreErrorKind::InvalidConfiguration)
+    /// when the URL cannot be parsed, its `sslmode` (or `PGSSLMODE`) is unknown, the table above
+    /// refuses the combination (`verify-ca` without roots, say), or the root file cannot be
+    /// read; [`StoreError`] when the pool cannot be built. The message does not repeat the URL
+    /// (it may hold a password).
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let (parsed, roots) = tls::parse_with_roots(url)?;
         Self::from_parsed(parsed, roots)
     }
 
-    /// [`connect`](Self::connect), trusting `roots` (a private CA) for `verify-ca`,
-    /// `verify-full` and `require`, instead of `sslrootcert` or Mozilla's roots.
+    /// [`connect`](Self::connect), trusting `roots` (a private CA) instead of any root file or
+    /// Mozilla's roots: the "with roots" column of the TLS table of
+    /// [`connect`](Self::connect).
     ///
     /// # Errors
     ///
     /// As [`connect`](Self::connect).
     pub fn connect_with_roots(url: &str, roots: RootCertStore) -> Result<Self, StoreError> {
-        Self::from_parsed(tls::parse(url)?, Some(roots))
+        Self::from_parsed(tls::parse(url)?, tls::Roots::Given(roots))
     }
 
-    fn from_parsed(parsed: tls::Parsed, roots: Option<RootCertStore>) -> Result<Self, StoreError> {
+    fn from_parsed(parsed: tls::Parsed, roots: tls::Roots) -> Result<Self, StoreError> {
         let tls = tls::connector(parsed.mode, roots)?;
         let manager = Manager::from_config(
             parsed.config.clone(),
@@ -371,33 +435,46 @@ impl PgKeyStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
+        let bounds = bounded::Bounds::new(DEFAULT_TIMEOUT, Some(tls.clone()), DEFAULT_POOL_SIZE);
+        let pool = with_session_bounds(Pool::builder(manager), Arc::clone(&bounds))
             .max_size(DEFAULT_POOL_SIZE)
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|_| StoreError::unavailable("the connection pool could not be built"))?;
-        Ok(PgKeyStore {
-            connection: Some(Arc::new(Connection {
-                config: parsed.config,
-                tls,
-            })),
-            ..PgKeyStore::new(pool)
-        })
+        let connection = Arc::new(Connection {
+            config: parsed.config,
+            tls,
+        });
+        Ok(Self::assemble(pool, bounds, Some(connection)))
     }
 
     /// Keeps at most `max_size` connections (at least one). For example, 16 connections serve
     /// about 1,000 concurrent uncached verifications on two cores; more only help a database
-    /// with more cores.
+    /// with more cores. Applies to every clone of this store (they share the pool); when
+    /// shrinking, connections in use finish their work first.
     pub fn with_pool_size(self, max_size: usize) -> Self {
-        self.pool.resize(max_size.max(1));
+        let max_size = max_size.max(1);
+        self.bounds.set_pool_size(max_size);
+        self.pool.resize(max_size);
         self
     }
 
     /// Bounds waiting for a connection, opening one, and each query by `timeout` (default 5 s):
-    /// a request that cannot be checked within it answers 503 rather than holding its
-    /// connection open.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+    /// a request that cannot be checked within it answers 503, and the statement is cancelled
+    /// and its connection closed, never returned to the pool with the statement still queued.
+    /// On a store built by [`connect`](Self::connect) the server bounds each statement by the
+    /// same `timeout` and each lock wait by half of it (`statement_timeout`, `lock_timeout`),
+    /// so a row locked elsewhere fails the statement on the server first, with the connection
+    /// kept.
+    ///
+    /// Applies to every clone of this store (they share one pool): idle connections are
+    /// closed so the next ones open with the new server-side bounds; connections in use at
+    /// the time keep the old ones.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.bounds.set_timeout(timeout);
+        if self.connection.is_some() {
+            self.pool.retain(|_, _| false);
+        }
         self
     }
 
@@ -472,19 +549,29 @@ impl PgKeyStore {
         &self.pool
     }
 
-    /// A pooled connection. Every caller bounds the wait (with the query) by the timeout, so this
-    /// works over a pool built without a runtime or timeouts of its own.
-    async fn client(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(unavailable)
-    }
-
+    /// Runs `work` on a pooled connection, the wait for the connection and the work bounded
+    /// together by the timeout (so this works over a pool built without a runtime or timeouts
+    /// of its own). Work that does not finish (the timeout, or the caller dropped the future)
+    /// costs its connection: the statement is cancelled and the connection closed, never
+    /// returned to the pool with the statement still queued on it.
     async fn bounded<T>(
         &self,
-        work: impl Future<Output = Result<T, StoreError>>,
+        work: impl AsyncFnOnce(&mut Object) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, work)
+        let deadline = tokio::time::Instant::now() + self.bounds.timeout();
+        let mut lent = tokio::time::timeout_at(deadline, self.bounds.lend(&self.pool))
             .await
-            .unwrap_or_else(|_| Err(timed_out()))
+            .unwrap_or_else(|_| Err(timed_out()))?;
+        match tokio::time::timeout_at(deadline, work(lent.client())).await {
+            Ok(answered) => {
+                lent.finish();
+                answered
+            }
+            Err(_) => {
+                lent.abandon();
+                Err(timed_out())
+            }
+        }
     }
 
     /// Brings the schema up to date: applies, in order, each migration the database has not
@@ -496,12 +583,12 @@ impl PgKeyStore {
     ///
     /// [`StoreError`] when the database fails (nothing is applied then).
     pub async fn migrate(&self) -> Result<i32, StoreError> {
-        self.bounded(async {
-            let mut client = self.client().await?;
+        let timeout = self.bounds.timeout();
+        self.bounded(async |client| {
             let tx = client.transaction().await.map_err(unavailable)?;
             // A migration that waits on a lock (a long transaction reading the table) gives up
             // with the timeout, on the server too, rather than queue every lookup behind it.
-            let millis = self.timeout.as_millis().clamp(1, i32::MAX as u128);
+            let millis = timeout.as_millis().clamp(1, i32::MAX as u128);
             tx.batch_execute(&format!(
                 "SET LOCAL lock_timeout = {millis}; SET LOCAL statement_timeout = {millis};"
             ))
@@ -584,8 +671,7 @@ impl PgKeyStore {
         let id = IssuedCredentials::new_business_id();
         let key = KeyDigest::of(credentials.api_key().expose_secret());
         let secret = KeyDigest::of(credentials.api_secret().expose_secret());
-        self.bounded(async {
-            let client = self.client().await?;
+        self.bounded(async |client| {
             let statement = client.prepare_cached(INSERT).await.map_err(unavailable)?;
             client
                 .execute(
@@ -609,55 +695,85 @@ impl PgKeyStore {
     /// once (at once on instances whose [`CachedKeyStore`] is evicted by
     /// [`listen`](Self::listen), else after at most its TTL), and so do the tokens issued for it.
     ///
+    /// The change applies only over the key generation this call read: when two regenerations
+    /// race (two callers, or a retry and an earlier attempt of the same caller arriving late),
+    /// exactly one succeeds and the other changes nothing and says so
+    /// ([`Conflict`](crate::server::StoreErrorKind::Conflict)). So the credentials a successful
+    /// call returns are never replaced by ones nobody holds.
+    ///
     /// # Errors
     ///
     /// - [`StoreErrorKind::UnknownBusiness`](crate::server::StoreErrorKind::UnknownBusiness) when
     ///   no business has that id.
+    /// - [`StoreErrorKind::Conflict`](crate::server::StoreErrorKind::Conflict) when the key was
+    ///   regenerated by someone else (or by an earlier attempt) between this call's read and its
+    ///   change: nothing changed by this call. Call `regenerate` again if a new key is still
+    ///   wanted.
     /// - [`StoreErrorKind::OutcomeUnknown`](crate::server::StoreErrorKind::OutcomeUnknown) when
-    ///   the change was sent but no answer came (the connection broke or the timeout ran out):
-    ///   the database may have committed it, so the old key may already be revoked while the new
-    ///   credentials are lost. **Call `regenerate` again**: it is safe, and its credentials are the
-    ///   ones that work.
+    ///   the change was sent but no answer came (the connection broke or the timeout ran out;
+    ///   the statement is then cancelled and its connection closed): the database may have
+    ///   committed it, so the old key may already be revoked while the new credentials are
+    ///   lost. **Call `regenerate` again** (and again on `Conflict`): it is safe, and the
+    ///   credentials of the call that succeeds are the ones that work, even if the lost attempt
+    ///   reaches the database later.
     /// - [`StoreErrorKind::Unavailable`](crate::server::StoreErrorKind::Unavailable) when the
-    ///   database failed before the change was sent, or refused it: nothing changed.
+    ///   database failed before the change was sent, or refused it (a row locked elsewhere for
+    ///   longer than half the timeout, say): nothing changed.
     pub async fn regenerate(&self, business_id: &str) -> Result<IssuedCredentials, StoreError> {
-        let environment: Option<Environment> = {
-            let current = self.find_business(business_id).await?;
-            current.map(|b| b.environment)
-        };
-        let environment = environment.ok_or_else(StoreError::unknown_business)?;
-        let credentials = new_credentials(environment);
+        let current = self
+            .find_business(business_id)
+            .await?
+            .ok_or_else(StoreError::unknown_business)?;
+        let generation = i64::try_from(current.key_generation)
+            .map_err(|_| StoreError::unavailable("a row has a key generation out of range"))?;
+        let credentials = new_credentials(current.environment);
         let key = KeyDigest::of(credentials.api_key().expose_secret());
         let secret = KeyDigest::of(credentials.api_secret().expose_secret());
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let (client, statement) = tokio::time::timeout_at(deadline, async {
-            let client = self.client().await?;
-            let statement = client
+        let deadline = tokio::time::Instant::now() + self.bounds.timeout();
+        // A `Lent` dropped on the way (the timeout) cancels what it started and is closed.
+        let (mut lent, statement) = tokio::time::timeout_at(deadline, async {
+            let mut lent = self.bounds.lend(&self.pool).await?;
+            let statement = lent
+                .client()
                 .prepare_cached(REGENERATE)
                 .await
                 .map_err(unavailable)?;
-            Ok::<_, StoreError>((client, statement))
+            Ok::<_, StoreError>((lent, statement))
         })
         .await
         .unwrap_or_else(|_| Err(timed_out()))?;
         // From here the UPDATE is on the wire: only an answer from the database says whether it
         // was applied.
         let (key, secret) = (&key.as_bytes()[..], &secret.as_bytes()[..]);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&business_id, &key, &secret];
-        let sent = client.execute(&statement, &params);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&business_id, &key, &secret, &generation];
+        let sent = lent.client().execute(&statement, &params);
         let updated = match tokio::time::timeout_at(deadline, sent).await {
-            Ok(Ok(updated)) => updated,
-            // The database answered with an error: the statement was not applied.
-            Ok(Err(error)) if error.as_db_error().is_some() => return Err(unavailable(error)),
-            Ok(Err(error)) => return Err(StoreError::outcome_unknown(error)),
+            Ok(Ok(updated)) => {
+                lent.finish();
+                updated
+            }
+            Ok(Err(error)) => {
+                if error.as_db_error().is_some() {
+                    lent.finish();
+                }
+                return Err(change_failed(error));
+            }
+            // The UPDATE is cancelled if it has not run yet, and if it runs anyway it changes
+            // nothing once another regeneration succeeded.
             Err(_) => {
+                lent.abandon();
                 return Err(StoreError::outcome_unknown(
                     "the database did not answer in time",
                 ));
             }
         };
         if updated == 0 {
-            return Err(StoreError::unknown_business());
+            // Changed since it was read (or deleted meanwhile).
+            return match self.find_business(business_id).await? {
+                Some(_) => Err(StoreError::conflict()),
+                None => Err(StoreError::unknown_business()),
+            };
         }
         Ok(IssuedCredentials::new(Arc::from(business_id), credentials))
     }
@@ -667,8 +783,7 @@ impl PgKeyStore {
         sql: &str,
         param: &(dyn tokio_postgres::types::ToSql + Sync),
     ) -> Result<Option<KeyRecord>, StoreError> {
-        self.bounded(async {
-            let client = self.client().await?;
+        self.bounded(async |client| {
             let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
             let row = client
                 .query_opt(&statement, &[param])
@@ -678,6 +793,52 @@ impl PgKeyStore {
         })
         .await
     }
+}
+
+/// For the fuzz target `pg_connection_string` only (built with `--cfg fuzzing`): parses
+/// `input` as [`PgKeyStore::connect`] does, with an empty environment, and checks what it
+/// accepted: the mode tokio-postgres will use is the one the `sslmode` table gives, and an
+/// error never repeats the input. Returns the accepted `sslmode`, lower-case.
+///
+/// # Panics
+///
+/// When a check fails (that is the finding).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_connection_string(input: &str) -> Option<&'static str> {
+    match tls::parse_with_env(input, &|_| None) {
+        Ok(parsed) => {
+            let roots = if parsed.system_roots {
+                tls::Roots::System
+            } else {
+                tls::Roots::Absent
+            };
+            if let Ok((expected, _)) = tls::policy(parsed.mode, &roots) {
+                assert_eq!(parsed.config.get_ssl_mode(), expected);
+            }
+            Some(match parsed.mode {
+                tls::SslMode::Disable => "disable",
+                tls::SslMode::Prefer => "prefer",
+                tls::SslMode::Require => "require",
+                tls::SslMode::VerifyCa => "verify-ca",
+                tls::SslMode::VerifyFull => "verify-full",
+            })
+        }
+        Err(error) => {
+            let text = format!("{error} {error:?}");
+            assert!(input.len() < 12 || !text.contains(input), "{text}");
+            None
+        }
+    }
+}
+
+/// Every new connection of a pool built by [`PgKeyStore::connect`] gets the server-side bounds
+/// of [`bounded::session_bounds`], from the store's current timeout.
+fn with_session_bounds(builder: PoolBuilder, bounds: Arc<bounded::Bounds>) -> PoolBuilder {
+    builder.post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+        let sql = bounded::session_bounds(bounds.timeout());
+        Box::pin(async move { client.batch_execute(&sql).await.map_err(HookError::Backend) })
+    }))
 }
 
 impl KeyStore for PgKeyStore {

@@ -1,20 +1,7 @@
 //! TLS to PostgreSQL, as the connection string's `sslmode` says, over the crate's rustls stack
-//! (the *ring* provider).
-//!
-//! | `sslmode` | encrypted | certificate checked | host name checked |
-//! |---|---|---|---|
-//! | `disable` | no | | |
-//! | `prefer` (the default, as libpq's) | if the server offers TLS, else plain | no | no |
-//! | `require` | yes | only with a root certificate (then as `verify-ca`), as libpq | no |
-//! | `verify-ca` | yes | yes | no |
-//! | `verify-full` | yes | yes | yes |
-//!
-//! Only `verify-full` stops an active attacker on the path; `prefer` and `require` without a
-//! root only stop eavesdropping. Roots: the PEM file named by `sslrootcert` in the connection
-//! string, or those given to
-//! [`PgKeyStore::connect_with_roots`](super::PgKeyStore::connect_with_roots), else Mozilla's
-//! (which cover some managed services; many, such as Amazon RDS, need their provider's root
-//! file).
+//! (the *ring* provider). [`policy`] is the one `sslmode` table of the crate; the
+//! TLS section of [`PgKeyStore::connect`](super::PgKeyStore::connect) shows it, with where
+//! it differs from libpq, and must change with it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,16 +32,75 @@ pub(crate) enum SslMode {
 pub(crate) struct Parsed {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) mode: SslMode,
+    /// The root file to read: `sslrootcert`, else `PGSSLROOTCERT`, else libpq's default file
+    /// when it exists. `None` for `sslrootcert=system` (see `system_roots`) or no file.
     pub(crate) root_cert: Option<PathBuf>,
+    /// `sslrootcert=system`: Mozilla's roots.
+    pub(crate) system_roots: bool,
+}
+
+/// Where a connection's roots come from.
+pub(crate) enum Roots {
+    /// None: nothing to check a chain against.
+    Absent,
+    /// A root file, or roots given in code.
+    Given(RootCertStore),
+    /// `sslrootcert=system`: Mozilla's roots.
+    System,
+}
+
+/// What a connection checks: one row of the table in the [module docs](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// No certificate check (the handshake's signatures still are).
+    Nothing,
+    /// The chain leads to a root; any name.
+    Chain,
+    /// The chain, and the name the connection string gives.
+    ChainAndName,
+}
+
+/// The one `sslmode` table: whether to encrypt and what to check, given the roots there are, or
+/// why the combination is refused.
+pub(crate) fn policy(mode: SslMode, roots: &Roots) -> Result<(PgSslMode, Check), &'static str> {
+    let system = matches!(roots, Roots::System);
+    let given = matches!(roots, Roots::Given(_));
+    Ok(match mode {
+        _ if system && mode != SslMode::VerifyFull => {
+            return Err("sslrootcert=system needs sslmode=verify-full (as libpq)");
+        }
+        SslMode::Disable => (PgSslMode::Disable, Check::Nothing),
+        SslMode::Prefer if given => (PgSslMode::Prefer, Check::Chain),
+        SslMode::Prefer => (PgSslMode::Prefer, Check::Nothing),
+        SslMode::Require if given => (PgSslMode::Require, Check::Chain),
+        SslMode::Require => (PgSslMode::Require, Check::Nothing),
+        SslMode::VerifyCa if given => (PgSslMode::Require, Check::Chain),
+        SslMode::VerifyCa => {
+            return Err(
+                "sslmode=verify-ca needs a root certificate file (sslrootcert, PGSSLROOTCERT or \
+                 ~/.postgresql/root.crt), as libpq",
+            );
+        }
+        SslMode::VerifyFull => (PgSslMode::Require, Check::ChainAndName),
+    })
 }
 
 fn invalid(what: &'static str) -> StoreError {
-    StoreError::unavailable(what)
+    StoreError::invalid_configuration(what)
 }
 
-/// Parses a `postgres://` URL or a `key=value` string, taking `sslmode` and `sslrootcert` out.
-/// Errors never repeat the string (it may hold a password).
+/// Parses a `postgres://` URL or a `key=value` string, taking `sslmode` and `sslrootcert` out,
+/// with the process's environment for what the string does not say. Errors never repeat the
+/// string (it may hold a password).
 pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
+    parse_with_env(url, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`], with `env` as the environment (`PGSSLMODE`, `PGSSLROOTCERT`, `HOME`).
+pub(crate) fn parse_with_env(
+    url: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Parsed, StoreError> {
     let mut mode = None;
     let mut root_cert = None;
     let rest = if let Some(after_scheme) = url
@@ -93,7 +139,7 @@ pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
                     if key == "sslmode" {
                         mode = Some(value);
                     } else {
-                        root_cert = Some(PathBuf::from(value));
+                        root_cert = Some(value);
                     }
                 }
                 _ => kept.push(pair),
@@ -109,7 +155,7 @@ pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
         for (key, value) in key_values(url)? {
             match key.as_str() {
                 "sslmode" => mode = Some(value),
-                "sslrootcert" => root_cert = Some(PathBuf::from(value)),
+                "sslrootcert" => root_cert = Some(value),
                 _ => kept.push(format!(
                     "{key}='{}'",
                     value.replace('\\', "\\\\").replace('\'', "\\'")
@@ -118,7 +164,22 @@ pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
         }
         kept.join(" ")
     };
+    // What the string does not say, the environment does, as for libpq.
+    let mode = mode.or_else(|| env("PGSSLMODE").filter(|v| !v.is_empty()));
+    let root_cert = root_cert.or_else(|| env("PGSSLROOTCERT").filter(|v| !v.is_empty()));
+    let system_roots = root_cert.as_deref() == Some("system");
+    let root_cert = match root_cert {
+        Some(_) if system_roots => None,
+        Some(path) => Some(PathBuf::from(path)),
+        // libpq's default root file, when it exists (a `stat`, which never blocks).
+        None => env("HOME")
+            .filter(|home| !home.is_empty())
+            .map(|home| PathBuf::from(home).join(".postgresql").join("root.crt"))
+            .filter(|path| path.exists()),
+    };
     let mode = match mode.as_deref() {
+        // libpq: with the system's roots the default is the only mode they allow.
+        None if system_roots => SslMode::VerifyFull,
         None | Some("prefer") => SslMode::Prefer,
         Some("disable") => SslMode::Disable,
         Some("require") => SslMode::Require,
@@ -126,7 +187,8 @@ pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
         Some("verify-full") => SslMode::VerifyFull,
         Some(_) => {
             return Err(invalid(
-                "sslmode must be disable, prefer, require, verify-ca or verify-full",
+                "sslmode must be disable, prefer, require, verify-ca or verify-full \
+                 (libpq's allow is not supported)",
             ));
         }
     };
@@ -155,17 +217,18 @@ pub(crate) fn parse(url: &str) -> Result<Parsed, StoreError> {
         config,
         mode,
         root_cert,
+        system_roots,
     })
 }
 
-/// [`parse`], and the roots of its `sslrootcert` file, if it names one.
-pub(crate) fn parse_with_roots(url: &str) -> Result<(Parsed, Option<RootCertStore>), StoreError> {
+/// [`parse`], and the roots it names (its root file's, read now).
+pub(crate) fn parse_with_roots(url: &str) -> Result<(Parsed, Roots), StoreError> {
     let parsed = parse(url)?;
-    let roots = parsed
-        .root_cert
-        .as_deref()
-        .map(roots_from_file)
-        .transpose()?;
+    let roots = match parsed.root_cert.as_deref() {
+        Some(path) => Roots::Given(roots_from_file(path)?),
+        None if parsed.system_roots => Roots::System,
+        None => Roots::Absent,
+    };
     Ok((parsed, roots))
 }
 
@@ -233,7 +296,9 @@ fn key_values(text: &str) -> Result<Vec<(String, String)>, StoreError> {
 pub(crate) fn roots_from_file(path: &std::path::Path) -> Result<RootCertStore, StoreError> {
     use rustls::pki_types::pem::PemObject;
     let pem = crate::fs::read_regular_file(path, 1024 * 1024).map_err(|error| {
-        StoreError::unavailable(format!("the sslrootcert file could not be used: {error}"))
+        StoreError::invalid_configuration(format!(
+            "the sslrootcert file could not be used: {error}"
+        ))
     })?;
     let mut roots = RootCertStore::empty();
     let certificates: Vec<_> = CertificateDer::pem_slice_iter(&pem)
@@ -246,37 +311,39 @@ pub(crate) fn roots_from_file(path: &std::path::Path) -> Result<RootCertStore, S
     Ok(roots)
 }
 
-/// The TLS connector for `mode`, trusting `roots` (given, or Mozilla's when `None`).
-pub(crate) fn connector(
-    mode: SslMode,
-    roots: Option<RootCertStore>,
-) -> Result<MakeRustlsConnect, StoreError> {
+/// The TLS connector for `mode` and `roots`, as [`policy`] says (Mozilla's roots where it
+/// checks without roots of its own).
+///
+/// # Errors
+///
+/// [`StoreErrorKind::InvalidConfiguration`](crate::server::StoreErrorKind::InvalidConfiguration)
+/// when [`policy`] refuses the combination.
+pub(crate) fn connector(mode: SslMode, roots: Roots) -> Result<MakeRustlsConnect, StoreError> {
+    let (_, check) = policy(mode, &roots).map_err(invalid)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|_| invalid("TLS could not be set up"))?;
-    // libpq: `require` with a root certificate behaves as `verify-ca`.
-    let mode = match (mode, &roots) {
-        (SslMode::Require, Some(_)) => SslMode::VerifyCa,
-        (mode, _) => mode,
-    };
-    let verified = |roots: Option<RootCertStore>| {
-        let roots = roots.unwrap_or_else(|| RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        });
+    let verified = |roots: Roots| {
+        let roots = match roots {
+            Roots::Given(roots) => roots,
+            Roots::System | Roots::Absent => RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+        };
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
             .build()
             .map_err(|_| invalid("the root certificates could not be used"))
     };
-    let config = match mode {
-        SslMode::VerifyFull => builder
+    let config = match check {
+        Check::ChainAndName => builder
             .with_webpki_verifier(verified(roots)?)
             .with_no_client_auth(),
-        SslMode::VerifyCa => builder
+        Check::Chain => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(ChainOnly(verified(roots)?)))
             .with_no_client_auth(),
-        SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
+        Check::Nothing => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Unverified(Arc::clone(&provider))))
             .with_no_client_auth(),
@@ -284,7 +351,7 @@ pub(crate) fn connector(
     Ok(MakeRustlsConnect::new(config))
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name is not checked.
+/// [`Check::Chain`]: the chain must lead to a trusted root; the name is not checked.
 #[derive(Debug)]
 struct ChainOnly(Arc<WebPkiServerVerifier>);
 
@@ -331,8 +398,8 @@ impl ServerCertVerifier for ChainOnly {
     }
 }
 
-/// `prefer` and `require` without a root: encryption against eavesdropping, no certificate
-/// check (the handshake's signatures are still verified).
+/// [`Check::Nothing`] (`prefer` and `require` without roots): encryption against eavesdropping,
+/// no certificate check (the handshake's signatures are still verified).
 #[derive(Debug)]
 struct Unverified(Arc<CryptoProvider>);
 
@@ -443,6 +510,187 @@ mod tests {
         ] {
             let error = parse(bad).err().expect(bad).to_string();
             assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    #[test]
+    fn the_environment_says_what_the_string_does_not() {
+        let parsed = parse_with_env(
+            "postgres://db/axra",
+            &env(&[
+                ("PGSSLMODE", "verify-full"),
+                ("PGSSLROOTCERT", "/etc/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(parsed.mode, SslMode::VerifyFull);
+        assert_eq!(parsed.root_cert.unwrap(), PathBuf::from("/etc/ca.pem"));
+        // The string wins.
+        let parsed = parse_with_env(
+            "host=db sslmode=disable sslrootcert=/a.pem",
+            &env(&[
+                ("PGSSLMODE", "verify-full"),
+                ("PGSSLROOTCERT", "/etc/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(parsed.mode, SslMode::Disable);
+        assert_eq!(parsed.root_cert.unwrap(), PathBuf::from("/a.pem"));
+        assert_eq!(parsed.config.get_ssl_mode(), PgSslMode::Disable);
+        // An unknown PGSSLMODE is refused as the same in the string would be.
+        let error = parse_with_env("postgres://db/axra", &env(&[("PGSSLMODE", "allow")]))
+            .err()
+            .unwrap();
+        assert_eq!(
+            error.kind(),
+            crate::server::StoreErrorKind::InvalidConfiguration
+        );
+        // sslrootcert=system: verify-full by default, Mozilla's roots.
+        let parsed = parse_with_env("postgres://db/axra?sslrootcert=system", &env(&[])).unwrap();
+        assert_eq!(parsed.mode, SslMode::VerifyFull);
+        assert!(parsed.system_roots && parsed.root_cert.is_none());
+    }
+
+    #[test]
+    fn libpqs_default_root_file_is_used_when_it_exists() {
+        let home = std::env::temp_dir().join(format!("axra-pg-home-{}", std::process::id()));
+        let file = home.join(".postgresql").join("root.crt");
+        let home_str = home.to_str().unwrap().to_owned();
+        let vars = [("HOME", home_str.as_str())];
+        assert!(
+            parse_with_env("host=db", &env(&vars))
+                .unwrap()
+                .root_cert
+                .is_none()
+        );
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(
+            parse_with_env("host=db", &env(&vars)).unwrap().root_cert,
+            Some(file.clone())
+        );
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn one_table_decides_what_each_mode_checks() {
+        let roots = || Roots::Given(RootCertStore::empty());
+        use Check::*;
+        use SslMode::*;
+        let table = [
+            (Disable, Roots::Absent, Ok((PgSslMode::Disable, Nothing))),
+            (Disable, roots(), Ok((PgSslMode::Disable, Nothing))),
+            (Prefer, Roots::Absent, Ok((PgSslMode::Prefer, Nothing))),
+            (Prefer, roots(), Ok((PgSslMode::Prefer, Chain))),
+            (Require, Roots::Absent, Ok((PgSslMode::Require, Nothing))),
+            (Require, roots(), Ok((PgSslMode::Require, Chain))),
+            (VerifyCa, Roots::Absent, Err(())),
+            (VerifyCa, roots(), Ok((PgSslMode::Require, Chain))),
+            (
+                VerifyFull,
+                Roots::Absent,
+                Ok((PgSslMode::Require, ChainAndName)),
+            ),
+            (VerifyFull, roots(), Ok((PgSslMode::Require, ChainAndName))),
+            (
+                VerifyFull,
+                Roots::System,
+                Ok((PgSslMode::Require, ChainAndName)),
+            ),
+            (VerifyCa, Roots::System, Err(())),
+            (Require, Roots::System, Err(())),
+            (Disable, Roots::System, Err(())),
+        ];
+        for (mode, roots, expected) in table {
+            assert_eq!(policy(mode, &roots).map_err(|_| ()), expected, "{mode:?}");
+        }
+        // A refusal is a typed configuration error, from building the connector.
+        let error = connector(VerifyCa, Roots::Absent).err().unwrap();
+        assert_eq!(
+            error.kind(),
+            crate::server::StoreErrorKind::InvalidConfiguration
+        );
+    }
+
+    /// What the fuzz target `pg_connection_string` checks, over a fixed stream of inputs made of
+    /// the pieces that matter (a smoke run in every `cargo test`).
+    #[test]
+    fn arbitrary_strings_never_panic_and_accepted_modes_are_the_tables() {
+        const PIECES: &[&str] = &[
+            "postgres://",
+            "postgresql://",
+            "u",
+            ":",
+            "p",
+            "@",
+            "/",
+            "?",
+            "&",
+            "=",
+            "%",
+            "%40",
+            "%3F",
+            "%zz",
+            "'",
+            "\\",
+            " ",
+            "host=db",
+            "sslmode",
+            "verify-full",
+            "verify-ca",
+            "require",
+            "disable",
+            "prefer",
+            "allow",
+            "sslrootcert",
+            "system",
+            "hostaddr=127.0.0.1",
+            "db",
+            "5432",
+            "ssl%6Dode",
+            "\u{e9}",
+            "password",
+            "options=-c",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = next() % 12;
+            let input: String = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            match parse_with_env(&input, &|_| None) {
+                Ok(parsed) => {
+                    let roots = if parsed.system_roots {
+                        Roots::System
+                    } else {
+                        Roots::Absent
+                    };
+                    if let Ok((expected, _)) = policy(parsed.mode, &roots) {
+                        assert_eq!(parsed.config.get_ssl_mode(), expected, "{input}");
+                    }
+                }
+                Err(error) => {
+                    assert_eq!(
+                        error.kind(),
+                        crate::server::StoreErrorKind::InvalidConfiguration
+                    );
+                }
+            }
         }
     }
 }

@@ -1,6 +1,9 @@
 //! `last_used_at`, debounced: a request only notes the business in memory (at most once per
 //! interval per key); a background task writes the noted ones in one `UPDATE` per interval, off
-//! the request path.
+//! the request path. The write never waits for a row lock (`SKIP LOCKED`: a row locked
+//! elsewhere is written at a later interval, when its key is used again) and is bounded by the
+//! store's timeout like every statement (cancelled and its connection closed when it runs out),
+//! so a held lock never parks the pool's connections one interval at a time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,20 +13,25 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use quick_cache::DefaultHashBuilder;
 
+use super::bounded::Bounds;
 use crate::server::expiring::ExpiringMap;
 
 /// How often noted uses are written, by default.
 pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Only the generation that was used: a use of a key regenerated since is not charged to the
-/// new key.
+/// new key. Rows locked elsewhere are skipped rather than waited for.
 const FLUSH: &str = "UPDATE axra_businesses AS b SET last_used_at = now() \
-                     FROM unnest($1::text[], $2::int8[]) AS u(id, generation) \
-                     WHERE b.id = u.id AND b.key_generation = u.generation";
+                     FROM (SELECT r.id FROM axra_businesses AS r \
+                           JOIN unnest($1::text[], $2::int8[]) AS u(id, generation) \
+                             ON r.id = u.id AND r.key_generation = u.generation \
+                           FOR UPDATE OF r SKIP LOCKED) AS s \
+                     WHERE b.id = s.id";
 
 /// The uses noted since the last write.
 pub(super) struct Usage {
-    interval: Duration,
+    /// The interval in milliseconds: read by the writer at each turn, so a change reaches it.
+    interval_millis: AtomicU64,
     /// Noted this interval (with the generation): not noted again until it ends. Entries live
     /// until the interval number after theirs, so the hot path reads no clock.
     noted: ExpiringMap<Arc<str>, u64, u64, DefaultHashBuilder>,
@@ -33,20 +41,33 @@ pub(super) struct Usage {
     pending: Mutex<HashMap<Arc<str>, u64>>,
     writer_started: AtomicBool,
     pool: Pool,
-    timeout: Duration,
+    bounds: Arc<Bounds>,
+}
+
+/// The shortest interval: below it the writer would be a busy loop of statements.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+fn interval_millis(interval: Duration) -> u64 {
+    u64::try_from(interval.max(MIN_INTERVAL).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Usage {
-    pub(super) fn new(pool: Pool, interval: Duration, timeout: Duration) -> Arc<Usage> {
+    pub(super) fn new(pool: Pool, interval: Duration, bounds: Arc<Bounds>) -> Arc<Usage> {
         Arc::new(Usage {
-            interval: interval.max(Duration::from_millis(10)),
+            interval_millis: AtomicU64::new(interval_millis(interval)),
             noted: ExpiringMap::new(100_000, DefaultHashBuilder::default()),
             interval_number: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
             writer_started: AtomicBool::new(false),
             pool,
-            timeout,
+            bounds,
         })
+    }
+
+    /// From the next turn of the writer on.
+    pub(super) fn set_interval(&self, interval: Duration) {
+        self.interval_millis
+            .store(interval_millis(interval), Ordering::Relaxed);
     }
 
     /// Notes a use of `business_id`'s key: a map lookup when already noted this interval.
@@ -78,7 +99,10 @@ impl Usage {
     /// Writes the noted uses once per interval until the store is dropped.
     async fn write_every_interval(usage: Weak<Usage>) {
         loop {
-            let Some(interval) = usage.upgrade().map(|u| u.interval) else {
+            let Some(interval) = usage
+                .upgrade()
+                .map(|u| Duration::from_millis(u.interval_millis.load(Ordering::Relaxed)))
+            else {
                 return;
             };
             tokio::time::sleep(interval).await;
@@ -106,12 +130,26 @@ impl Usage {
             .iter()
             .map(|(_, generation)| i64::try_from(*generation).unwrap_or(i64::MAX))
             .collect();
-        let written = tokio::time::timeout(self.timeout, async {
-            let client = self.pool.get().await.ok()?;
-            client.execute(FLUSH, &[&ids, &generations]).await.ok()
-        })
-        .await;
-        if !matches!(written, Ok(Some(_))) {
+        let deadline = tokio::time::Instant::now() + self.bounds.timeout();
+        let written = match tokio::time::timeout_at(deadline, self.bounds.lend(&self.pool)).await {
+            Ok(Ok(mut lent)) => {
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&ids, &generations];
+                let sent = lent.client().execute(FLUSH, &params);
+                match tokio::time::timeout_at(deadline, sent).await {
+                    Ok(written) => {
+                        lent.finish();
+                        written.is_ok()
+                    }
+                    // Cancelled and closed, never pooled with the write queued on it.
+                    Err(_) => {
+                        lent.abandon();
+                        false
+                    }
+                }
+            }
+            Ok(Err(_)) | Err(_) => false,
+        };
+        if !written {
             trace_event!(
                 tracing::Level::WARN,
                 uses = uses.len(),

@@ -25,6 +25,14 @@ pub enum StoreErrorKind {
     /// the change was sent). For a regeneration the old key may already be revoked; calling
     /// `regenerate` again is safe and returns usable credentials.
     OutcomeUnknown,
+    /// The change was refused because the record changed since it was read (for a
+    /// regeneration: another regeneration, perhaps an earlier attempt of the same caller whose
+    /// outcome was unknown, replaced the key first). Nothing was changed by this call; read the
+    /// record again (calling `regenerate` again does) if the change is still wanted.
+    Conflict,
+    /// The store's configuration is refused (a connection string it cannot honour, a TLS mode
+    /// without what it needs). Found when the store is built, before any request.
+    InvalidConfiguration,
 }
 
 impl StoreError {
@@ -61,6 +69,22 @@ impl StoreError {
         }
     }
 
+    /// The record changed since it was read; nothing was changed.
+    pub fn conflict() -> Self {
+        StoreError {
+            kind: StoreErrorKind::Conflict,
+            source: None,
+        }
+    }
+
+    /// The store's configuration is refused; `source` says why (it must not hold a secret).
+    pub fn invalid_configuration(source: impl Into<BoxError>) -> Self {
+        StoreError {
+            kind: StoreErrorKind::InvalidConfiguration,
+            source: Some(source.into()),
+        }
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
@@ -78,6 +102,12 @@ impl fmt::Display for StoreError {
             StoreErrorKind::OutcomeUnknown => f.write_str(
                 "the key store may or may not have applied the change; retrying is safe",
             )?,
+            StoreErrorKind::Conflict => f.write_str(
+                "the record changed since it was read; nothing was changed, read it again",
+            )?,
+            StoreErrorKind::InvalidConfiguration => {
+                f.write_str("the key store's configuration is refused")?
+            }
         }
         if let Some(source) = &self.source {
             write!(f, ": {source}")?;
