@@ -6,8 +6,10 @@
 //!   `SSL_CERT_FILE` replaces them: when it is set, [`client`] trusts the PEM certificates of
 //!   that file alone (a corporate CA bundle, a test CA), and none if the file is unusable (not a
 //!   regular file, over 1 MiB, not read within a few seconds, no certificate), so every
-//!   handshake fails rather than trust more than you said. A FIFO or a device named there is
-//!   refused at once: it is opened without blocking and checked before any read. In code, pass your roots with [`client_with_roots`], or a whole
+//!   handshake fails rather than trust more than you said. `SSL_CERT_DIR` (directories of PEM
+//!   files, `:`-separated) adds the certificates found there, with the same checks per file.
+//!   A FIFO or a device named there is refused at once: it is opened without blocking and
+//!   checked before any read. In code, pass your roots with [`client_with_roots`], or a whole
 //!   `rustls::ClientConfig` with [`client_with_config`].
 //! - **Crypto provider**: *ring*, which builds with a C compiler alone (aws-lc-rs needs CMake on
 //!   some platforms).
@@ -58,18 +60,78 @@ pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// certificates of that file alone (read once, here; see the [module docs](self)). If that file
 /// is unusable, no root is trusted: every handshake fails with
 /// [`TokenErrorKind::Tls`](crate::TokenErrorKind::Tls), and a `tracing` warning says why.
+///
+/// `SSL_CERT_DIR` (one directory, or several separated by `:`, as OpenSSL reads it) adds the
+/// certificates of every regular file directly in those directories (at most
+/// [`MAX_CERT_DIR_FILES`] files per directory; OpenSSL's hashed names and plain `.pem` files
+/// alike, anything that is not PEM is skipped). With either variable set, Mozilla's roots are
+/// not added: the roots are what the variables name, and nothing else.
 pub fn client() -> HttpsClient {
-    let roots = match std::env::var_os(CERT_FILE_VARIABLE) {
-        Some(path) => pem_roots(std::path::Path::new(&path)),
-        None => RootCertStore {
+    let file = std::env::var_os(CERT_FILE_VARIABLE);
+    let dirs = std::env::var_os(CERT_DIR_VARIABLE);
+    if file.is_none() && dirs.is_none() {
+        return client_with_roots(RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        },
-    };
+        });
+    }
+    let mut roots = RootCertStore::empty();
+    if let Some(path) = file {
+        roots
+            .roots
+            .extend(pem_roots(std::path::Path::new(&path)).roots);
+    }
+    if let Some(dirs) = dirs {
+        for dir in std::env::split_paths(&dirs) {
+            roots.roots.extend(dir_roots(&dir).roots);
+        }
+    }
     client_with_roots(roots)
 }
 
-/// The variable [`client`] reads its roots from.
+/// The variable [`client`] reads its roots file from.
 const CERT_FILE_VARIABLE: &str = "SSL_CERT_FILE";
+
+/// The variable [`client`] reads its roots directories from.
+const CERT_DIR_VARIABLE: &str = "SSL_CERT_DIR";
+
+/// The most files of one `SSL_CERT_DIR` directory that are read (Debian's `/etc/ssl/certs` holds
+/// about 300 certificates, each under two names).
+pub const MAX_CERT_DIR_FILES: usize = 4096;
+
+/// The certificates of the regular files directly in `dir` (each read as [`pem_roots`] reads
+/// one; files that hold no certificate are skipped silently, as OpenSSL does).
+fn dir_roots(dir: &std::path::Path) -> RootCertStore {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            trace_event!(
+                tracing::Level::WARN,
+                error = %error,
+                "axra_auth: a directory SSL_CERT_DIR names cannot be read"
+            );
+            return roots;
+        }
+    };
+    for entry in entries.flatten().take(MAX_CERT_DIR_FILES) {
+        let Ok(pem) = crate::fs::read_regular_file(&entry.path(), MAX_CERT_FILE_BYTES) else {
+            continue;
+        };
+        let certificates: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+            .filter_map(Result::ok)
+            .collect();
+        roots.add_parsable_certificates(certificates);
+    }
+    if roots.is_empty() {
+        trace_event!(
+            tracing::Level::WARN,
+            "axra_auth: a directory SSL_CERT_DIR names holds no usable certificate"
+        );
+    }
+    roots
+}
 
 /// The largest roots file read (Mozilla's whole bundle is about 220 KiB).
 const MAX_CERT_FILE_BYTES: u64 = 1024 * 1024;

@@ -88,3 +88,43 @@ async fn a_jwks_follower_without_the_issuers_store_accepts_its_tokens() {
     assert_eq!(body["message"], Rejection::UnknownBusiness.message());
     assert!(!body["message"].as_str().unwrap().contains("revoked"));
 }
+
+#[tokio::test]
+async fn jwks_errors_carry_their_cause() {
+    use axra_auth::server::JwksError;
+    // Nothing listens there: the error says what the transport said, and where.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let url = format!("http://{addr}{JWKS_PATH}");
+    let error = JwksSource::new(hyper_client(), &url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, JwksError::Transport(_)), "{error:?}");
+    assert!(text.contains(&url), "{text}");
+    assert!(text.to_lowercase().contains("connect"), "{text}");
+
+    // An HTTPS-only client given a plain http:// JWKS on this machine: the fix is named.
+    #[cfg(feature = "rustls")]
+    {
+        let jwks = serve(Router::new().route_service(
+            JWKS_PATH,
+            JwksEndpoint::new(&TokenIssuer::from_key(
+                SigningKey::generate_ed25519("c1").unwrap(),
+            )),
+        ))
+        .await;
+        let error = JwksSource::new(
+            axra_auth::https::client(),
+            &format!("http://{jwks}{JWKS_PATH}"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains("build_http()"), "{error}");
+    }
+}

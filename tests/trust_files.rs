@@ -164,7 +164,7 @@ fn a_fifo_sslrootcert_is_refused_at_once() {
         PgKeyStore::connect(&url).map(|_| ())
     })
     .unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+    assert_eq!(err.kind(), StoreErrorKind::InvalidConfiguration);
     let text = format!("{err} {err:?}");
     assert!(text.contains("not a regular file"), "{text}");
 }

@@ -109,8 +109,13 @@ pub const MAX_JWKS_KEYS: usize = 32;
 pub enum JwksError {
     /// The URL is not `https://` (plain `http://` only to this machine), or not a valid URL.
     InvalidUrl(&'static str),
-    /// The request could not be sent or the answer could not be read.
-    Transport,
+    /// The request could not be sent or the answer could not be read; the text is the
+    /// transport's own account, with its causes (connection refused, a DNS failure, an
+    /// HTTPS-only client given `http://`). It never holds a secret: a JWKS request carries none.
+    Transport(Arc<str>),
+    /// The TLS handshake with the JWKS server failed (its certificate does not chain to a
+    /// trusted root, names another host, or expired); the text says how.
+    Tls(Arc<str>),
     /// The server answered another status than 200.
     Status(u16),
     /// The answer is not a JWKS with at least one usable key (or is larger than 64 KiB).
@@ -123,7 +128,11 @@ impl fmt::Display for JwksError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JwksError::InvalidUrl(why) => write!(f, "the JWKS URL was refused: {why}"),
-            JwksError::Transport => f.write_str("the JWKS could not be fetched (transport error)"),
+            JwksError::Transport(cause) => write!(f, "the JWKS could not be fetched: {cause}"),
+            JwksError::Tls(cause) => write!(
+                f,
+                "the TLS handshake with the JWKS server failed (certificate refused): {cause}"
+            ),
             JwksError::Status(status) => write!(f, "the JWKS server answered {status}"),
             JwksError::Invalid(why) => write!(f, "the JWKS was refused: {why}"),
             JwksError::Timeout => f.write_str("the JWKS fetch timed out"),
@@ -440,17 +449,18 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
+    let uri_text = uri.to_string();
     let request = Request::get(uri)
         .header(ACCEPT, "application/json")
         .body(Full::default())
         .map_err(|_| JwksError::InvalidUrl("not a valid request URI"))?;
     poll_fn(|cx| client.poll_ready(cx))
         .await
-        .map_err(|_| JwksError::Transport)?;
+        .map_err(|e| transport_error(e.into(), &uri_text))?;
     let response = client
         .call(request)
         .await
-        .map_err(|_| JwksError::Transport)?;
+        .map_err(|e| transport_error(e.into(), &uri_text))?;
     if response.status() != StatusCode::OK {
         return Err(JwksError::Status(response.status().as_u16()));
     }
@@ -460,6 +470,31 @@ where
         .map_err(|_| JwksError::Invalid("unreadable, or larger than 64 KiB"))?
         .to_bytes();
     parse_jwks(&bytes)
+}
+
+/// A failed JWKS request as a [`JwksError`] that keeps its cause: the error and its sources,
+/// and a hint for the commonest mistake (an HTTPS-only client given a plain `http://` URL).
+fn transport_error(error: BoxError, uri: &str) -> JwksError {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    if crate::token::axra::is_tls_failure(&*error) {
+        return JwksError::Tls(Arc::from(text));
+    }
+    if uri.starts_with("http://") && text.contains("unsupported scheme http") {
+        text.push_str(
+            " (the client is HTTPS-only; for a JWKS on this machine over plain http://, use \
+             hyper_util's Client::builder(TokioExecutor::new()).build_http())",
+        );
+    }
+    JwksError::Transport(Arc::from(format!("{text} ({uri})")))
 }
 
 /// The usable keys of a JWKS document: each key on its own (one the crate cannot use is

@@ -497,7 +497,7 @@ fn echoes(text: &str, credential: &str) -> bool {
 
 /// Whether a transport error is a refused TLS handshake: a `rustls::Error` in the source chain
 /// of a failure to connect, directly or inside the `io::Error`s a connector wraps it in.
-fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
     #[cfg(feature = "rustls")]
     {
         let mut current = Some(error);
