@@ -7,6 +7,13 @@
 //! A request that already carries `x-api-key` keeps its own value: that lets a platform act for
 //! several businesses through one client by setting the key per request.
 //!
+//! A `401` answered to a request that carried the layer's key tells any credential watcher
+//! listening on the layer's [`rotator`](ApiKeyLayer::rotator) to re-read its files at once (see
+//! [`CredentialWatcher::check_on_rejection`](crate::credentials::CredentialWatcher::check_on_rejection)),
+//! paced: the first refusal of a key at once, then at most one read per 1 s, 2 s, 4 s, ... up
+//! to a minute while the same key keeps being refused. With no watcher listening, the response
+//! future costs one status comparison.
+//!
 //! # Example
 //!
 //! ```
@@ -21,7 +28,8 @@
 //! let client = ServiceBuilder::new()
 //!     .layer(ApiKeyLayer::new(key))
 //!     .service_fn(|req: Request<String>| async move {
-//!         // Stands in for a real HTTP client (hyper, a tonic Channel).
+//!         // Stands in for a real HTTP client (hyper, a tonic Channel): any service answering
+//!         // `http::Response`.
 //!         let header = req.headers()[API_KEY_HEADER].clone();
 //!         assert!(header.is_sensitive());
 //!         Ok::<_, Infallible>(Response::new(header.to_str().unwrap().to_owned()))
@@ -33,18 +41,32 @@
 //! # }
 //! ```
 
-use std::fmt;
-use std::task::{Context, Poll};
+pub mod future;
 
-use http::{HeaderName, HeaderValue, Request};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::credentials::ApiKey;
+use future::ResponseFuture;
+
+/// How soon a refused key makes the watchers read again after a first refusal: a key file
+/// usually changes a moment after the key is regenerated, so a second look soon is worth it.
+const FIRST_RECHECK_PACE: Duration = Duration::from_secs(1);
+
+/// The longest pause between refusal-triggered reads while the same key keeps being refused:
+/// an API that answers 401 to everything costs a file read a minute, not one per request.
+const MAX_RECHECK_PACE: Duration = Duration::from_secs(64);
 
 /// The header Axra reads the API key from.
 pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
@@ -62,6 +84,22 @@ pub(crate) fn sensitive_header(value: &str) -> HeaderValue {
 pub(crate) struct KeySlot {
     header: ArcSwap<HeaderValue>,
     version: AtomicU64,
+    /// Whether any watcher listens for refusals: read once per request, so a layer nobody
+    /// watches never touches `refusals`.
+    listening: AtomicBool,
+    refusals: Mutex<Refusals>,
+}
+
+/// The watchers to wake when the key is refused, and the pacing of those wake-ups. Locked only
+/// when a watched key is refused.
+#[derive(Default)]
+struct Refusals {
+    listeners: Vec<Weak<Notify>>,
+    /// The key version the pacing below is about; a rotation starts it over.
+    version: u64,
+    /// When the next refusal may wake the watchers again, and the pause after that one.
+    quiet_until: Option<Instant>,
+    pace: Duration,
 }
 
 impl KeySlot {
@@ -69,12 +107,73 @@ impl KeySlot {
         Arc::new(KeySlot {
             header: ArcSwap::from_pointee(sensitive_header(key.expose_secret())),
             version: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+            refusals: Mutex::default(),
         })
     }
 
     /// The current header (a reference-counted copy).
     pub(crate) fn header(&self) -> HeaderValue {
         HeaderValue::clone(&self.header.load())
+    }
+
+    /// The current key version.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Whether a refusal would wake anyone.
+    pub(crate) fn is_watched(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
+    }
+
+    /// Wakes `listener` whenever the key is refused (adding it again changes nothing).
+    pub(crate) fn add_listener(&self, listener: &Arc<Notify>) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        refusals.listeners.retain(|l| l.strong_count() > 0);
+        let weak = Arc::downgrade(listener);
+        if !refusals.listeners.iter().any(|l| Weak::ptr_eq(l, &weak)) {
+            refusals.listeners.push(weak);
+        }
+        self.listening.store(true, Ordering::Relaxed);
+    }
+
+    /// The API answered 401 to a request sent with key `version`: wakes the watchers, paced. A
+    /// refusal of a key already rotated away is old news and wakes nobody.
+    pub(crate) fn refused(&self, version: u64) {
+        if version != self.version() {
+            return;
+        }
+        let now = Instant::now();
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        if refusals.version != version {
+            refusals.version = version;
+            refusals.quiet_until = None;
+        }
+        if refusals.quiet_until.is_some_and(|until| now < until) {
+            return;
+        }
+        let pace = match refusals.quiet_until {
+            None => FIRST_RECHECK_PACE,
+            Some(_) => (refusals.pace * 2).min(MAX_RECHECK_PACE),
+        };
+        refusals.pace = pace;
+        refusals.quiet_until = Some(now + pace);
+        refusals
+            .listeners
+            .retain(|listener| match listener.upgrade() {
+                Some(listener) => {
+                    listener.notify_one();
+                    true
+                }
+                None => false,
+            });
+        self.listening
+            .store(!refusals.listeners.is_empty(), Ordering::Relaxed);
+        trace_event!(
+            tracing::Level::INFO,
+            "axra_auth: API key refused (401); credential watchers told to re-read"
+        );
     }
 }
 
@@ -83,7 +182,10 @@ impl KeySlot {
 /// [`ApiKeyLayer::rotator`].
 ///
 /// Axra's keys live until they are regenerated, and a regenerated key stops working at once: feed
-/// the new key here from your secret store.
+/// the new key here from your secret store, or from a
+/// [`CredentialWatcher`](crate::credentials::CredentialWatcher), which
+/// [`check_on_rejection`](crate::credentials::CredentialWatcher::check_on_rejection) makes
+/// re-read its files as soon as the API answers 401 to this key.
 #[derive(Clone)]
 pub struct ApiKeyRotator {
     slot: Arc<KeySlot>,
@@ -92,6 +194,11 @@ pub struct ApiKeyRotator {
 impl ApiKeyRotator {
     pub(crate) fn new(slot: Arc<KeySlot>) -> Self {
         ApiKeyRotator { slot }
+    }
+
+    /// The key the rotator replaces, and who listens for its refusals.
+    pub(crate) fn slot(&self) -> &KeySlot {
+        &self.slot
     }
 
     /// Sends `key` from now on (the same key as now changes nothing).
@@ -140,12 +247,13 @@ impl ApiKeyLayer {
     /// let layer = ApiKeyLayer::new(ApiKey::new("bk_test_old")?);
     /// let rotator = layer.rotator();
     /// let echo = tower::service_fn(|req: Request<()>| async move {
-    ///     Ok::<_, std::convert::Infallible>(req.headers()["x-api-key"].clone())
+    ///     let key = req.headers()["x-api-key"].clone();
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(key))
     /// });
     /// let client = layer.layer(echo);
-    /// assert_eq!(client.clone().oneshot(Request::new(())).await?, "bk_test_old");
+    /// assert_eq!(client.clone().oneshot(Request::new(())).await?.body(), "bk_test_old");
     /// rotator.rotate(ApiKey::new("bk_test_new")?); // say, the key was regenerated
-    /// assert_eq!(client.oneshot(Request::new(())).await?, "bk_test_new");
+    /// assert_eq!(client.oneshot(Request::new(())).await?.body(), "bk_test_new");
     /// # Ok(())
     /// # }
     /// ```
@@ -203,13 +311,13 @@ impl<S: fmt::Debug> fmt::Debug for ApiKeyService<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for ApiKeyService<S>
+impl<S, B, ResBody> Service<Request<B>> for ApiKeyService<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
 {
-    type Response = S::Response;
+    type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = ResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -220,6 +328,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // `contains_key` then `insert` measures a third faster than `entry()` on the small maps
         // requests carry (benches/api_key.rs).
+        let mut watch = None;
         if !req.headers().contains_key(API_KEY_HEADER) {
             // One atomic load notices a rotation; the copy is refreshed only then.
             let version = self.slot.version.load(Ordering::Acquire);
@@ -229,8 +338,12 @@ where
             }
             req.headers_mut()
                 .insert(API_KEY_HEADER, self.header.clone());
+            // Only a request carrying our key says anything about it when refused.
+            if self.slot.is_watched() {
+                watch = Some((Arc::clone(&self.slot), self.version));
+            }
         }
-        self.inner.call(req)
+        ResponseFuture::new(self.inner.call(req), watch)
     }
 }
 
@@ -242,20 +355,23 @@ mod tests {
 
     fn echo_key() -> impl Service<
         Request<()>,
-        Response = (Option<HeaderValue>, usize),
+        Response = Response<(Option<HeaderValue>, usize)>,
         Error = Infallible,
         Future = impl Send,
     > + Clone {
         service_fn(|req: Request<()>| async move {
             let all = req.headers().get_all(API_KEY_HEADER).iter().count();
-            Ok::<_, Infallible>((req.headers().get(API_KEY_HEADER).cloned(), all))
+            Ok::<_, Infallible>(Response::new((
+                req.headers().get(API_KEY_HEADER).cloned(),
+                all,
+            )))
         })
     }
 
     #[tokio::test]
     async fn sets_a_sensitive_key_header() {
         let svc = ApiKeyLayer::new(ApiKey::new("bk_test_abc").unwrap()).layer(echo_key());
-        let (value, count) = svc.oneshot(Request::new(())).await.unwrap();
+        let (value, count) = svc.oneshot(Request::new(())).await.unwrap().into_body();
         let value = value.unwrap();
         assert_eq!(value, "bk_test_abc");
         assert!(value.is_sensitive());
@@ -269,7 +385,7 @@ mod tests {
             .header(API_KEY_HEADER, "bk_test_other")
             .body(())
             .unwrap();
-        let (value, count) = svc.oneshot(req).await.unwrap();
+        let (value, count) = svc.oneshot(req).await.unwrap().into_body();
         assert_eq!(value.unwrap(), "bk_test_other");
         assert_eq!(count, 1);
     }
@@ -290,5 +406,77 @@ mod tests {
         *svc.get_mut() += 1;
         assert_eq!(*svc.get_ref(), 8);
         assert_eq!(svc.into_inner(), 8);
+    }
+
+    /// Whether `listener` was woken (takes the permit).
+    async fn woken(listener: &Notify) -> bool {
+        tokio::time::timeout(Duration::ZERO, listener.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_wake_the_watchers_at_once_then_paced_and_anew_after_a_rotation() {
+        let layer = ApiKeyLayer::new(ApiKey::new("bk_test_old").unwrap());
+        let rotator = layer.rotator();
+        let slot = rotator.slot();
+        let listener = Arc::new(Notify::new());
+        assert!(!slot.is_watched());
+        slot.add_listener(&listener);
+        slot.add_listener(&listener);
+        assert!(slot.is_watched());
+
+        let old = slot.version();
+        slot.refused(old);
+        assert!(woken(&listener).await, "the first refusal wakes at once");
+        slot.refused(old);
+        assert!(!woken(&listener).await, "then quiet for a second");
+        tokio::time::advance(FIRST_RECHECK_PACE).await;
+        slot.refused(old);
+        assert!(woken(&listener).await);
+        tokio::time::advance(FIRST_RECHECK_PACE).await;
+        slot.refused(old);
+        assert!(!woken(&listener).await, "the pause doubles");
+        tokio::time::advance(FIRST_RECHECK_PACE).await;
+        slot.refused(old);
+        assert!(woken(&listener).await);
+
+        rotator.rotate(ApiKey::new("bk_test_new").unwrap());
+        slot.refused(old);
+        assert!(
+            !woken(&listener).await,
+            "a refusal of a rotated-away key is old news"
+        );
+        slot.refused(slot.version());
+        assert!(
+            woken(&listener).await,
+            "a new key's first refusal wakes at once"
+        );
+
+        drop(listener);
+        tokio::time::advance(MAX_RECHECK_PACE).await;
+        slot.refused(slot.version());
+        assert!(!slot.is_watched(), "a dropped watcher is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_401_to_the_layers_key_wakes_the_watcher_and_one_to_a_per_request_key_does_not() {
+        let layer = ApiKeyLayer::new(ApiKey::new("bk_test_layer").unwrap());
+        let listener = Arc::new(Notify::new());
+        layer.rotator().slot().add_listener(&listener);
+        let refuse = service_fn(|_: Request<()>| async {
+            let mut response = Response::new(());
+            *response.status_mut() = http::StatusCode::UNAUTHORIZED;
+            Ok::<_, Infallible>(response)
+        });
+        let client = layer.layer(refuse);
+        let own = Request::builder()
+            .header(API_KEY_HEADER, "bk_test_other")
+            .body(())
+            .unwrap();
+        client.clone().oneshot(own).await.unwrap();
+        assert!(!woken(&listener).await);
+        client.oneshot(Request::new(())).await.unwrap();
+        assert!(woken(&listener).await);
     }
 }
