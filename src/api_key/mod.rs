@@ -2,7 +2,7 @@
 //!
 //! [`ApiKeyLayer`] builds the header value once, marks it sensitive, and clones it into each
 //! request: the service keeps the inner service's response (an `http::Response`) and error
-//! types, and its [`ResponseFuture`](future::ResponseFuture) only looks at the status, so it
+//! types, and its [`future::ResponseFuture`] only looks at the status, so it
 //! costs one header insert, an atomic load or two, and no allocation.
 //!
 //! A request that already carries `x-api-key` keeps its own value: that lets a platform act for
