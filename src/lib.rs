@@ -178,6 +178,21 @@ pub mod reqwest;
 pub mod server;
 pub mod token;
 
+/// The README's code blocks, compiled (and, unless marked `no_run`, run) as doctests by
+/// `cargo test --all-features`, so a snippet that stops compiling fails CI. Each block states
+/// the context it assumes in hidden `# ` lines.
+#[cfg(all(
+    doctest,
+    feature = "rustls",
+    feature = "server",
+    feature = "axum",
+    feature = "reqwest",
+    feature = "postgres",
+    feature = "mock-server"
+))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use api_key::{API_KEY_HEADER, ApiKeyLayer, ApiKeyRotator, ApiKeyService};
 pub use bearer::{BearerTokenLayer, BearerTokenService};
 pub use credentials::{

@@ -127,7 +127,10 @@ impl ApiKeyMiddleware {
     }
 
     /// A handle that replaces the key this middleware (and every clone) sends, from the next
-    /// request on.
+    /// request on. A credential watcher given it with
+    /// [`check_on_rejection`](crate::credentials::CredentialWatcher::check_on_rejection)
+    /// re-reads its files as soon as the API answers 401 to this key (paced as the tower
+    /// layer's, see [`api_key`](crate::api_key)).
     pub fn rotator(&self) -> ApiKeyRotator {
         ApiKeyRotator::new(Arc::clone(&self.slot))
     }
@@ -149,15 +152,27 @@ impl Middleware for ApiKeyMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
+        // The key version goes with the request when a watcher listens: a 401 to our own key
+        // tells it to re-read its files (the version is read after the header, so a rotation
+        // in between costs at most one spurious read, never a missed one).
+        let mut sent = None;
         if let http::header::Entry::Vacant(slot) = req.headers_mut().entry(API_KEY_HEADER) {
             slot.insert(self.slot.header());
+            sent = Some(self.slot.version());
         }
-        if extensions.get::<RecordedRedirects>().is_some() {
-            // The crate's client: its policy never leaves the origin.
-            return next.run(req, extensions).await;
-        }
+        let watched = sent.filter(|_| self.slot.is_watched());
+        // The crate's client: its policy never leaves the origin.
+        let crate_client = extensions.get::<RecordedRedirects>().is_some();
         let asked = req.url().clone();
         let response = next.run(req, extensions).await?;
+        if let Some(version) = watched
+            && response.status() == http::StatusCode::UNAUTHORIZED
+        {
+            self.slot.refused(version);
+        }
+        if crate_client {
+            return Ok(response);
+        }
         if !same_origin(&asked, response.url()) {
             let origin = response.url().origin().ascii_serialization();
             trace_event!(

@@ -81,10 +81,10 @@ async fn composes_in_service_builder_around_service_fn() {
         .concurrency_limit(4)
         .layer(ApiKeyLayer::new(ApiKey::new("bk_live_builder").unwrap()))
         .service_fn(|req: Request<()>| async move {
-            Ok::<_, Infallible>(req.headers()[API_KEY_HEADER].clone())
+            Ok::<_, Infallible>(http::Response::new(req.headers()[API_KEY_HEADER].clone()))
         });
     let value = svc.oneshot(Request::new(())).await.unwrap();
-    assert_eq!(value, "bk_live_builder");
+    assert_eq!(value.body(), "bk_live_builder");
 }
 
 #[tokio::test]

@@ -362,3 +362,109 @@ fn dropping_the_runtime_while_the_watcher_reads_a_fifo_does_not_block() {
         drop(watcher);
     });
 }
+
+/// The status an API-key client gets for one POST.
+async fn status_of<S, E>(client: &S, url: &str) -> StatusCode
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<hyper::body::Incoming>,
+            Error = E,
+        > + Clone,
+    E: std::fmt::Debug,
+{
+    let request = Request::post(url).body(Full::<Bytes>::default()).unwrap();
+    client.clone().oneshot(request).await.unwrap().status()
+}
+
+/// A watcher (polling once an hour) feeding `rotator`; counts what it passed on and says when.
+fn watch_for_key(
+    files: CredentialFiles,
+    rotator: axra_auth::ApiKeyRotator,
+) -> (
+    axra_auth::credentials::CredentialWatcher,
+    Arc<Mutex<Vec<String>>>,
+    Arc<tokio::sync::Notify>,
+) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let watcher = files.watch_every(Duration::from_secs(3600), {
+        let (seen, changed) = (Arc::clone(&seen), Arc::clone(&changed));
+        move |c: Credentials| {
+            seen.lock()
+                .unwrap()
+                .push(c.api_key().expose_secret().to_owned());
+            rotator.rotate(c.api_key().clone());
+            changed.notify_one();
+        }
+    });
+    (watcher, seen, changed)
+}
+
+/// Waits for the watcher to pass something on; the guard is far below its hour-long poll.
+async fn until_changed(changed: &tokio::sync::Notify) {
+    tokio::time::timeout(Duration::from_secs(30), changed.notified())
+        .await
+        .expect("the watcher re-read the files after the 401, an hour before its poll");
+}
+
+#[tokio::test]
+async fn an_api_key_client_rereads_the_files_after_a_401_not_at_the_next_poll() {
+    let (server, mut volume, files, _bearer) = server_and_volume("key-on-401").await;
+    let layer = axra_auth::ApiKeyLayer::new(files.read().unwrap().api_key().clone());
+    let rotator = layer.rotator();
+    let (watcher, seen, changed) = watch_for_key(files, rotator.clone());
+    watcher.check_on_rejection(&rotator);
+    let client = layer.layer(hyper_client());
+    let url = server.url("/api/v1/business/checkout/session");
+    assert_eq!(status_of(&client, &url).await, StatusCode::OK);
+
+    // The key is regenerated and the files swapped (the secret manager did both).
+    let fresh = server
+        .store
+        .regenerate(server.business.business_id())
+        .unwrap();
+    volume.publish(
+        fresh.api_key().expose_secret(),
+        fresh.api_secret().expose_secret(),
+    );
+    assert_eq!(status_of(&client, &url).await, StatusCode::UNAUTHORIZED);
+    until_changed(&changed).await;
+    assert_eq!(status_of(&client, &url).await, StatusCode::OK);
+    assert_eq!(seen_keys(&seen), [fresh.api_key().expose_secret()]);
+}
+
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn a_reqwest_api_key_client_rereads_the_files_after_a_401_not_at_the_next_poll() {
+    use axra_auth::reqwest::{ApiKeyMiddleware, client_builder};
+
+    let (server, mut volume, files, _bearer) = server_and_volume("reqwest-key-on-401").await;
+    let middleware = ApiKeyMiddleware::new(files.read().unwrap().api_key().clone());
+    let rotator = middleware.rotator();
+    let (watcher, seen, changed) = watch_for_key(files, rotator.clone());
+    watcher.check_on_rejection(&rotator);
+    let client = client_builder(reqwest::Client::builder().no_proxy())
+        .unwrap()
+        .with(middleware)
+        .build();
+    let url = server.url("/api/v1/business/checkout/session");
+    let status = |client: reqwest_middleware::ClientWithMiddleware| {
+        let url = url.clone();
+        async move { client.post(url).send().await.unwrap().status() }
+    };
+    assert_eq!(status(client.clone()).await, StatusCode::OK);
+
+    let fresh = server
+        .store
+        .regenerate(server.business.business_id())
+        .unwrap();
+    volume.publish(
+        fresh.api_key().expose_secret(),
+        fresh.api_secret().expose_secret(),
+    );
+    assert_eq!(status(client.clone()).await, StatusCode::UNAUTHORIZED);
+    until_changed(&changed).await;
+    assert_eq!(status(client.clone()).await, StatusCode::OK);
+    assert_eq!(seen_keys(&seen), [fresh.api_key().expose_secret()]);
+}

@@ -184,12 +184,22 @@ impl CredentialWatcher {
         self.wake.notify_one();
     }
 
-    /// Reads the files at once whenever the cache behind `rotator` meets a refusal: the API
-    /// rejected its token (and the cache dropped it), or the token endpoint answered 401 to the
-    /// key and secret. Both are paced by the cache's backoffs, so a peer that answers 401 forever
-    /// costs a file read per backoff step, not per request. A rotator from
-    /// [`AxraTokenProvider::rotator`](crate::AxraTokenProvider::rotator) has no cache: nothing
-    /// happens. Lasts as long as the watcher.
+    /// Reads the files at once whenever the client behind `rotator` is refused, rather than at
+    /// the next poll:
+    ///
+    /// - a [`CredentialsRotator`](crate::CredentialsRotator) from a bearer layer, middleware or
+    ///   [`TokenCache`](crate::TokenCache): the API rejected its token (and the cache dropped
+    ///   it), or the token endpoint answered 401 to the key and secret. Both are paced by the
+    ///   cache's backoffs, so a peer that answers 401 forever costs a file read per backoff
+    ///   step, not per request. A rotator from
+    ///   [`AxraTokenProvider::rotator`](crate::AxraTokenProvider::rotator) has no cache:
+    ///   nothing happens.
+    /// - an [`ApiKeyRotator`](crate::ApiKeyRotator) from [`ApiKeyLayer::rotator`](crate::ApiKeyLayer::rotator)
+    ///   or `ApiKeyMiddleware::rotator` (feature `reqwest`): the API answered 401 to a request
+    ///   that carried the layer's key. Paced: the first refusal of a key at once, then at most
+    ///   one read per 1 s, 2 s, 4 s, ... up to a minute while that key keeps being refused.
+    ///
+    /// Lasts as long as the watcher; several rotators may be given.
     ///
     /// ```no_run
     /// # use axra_auth::{AxraTokenProvider, BearerTokenLayer, credentials::CredentialFiles};
@@ -205,12 +215,62 @@ impl CredentialWatcher {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn check_on_rejection(&self, rotator: &crate::token::CredentialsRotator) {
-        if let Some(listeners) = rotator.rejections() {
-            listeners.add(&self.wake);
+    ///
+    /// The same for the `x-api-key` header:
+    ///
+    /// ```no_run
+    /// # use axra_auth::{ApiKeyLayer, credentials::CredentialFiles};
+    /// # fn run() -> Result<(), axra_auth::CredentialError> {
+    /// let files = CredentialFiles::new("/run/secrets/axra_api_key", "/run/secrets/axra_api_secret");
+    /// let layer = ApiKeyLayer::new(files.read()?.api_key().clone());
+    /// let rotator = layer.rotator();
+    /// let watcher = files.watch({
+    ///     let rotator = rotator.clone();
+    ///     move |credentials| rotator.rotate(credentials.api_key().clone())
+    /// });
+    /// watcher.check_on_rejection(&rotator);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn check_on_rejection(&self, rotator: &impl RejectionSource) {
+        rotator.listen(&self.wake);
+    }
+}
+
+/// A rotator whose client tells of refusals, for
+/// [`CredentialWatcher::check_on_rejection`]: a [`CredentialsRotator`](crate::CredentialsRotator)
+/// (bearer clients) or an [`ApiKeyRotator`](crate::ApiKeyRotator) (API-key clients). Sealed:
+/// implemented by this crate's rotators only.
+pub trait RejectionSource: sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use std::sync::Arc;
+
+    use tokio::sync::Notify;
+
+    /// Wakes `listener` when the client behind the rotator is refused.
+    pub trait Sealed {
+        fn listen(&self, listener: &Arc<Notify>);
+    }
+}
+
+impl sealed::Sealed for crate::token::CredentialsRotator {
+    fn listen(&self, listener: &Arc<Notify>) {
+        if let Some(listeners) = self.rejections() {
+            listeners.add(listener);
         }
     }
 }
+
+impl RejectionSource for crate::token::CredentialsRotator {}
+
+impl sealed::Sealed for crate::api_key::ApiKeyRotator {
+    fn listen(&self, listener: &Arc<Notify>) {
+        self.slot().add_listener(listener);
+    }
+}
+
+impl RejectionSource for crate::api_key::ApiKeyRotator {}
 
 impl Drop for CredentialWatcher {
     fn drop(&mut self) {

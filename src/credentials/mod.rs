@@ -99,7 +99,7 @@ pub const ENV_API_SECRET_FILE: &str = "AXRA_API_SECRET_FILE";
 
 mod files;
 
-pub use files::{CredentialFiles, CredentialWatcher, DEFAULT_POLL_INTERVAL};
+pub use files::{CredentialFiles, CredentialWatcher, DEFAULT_POLL_INTERVAL, RejectionSource};
 
 /// Which Axra environment a credential belongs to, read from its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
