@@ -37,7 +37,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use axra_auth::server::{JwksEndpoint, JwksSource, MemoryKeyStore, RequireAxraAuthLayer, SigningKey, TokenIssuer};
+//! use axra_auth::server::{JwksEndpoint, JwksSource, RequireAxraAuthLayer, SigningKey, TokenIssuer};
 //! use axum::Router;
 //!
 //! # async fn run(http: axra_auth::https::HttpsClient) -> Result<(), Box<dyn std::error::Error>> {
@@ -46,11 +46,14 @@
 //! let app: Router = Router::new()
 //!     .route_service("/.well-known/jwks.json", JwksEndpoint::new(&issuer));
 //!
-//! // Another service verifies with them, holding no secret.
+//! // Another service verifies with them, holding no secret and no key store: bearer tokens
+//! // only, judged by signature, kid, algorithm, issuer and expiry. (A service that shares the
+//! // issuer's store, as instances over one database do, uses `RequireAxraAuthLayer::new(store,
+//! // verifier)` instead, which also refuses tokens of a regenerated key at once.)
 //! let verifier = JwksSource::new(http, "https://auth.example.com/.well-known/jwks.json")?
 //!     .connect()
 //!     .await?;
-//! let layer = RequireAxraAuthLayer::new(MemoryKeyStore::new(), verifier);
+//! let layer = RequireAxraAuthLayer::stateless(verifier);
 //! # Ok(())
 //! # }
 //! ```
