@@ -112,7 +112,7 @@ async fn jwks_errors_carry_their_cause() {
     {
         let jwks = serve(Router::new().route_service(
             JWKS_PATH,
-            JwksEndpoint::new(&TokenIssuer::from_key(
+            JwksEndpoint::new(TokenIssuer::from_key(
                 SigningKey::generate_ed25519("c1").unwrap(),
             )),
         ))
