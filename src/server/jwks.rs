@@ -531,6 +531,14 @@ fn parse_jwks(bytes: &[u8]) -> Result<Vec<VerifyingKey>, JwksError> {
     Ok(keys)
 }
 
+/// The fuzzing hook for the JWKS document parser (`fuzz/fuzz_targets/jwks_document.rs`): the
+/// kids of the keys taken. Built only under `cfg(fuzzing)`; not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_parse_jwks(bytes: &[u8]) -> Result<Vec<String>, JwksError> {
+    parse_jwks(bytes).map(|keys| keys.iter().map(|k| k.kid().to_owned()).collect())
+}
+
 /// Serves a verifier's (or an issuer's) public keys as a JWKS, to `GET` and `HEAD`, with
 /// `Cache-Control: public, max-age=300`. The keys are read at each request, so a rotation shows
 /// at once. HS256 keys are secret and never served.
