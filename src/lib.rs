@@ -73,11 +73,25 @@
 //! - not zeroed, on the stack: temporaries such as the SHA-256 state that hashes a key or a
 //!   secret (overwritten by later calls, never freed to the heap).
 //!
-//! No credential follows a redirect to another origin: the token exchange never follows one, and
-//! the reqwest integration documents the redirect policy its clients need
-//! (`reqwest::redirect_policy`, feature `reqwest`). Plain `http://` base URLs are accepted only
-//! for this machine unless you opt in with
+//! - zeroed too: the buffers credential files and signing-key PEM files are read into
+//!   (including a buffer outgrown while reading).
+//!
+//! No credential follows a redirect to another origin through the crate's own clients: the token
+//! exchange never follows one, and a reqwest client built with `reqwest::client_builder`
+//! (feature `reqwest`) hands a cross-origin redirect back instead of following it. reqwest
+//! follows redirects inside the client, after every middleware, so over a client built
+//! otherwise (`reqwest::Client::new()`) the `x-api-key` middleware can only refuse the other
+//! origin's answer (`reqwest::CrossOriginRedirect`) once the key has reached it; the bearer
+//! token is safe there (reqwest drops `Authorization` itself). Plain `http://` base URLs are
+//! accepted only for this machine unless you opt in with
 //! [`with_insecure_http_base_url`](AxraTokenProvider::with_insecure_http_base_url).
+//!
+//! # Environments
+//!
+//! The key picks where it goes: a `bk_test_` key to Axra's sandbox ([`SANDBOX_BASE_URL`]), a
+//! `bk_live_` key to production ([`PRODUCTION_BASE_URL`]), unless
+//! [`AxraTokenProvider::with_base_url`] says otherwise. A key bound for the other environment's
+//! Axra host is refused ([`AxraTokenProvider::allow_any_environment`] lifts that, for a proxy).
 //!
 //! # Configuration
 //!
@@ -90,6 +104,15 @@
 //! option that can be refused returns a `Result` and says why under `# Errors`; one with a
 //! range says what happens outside it. The names 0.1 used otherwise (`ttl`, `fetch_timeout`,
 //! `verified_token_cache`, `connect_with`, ...) remain as deprecated aliases for one release.
+//!
+//! Values that are shared while they run (a token cache, a verifier, an issuer, a key store, a
+//! layer) share one state: whatever changes it later (a rotation, a retired key, a JWKS
+//! refresh, a regenerated key, a credential rotation) reaches every clone, layer and listener
+//! that holds it. An option never detaches a holder from that state: an option on a layer or
+//! builder is decided before anything shares it; an option on a live store
+//! (`CachedKeyStore::with_ttl`, `PgKeyStore::with_timeout`, ...) applies to the one shared
+//! state; and a verifier's own extra keys (`TokenVerifier::with_legacy_key`) are an overlay on
+//! the shared key set, never a copy of it.
 //!
 //! # Feature flags
 //!
