@@ -172,6 +172,7 @@ use crate::token::axra::same_credentials as same;
 
 /// A running watch of credential files (see [`CredentialFiles::watch_every`]). Dropping it
 /// stops the watch.
+#[must_use = "dropping the watcher stops it at once: keep it as long as the credentials are used"]
 pub struct CredentialWatcher {
     task: AbortHandle,
     wake: Arc<Notify>,

@@ -33,6 +33,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running listener (see [`PgKeyStore::listen`](super::PgKeyStore::listen)). Dropping it stops
 /// listening; the cache then relies on its TTL alone.
+#[must_use = "dropping the listener stops it at once: keep it as long as the cache"]
 pub struct KeyChangeListener {
     task: AbortHandle,
     state: Arc<ListenerState>,
