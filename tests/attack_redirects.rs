@@ -25,16 +25,20 @@ type Seen = Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>;
 /// (what a foreign host says to a credential it does not know).
 async fn theirs(seen: &Seen) -> std::net::SocketAddr {
     let seen = Arc::clone(seen);
-    serve(Router::new().fallback(any(move |uri: http::Uri, headers: HeaderMap| {
-        let seen = Arc::clone(&seen);
-        async move {
-            let h = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
-            seen.lock()
-                .unwrap()
-                .push((uri.path().to_owned(), h("x-api-key"), h("authorization")));
-            StatusCode::UNAUTHORIZED
-        }
-    })))
+    serve(
+        Router::new().fallback(any(move |uri: http::Uri, headers: HeaderMap| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let h = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+                seen.lock().unwrap().push((
+                    uri.path().to_owned(),
+                    h("x-api-key"),
+                    h("authorization"),
+                ));
+                StatusCode::UNAUTHORIZED
+            }
+        })),
+    )
     .await
 }
 
@@ -84,11 +88,7 @@ async fn ours(target: String, exchanges: Arc<Mutex<u32>>) -> std::net::SocketAdd
 async fn attack_api_key_layer_over_follow_redirect_sends_the_key_to_another_origin() {
     let seen = Seen::default();
     let other = theirs(&seen).await;
-    let addr = ours(
-        format!("http://{other}/collect"),
-        Arc::new(Mutex::new(0)),
-    )
-    .await;
+    let addr = ours(format!("http://{other}/collect"), Arc::new(Mutex::new(0))).await;
     let client = axra_auth::ApiKeyLayer::new(
         axra_auth::ApiKey::new("bk_test_never_elsewhere_1234").unwrap(),
     )
@@ -151,7 +151,12 @@ async fn attack_a_foreign_401_after_a_redirect_invalidates_our_valid_token() {
     assert_eq!(response.status(), 401, "the other origin's answer");
     // The token never reached the other origin (FilterCredentials), so it cannot have been
     // refused there.
-    assert!(seen.lock().unwrap().iter().all(|(_, _, auth)| auth.is_none()));
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|(_, _, auth)| auth.is_none())
+    );
     let stats = layer.cache().stats();
     assert_eq!(
         stats.invalidations + stats.rejections_deferred,

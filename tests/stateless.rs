@@ -128,3 +128,35 @@ async fn jwks_errors_carry_their_cause() {
         assert!(error.to_string().contains("build_http()"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn jwks_fetches_ask_caches_to_revalidate() {
+    use axum::extract::Request;
+    use axum::middleware::{self, Next};
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("n1").unwrap());
+    let jwks = serve(
+        Router::new()
+            .route_service(JWKS_PATH, JwksEndpoint::new(&issuer))
+            .layer(middleware::from_fn(move |request: Request, next: Next| {
+                let record = Arc::clone(&record);
+                async move {
+                    let value = request
+                        .headers()
+                        .get(http::header::CACHE_CONTROL)
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    record.lock().unwrap().push(value);
+                    next.run(request).await
+                }
+            })),
+    )
+    .await;
+    JwksSource::new(hyper_client(), &format!("http://{jwks}{JWKS_PATH}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [Some("no-cache".to_owned())]);
+}

@@ -453,8 +453,11 @@ where
     B::Error: Into<BoxError>,
 {
     let uri_text = uri.to_string();
+    // `no-cache`: a caching proxy between us and the issuer must ask the issuer, or a key
+    // published since its copy (`max-age=300` from `JwksEndpoint`) stays unknown here.
     let request = Request::get(uri)
         .header(ACCEPT, "application/json")
+        .header(CACHE_CONTROL, "no-cache")
         .body(Full::default())
         .map_err(|_| JwksError::InvalidUrl("not a valid request URI"))?;
     poll_fn(|cx| client.poll_ready(cx))
