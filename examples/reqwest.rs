@@ -7,10 +7,9 @@
 
 mod common;
 
-use axra_auth::reqwest::{ApiKeyMiddleware, BearerTokenMiddleware};
+use axra_auth::reqwest::{ApiKeyMiddleware, BearerTokenMiddleware, client_builder};
 use axra_auth::server::{MemoryKeyStore, TokenIssuer};
 use axra_auth::{AxraTokenProvider, Environment};
-use reqwest_middleware::ClientBuilder;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,12 +20,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = common::axra_app(store, TokenIssuer::random());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // Never reqwest's default redirect policy: it would forward x-api-key to another host.
-    let http = reqwest::Client::builder()
-        .redirect(axra_auth::reqwest::redirect_policy())
-        .build()?;
-
-    let with_key = ClientBuilder::new(http.clone())
+    // The crate's client: no credential follows a redirect to another origin (reqwest's default
+    // policy would forward x-api-key), and every hop is recorded, so a POST refused with a 401
+    // is replayed only when no redirect was followed. `no_proxy`: the server is on this machine.
+    let builder = || reqwest::Client::builder().no_proxy();
+    let with_key = client_builder(builder())?
         .with(ApiKeyMiddleware::new(business.api_key().clone()))
         .build();
     let response = with_key
@@ -39,10 +37,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         response.text().await?
     );
 
-    let provider = AxraTokenProvider::reqwest(http.clone(), business.credentials().clone())
+    // The token exchange never follows a redirect, whatever client it runs over.
+    let provider = AxraTokenProvider::reqwest(builder().build()?, business.credentials().clone())
         .with_base_url(&base_url)?;
     let bearer = BearerTokenMiddleware::new(provider);
-    let with_token = ClientBuilder::new(http).with(bearer.clone()).build();
+    let with_token = client_builder(builder())?.with(bearer.clone()).build();
     for _ in 0..3 {
         let response = with_token
             .post(format!("{base_url}/business/checkout/session"))
