@@ -457,9 +457,10 @@ impl<P: TokenProvider> CacheCore<P> {
     /// until a wake-up, as when a fetch is in flight; its end wakes the refresher).
     ///
     /// A fetch is needed when no token is held (at once, or at the end of the settle time after
-    /// a rejection dropped it), or at the current token's refresh time, but never sooner than [`MIN_REFRESH_INTERVAL`] after the fetch that brought it
-    /// started (a provider whose tokens are due on arrival costs four exchanges a second, not a
-    /// busy loop), and never during a backoff after failures.
+    /// a rejection dropped it), or at the current token's refresh time, but never sooner than
+    /// [`MIN_REFRESH_INTERVAL`] after the fetch that brought it started (a provider whose tokens
+    /// are due on arrival costs four exchanges a second, not a busy loop), and never during a
+    /// backoff after failures.
     async fn refresh_step(self: &Arc<Self>) -> Option<Instant> {
         let mut state = self.state.lock().await;
         self.sync_epoch(&mut state);
