@@ -1,6 +1,6 @@
 //! The token cache without traffic (issue 19, defects 8 and 10): it refreshes by itself, at the
-//! refresh time, at once after a credential rotation and after each backoff, so readiness comes
-//! back with no request passing; and its counters add up whatever happens while a fetch runs.
+//! refresh time, at once after a credential rotation, a settle time after a rejection and after
+//! each backoff, so readiness comes back with no request passing; and its counters add up whatever happens while a fetch runs.
 //! All on tokio's paused clock.
 
 use std::convert::Infallible;
@@ -355,19 +355,112 @@ async fn a_rotation_during_a_fetch_keeps_the_counters_adding_up() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_token_dropped_after_a_rejection_comes_back_without_traffic_by_its_refresh_time() {
+async fn a_token_dropped_after_a_rejection_comes_back_without_traffic_after_the_settle_time() {
     let provider = Scripted::new(Duration::from_millis(10), HOUR);
     let cache = fixed_jitter(provider.clone());
     let token = cache.token().await.unwrap();
     sleep(Duration::from_secs(600)).await;
     cache.invalidate(&token);
     assert!(!cache.health().is_ready());
-    // The next request would fetch at once; with none, the refresher does at the dropped
-    // token's refresh time (54 min 30 s after its fetch started).
-    sleep(Duration::from_secs(3270 - 600 + 1)).await;
-    assert!(cache.health().is_ready());
+    // The next request would fetch at once. With none (the instance is unready, so none comes),
+    // the refresher waits out the settle time (the first rejection hold, 1 s), which leaves the
+    // credential watchers their read first, and then fetches: not at the dropped token's
+    // refresh time, 45 minutes later.
+    sleep(Duration::from_millis(990)).await;
+    settle().await;
+    assert_eq!(provider.calls(), 1, "no exchange during the settle time");
+    assert!(!cache.health().is_ready());
+    sleep(Duration::from_millis(20)).await;
+    settle().await;
+    let health = cache.health();
+    assert!(health.is_ready(), "{health:?}");
     assert_eq!(provider.calls(), 2);
     assert_counters_add_up(cache.stats());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_refresher_and_a_request_share_the_fetch_after_a_rejection() {
+    let provider = Scripted::new(Duration::from_secs(2), HOUR);
+    let cache = fixed_jitter(provider.clone());
+    let token = cache.token().await.unwrap();
+    sleep(Duration::from_secs(600)).await;
+    cache.invalidate(&token);
+    // The refresher starts its fetch at the end of the settle time (1 s); a request arriving
+    // while it runs joins it.
+    sleep(Duration::from_millis(1500)).await;
+    assert_eq!(provider.calls(), 2);
+    let next = cache.token().await.unwrap();
+    assert_eq!(next.expose_secret(), "tok-2");
+    assert_eq!(provider.calls(), 2);
+    settle().await;
+    assert_counters_add_up(cache.stats());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_during_the_settle_time_fetches_at_once_with_the_new_credentials_only() {
+    let endpoint = Endpoint {
+        exchanges: Arc::default(),
+        delay: Duration::from_millis(100),
+    };
+    let cache = TokenCache::new(endpoint.provider("old"));
+    let rotator = cache.credentials_rotator();
+    let token = cache.token().await.unwrap();
+    sleep(Duration::from_secs(60)).await;
+
+    // The key was regenerated: the API refuses the token, and a credential watcher, told of
+    // the refusal, reads the new files and rotates 200 ms later, inside the settle time.
+    cache.invalidate(&token);
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        endpoint.keys(),
+        ["bk_test_old"],
+        "no exchange with the old key"
+    );
+    rotator.rotate(credentials("new"));
+    sleep(Duration::from_millis(150)).await;
+    let health = cache.health();
+    assert!(health.is_ready(), "{health:?}");
+    assert_eq!(endpoint.keys(), ["bk_test_old", "bk_test_new"]);
+    sleep(Duration::from_secs(60)).await;
+    assert_eq!(endpoint.keys(), ["bk_test_old", "bk_test_new"]);
+    assert_counters_add_up(cache.stats());
+}
+
+/// A peer that refuses every token, asked every `every` for ten minutes, with a readiness probe
+/// each second: the exchanges it costs.
+async fn exchanges_with_a_peer_refusing_every_token(every: Duration) -> usize {
+    let provider = Scripted::new(Duration::from_millis(10), HOUR);
+    let cache = fixed_jitter(provider.clone());
+    let start = Instant::now();
+    let mut next_request = start;
+    while start.elapsed() < Duration::from_secs(600) {
+        if Instant::now() >= next_request {
+            if let Ok(token) = cache.token().await {
+                cache.invalidate(&token);
+            }
+            next_request += every;
+        }
+        let _ = cache.health();
+        sleep(Duration::from_millis(100)).await;
+    }
+    settle().await;
+    let stats = cache.stats();
+    assert_counters_add_up(stats);
+    assert_eq!(stats.fetches_started, provider.calls() as u64);
+    provider.calls()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_refuses_every_token_gets_no_stampede_from_the_refresher() {
+    // Dropped at once, then once 1, 2, 4, 8, 16 s old, then every 30 s: the refresher's fetch
+    // after each drop is the one the next request would have made, never one more.
+    for every in [100, 1_000, 10_000, 60_000] {
+        let calls = exchanges_with_a_peer_refusing_every_token(Duration::from_millis(every)).await;
+        assert!(
+            calls <= 26,
+            "{calls} exchanges in 10 min, a request every {every} ms"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -10,11 +10,16 @@
 //! Beside the requests, one **refresher** task per cache keeps a token without traffic: it
 //! sleeps until the current token's refresh time (or the end of a backoff), wakes at once when
 //! the credentials are rotated or a fetch ends, and starts the next fetch through the same
-//! single-flight state as the requests, so callers and refresher share one exchange. (A token
-//! dropped after a rejection does not wake it: the rejected request's retry, or the next one,
-//! fetches; without traffic the refresher does at the dropped token's refresh time.) It holds the cache only weakly and is aborted when the cache drops. It
-//! starts with the first fetch, the first refresh due or the first health probe made inside a
-//! tokio runtime, and again the same way if its runtime ended.
+//! single-flight state as the requests, so callers and refresher share one exchange. After a
+//! rejection dropped the token it waits out the **settle time** first (the rejection hold the
+//! next token faces: [`Config::rejection_hold`], 1 s by default, doubling with each token
+//! dropped in a row): the rejected request's retry, or the next request, fetches at once as
+//! before, and the credential watchers, told of the rejection, get the time to read new
+//! credentials before the refresher spends an exchange on the old ones; without traffic (an
+//! instance taken out of service by its readiness), the refresher fetches when it ends, so
+//! readiness comes back by itself. It holds the cache only weakly and is aborted when the cache
+//! drops. It starts with the first fetch, the first refresh due or the first health probe made
+//! inside a tokio runtime, and again the same way if its runtime ended.
 //!
 //! Every fetch counts exactly once as succeeded or failed, whatever happens to it (a rotation
 //! while it runs, a panicking provider, a runtime shut down under it): a guard owned by its
@@ -106,6 +111,18 @@ impl RejectionListeners {
     }
 }
 
+/// What the cache remembers of the tokens dropped after rejections.
+#[derive(Default)]
+struct Rejections {
+    /// Tokens dropped in a row, each soon after it was fetched (see
+    /// [`Config::rejection_hold`]).
+    streak: u32,
+    /// Until when the refresher leaves the fetch of a dropped token's replacement to the
+    /// requests and the credential watchers (the settle time, see the module docs). Read only
+    /// while no token is held; a rotation clears it.
+    settle_until: Option<Instant>,
+}
+
 /// The current token and the single-flight fetch of the next one. Shared by every clone of a
 /// cache's handles; background tasks hold it weakly.
 pub(crate) struct CacheCore<P> {
@@ -123,9 +140,10 @@ pub(crate) struct CacheCore<P> {
     /// Starts the refresher if it is not running (here so that code without the provider bound,
     /// such as the health probe, can start it).
     start_refresher: fn(&Arc<CacheCore<P>>),
-    /// Tokens dropped in a row after rejections, each soon after it was fetched (see
-    /// [`Config::rejection_hold`]). Taken only when a token is rejected, never on the hot path.
-    rejection_streak: StdMutex<u32>,
+    /// Tokens dropped in a row after rejections, and the settle time after the last drop (see
+    /// [`Rejections`]). Taken when a token is rejected, by the refresher when no token is held,
+    /// and on a rotation; never on the hot path.
+    rejections: StdMutex<Rejections>,
     /// What the health view shows of the last failure: a copy kept beside the fetch state, so a
     /// probe reads it without the async lock.
     failure_view: StdMutex<Option<FailureHealth>>,
@@ -204,7 +222,7 @@ impl<P: TokenProvider> CacheCore<P> {
             refresher: StdMutex::new(None),
             wake: Arc::new(Notify::new()),
             start_refresher: Self::ensure_refresher,
-            rejection_streak: StdMutex::new(0),
+            rejections: StdMutex::new(Rejections::default()),
             failure_view: StdMutex::new(None),
             listeners: Arc::default(),
         }
@@ -241,6 +259,11 @@ impl<P> CacheCore<P> {
         if let Some(old) = self.current.swap(None) {
             old.expire();
         }
+        // New credentials were read: nothing left to wait for after an earlier rejection.
+        self.rejections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .settle_until = None;
         *self
             .failure_view
             .lock()
@@ -335,15 +358,16 @@ impl<P: TokenProvider> CacheCore<P> {
         if !rejected(entry) {
             return;
         }
-        let age = Instant::now().saturating_duration_since(entry.fetched_at);
-        let mut streak = self
-            .rejection_streak
+        let now = Instant::now();
+        let age = now.saturating_duration_since(entry.fetched_at);
+        let mut rejections = self
+            .rejections
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if age >= self.config.streak_reset_age() {
-            *streak = 0;
+            rejections.streak = 0;
         }
-        if age < self.config.rejection_hold(*streak) {
+        if age < self.config.rejection_hold(rejections.streak) {
             self.counters
                 .rejections_deferred
                 .fetch_add(1, Ordering::Relaxed);
@@ -356,19 +380,24 @@ impl<P: TokenProvider> CacheCore<P> {
         let previous = self.current.compare_and_swap(&*current, None);
         if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, entry)) {
             entry.expire();
-            *streak = streak.saturating_add(1);
+            rejections.streak = rejections.streak.saturating_add(1);
+            // The settle time: the hold the next token will face (at least the initial backoff).
+            let settle = self.config.rejection_hold(rejections.streak);
+            rejections.settle_until = Some(now.checked_add(settle).unwrap_or(now));
             self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
             trace_event!(
                 tracing::Level::INFO,
-                rejected_in_a_row = *streak,
+                rejected_in_a_row = rejections.streak,
+                refetch_in_ms = settle.as_millis() as u64,
                 "axra_auth: token rejected, cache invalidated"
             );
-            drop(streak);
+            drop(rejections);
+            // The credential watchers re-read their files now; the request that saw the
+            // rejection (or its retry) fetches the next token at once. The refresher is woken
+            // only to move its deadline from the dropped token's refresh time to the end of the
+            // settle time: without traffic it fetches then, so readiness comes back.
             self.listeners.notify();
-            // The refresher is not woken: the request that saw the rejection (or its retry)
-            // fetches the next token, after the credential watchers had their chance to read
-            // new credentials; without traffic, the refresher does at the dropped token's
-            // refresh time.
+            self.wake.notify_one();
         }
     }
 
@@ -427,10 +456,11 @@ impl<P: TokenProvider> CacheCore<P> {
     /// Starts the fetch the cache needs now, or says until when nothing is needed (`None`:
     /// until a wake-up, as when a fetch is in flight; its end wakes the refresher).
     ///
-    /// A fetch is needed when no token is held (at once), or at the current token's refresh
-    /// time, but never sooner than [`MIN_REFRESH_INTERVAL`] after the fetch that brought it
-    /// started (a provider whose tokens are due on arrival costs four exchanges a second, not a
-    /// busy loop), and never during a backoff after failures.
+    /// A fetch is needed when no token is held (at once, or at the end of the settle time after
+    /// a rejection dropped it), or at the current token's refresh time, but never sooner than
+    /// [`MIN_REFRESH_INTERVAL`] after the fetch that brought it started (a provider whose tokens
+    /// are due on arrival costs four exchanges a second, not a busy loop), and never during a
+    /// backoff after failures.
     async fn refresh_step(self: &Arc<Self>) -> Option<Instant> {
         let mut state = self.state.lock().await;
         self.sync_epoch(&mut state);
@@ -451,7 +481,10 @@ impl<P: TokenProvider> CacheCore<P> {
                     (due, "refresh_ahead")
                 }
             }
-            None => (now, "no_token"),
+            None => (
+                self.settle_until().map_or(now, |at| at.max(now)),
+                "no_token",
+            ),
         };
         if due > now {
             return Some(due);
@@ -463,6 +496,14 @@ impl<P: TokenProvider> CacheCore<P> {
         }
         self.start_fetch(&mut state, reason);
         None
+    }
+
+    /// The end of the settle time after the last token dropped on a rejection, if any.
+    fn settle_until(&self) -> Option<Instant> {
+        self.rejections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .settle_until
     }
 
     /// Spawns the one fetch; the caller holds the state lock.

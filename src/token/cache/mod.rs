@@ -166,8 +166,11 @@ pub struct FailureHealth {
 ///   quarter of the lifetime, and no refresh starts before half of the lifetime has passed: a
 ///   4 s token is refreshed at 2 s.
 /// - **Self-refreshing**: once started, a background refresher (one task per cache) fetches by
-///   itself at the refresh time, at once after a credential rotation, and again after each
-///   backoff while fetches fail, so
+///   itself at the refresh time, at once after a credential rotation, a settle time after a
+///   rejection dropped the token (the hold the next token faces: the initial backoff, 1 s by
+///   default, doubling with each token dropped in a row; meanwhile requests fetch at once and
+///   credential watchers read new files first), and again after each backoff while fetches
+///   fail, so
 ///   [`health`](TokenCache::health) comes back to ready without any request passing. It joins
 ///   the same single-flight as the callers (callers and refresher cost one exchange), holds the
 ///   cache weakly and stops when the cache is dropped. It starts with the first fetch or the
@@ -394,6 +397,13 @@ impl<P: TokenProvider> TokenCache<P> {
     /// token that served for twice the backoff ceiling (60 s by default) before it was rejected
     /// starts the count afresh. N requests refused in a row thus cost O(log N) exchanges, then
     /// at most one per backoff ceiling.
+    ///
+    /// Without traffic (an instance its readiness took out of service), the background refresher
+    /// fetches the replacement once the hold the next token faces has passed (1 s after a first
+    /// rejection by default), so [`health`](Self::health) comes back to ready by itself; the
+    /// wait lets a [`CredentialWatcher`](crate::credentials::CredentialWatcher) told of the
+    /// rejection read new credentials before an exchange is spent on the old ones. A request
+    /// arriving meanwhile fetches at once, and the refresher joins its fetch (one exchange).
     pub fn invalidate(&self, rejected: &AccessToken) {
         self.core.reject(|entry| entry.token.same_token(rejected));
     }
