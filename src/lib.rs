@@ -127,6 +127,7 @@
 //! | `postgres` | `postgres::PgKeyStore`: the key store in PostgreSQL (tokio-postgres, deadpool), shared by every instance |
 //! | `axum` | axum extractor: handlers take `AuthenticatedBusiness` or `Option<AuthenticatedBusiness>` (implies `server`; on axum-core alone) |
 //! | `mock-server` | `mock`: a mock Axra server (token endpoint, echoing protected routes, JWKS, key regeneration, `/health`) as a public app and the `axra-mock-server` binary (implies `server`, `axum`) |
+//! | `tower-http` | `redirect::SameOriginPolicy` for tower-http's `FollowRedirect` (no credential follows a redirect to another origin), and the client layers read `FollowRedirect`'s `RequestUri`: the api-key layer refuses an answer from another origin (`redirect::CrossOriginRedirect`), a 401 after a redirect judges no token (tower-http with `follow-redirect` only) |
 //! | `tracing` | `tracing` events for token fetches and server rejections, never carrying secrets |
 //!
 //! [tower]: https://docs.rs/tower
@@ -193,6 +194,7 @@ pub mod mock;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
+pub mod redirect;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;

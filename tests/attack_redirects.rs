@@ -25,16 +25,20 @@ type Seen = Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>;
 /// (what a foreign host says to a credential it does not know).
 async fn theirs(seen: &Seen) -> std::net::SocketAddr {
     let seen = Arc::clone(seen);
-    serve(Router::new().fallback(any(move |uri: http::Uri, headers: HeaderMap| {
-        let seen = Arc::clone(&seen);
-        async move {
-            let h = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
-            seen.lock()
-                .unwrap()
-                .push((uri.path().to_owned(), h("x-api-key"), h("authorization")));
-            StatusCode::UNAUTHORIZED
-        }
-    })))
+    serve(
+        Router::new().fallback(any(move |uri: http::Uri, headers: HeaderMap| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let h = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+                seen.lock().unwrap().push((
+                    uri.path().to_owned(),
+                    h("x-api-key"),
+                    h("authorization"),
+                ));
+                StatusCode::UNAUTHORIZED
+            }
+        })),
+    )
     .await
 }
 
@@ -72,23 +76,19 @@ async fn ours(target: String, exchanges: Arc<Mutex<u32>>) -> std::net::SocketAdd
 /// ATTACK: `ApiKeyLayer` over tower-http's `FollowRedirect` (default `Standard` policy). The
 /// crate promises "No credential follows a redirect to another origin" (lib.rs) and, for
 /// reqwest, refuses loudly (`CrossOriginRedirect`) when it cannot prevent it. On tower nothing
-/// does: `FollowRedirect`'s `FilterCredentials` strips only `authorization`, `cookie` and
-/// `proxy-authorization` on a cross-origin hop, never `x-api-key`, so the API key goes to the
-/// other origin and the caller gets that origin's answer as if it were ours.
+/// did: `FollowRedirect`'s `FilterCredentials` strips only `authorization`, `cookie` and
+/// `proxy-authorization` on a cross-origin hop, never `x-api-key`, so the API key went to the
+/// other origin and the caller got that origin's answer as if it were ours.
 ///
-/// Fix at the cause: ship a tower-http redirect policy (or a `FollowRedirect`-aware wrapper)
-/// that drops `x-api-key` on a cross-origin hop, and have `ApiKeyService` refuse the answer of a
-/// request whose `RequestUri` extension (set by `FollowRedirect`) names another origin, as
-/// `ApiKeyMiddleware` does for reqwest.
+/// A layer above `FollowRedirect` cannot stop the hop its policy follows (the policy is part of
+/// `FollowRedirect`'s type): the fix is `axra_auth::redirect::SameOriginPolicy` (pinned by the
+/// next test) plus this loud refusal after the fact, as `ApiKeyMiddleware` does for reqwest:
+/// the caller never takes the other origin's answer for ours.
 #[tokio::test]
 async fn attack_api_key_layer_over_follow_redirect_sends_the_key_to_another_origin() {
     let seen = Seen::default();
     let other = theirs(&seen).await;
-    let addr = ours(
-        format!("http://{other}/collect"),
-        Arc::new(Mutex::new(0)),
-    )
-    .await;
+    let addr = ours(format!("http://{other}/collect"), Arc::new(Mutex::new(0))).await;
     let client = axra_auth::ApiKeyLayer::new(
         axra_auth::ApiKey::new("bk_test_never_elsewhere_1234").unwrap(),
     )
@@ -96,17 +96,43 @@ async fn attack_api_key_layer_over_follow_redirect_sends_the_key_to_another_orig
     let request = http::Request::get(format!("http://{addr}/api/v1/export"))
         .body(Full::<Bytes>::default())
         .unwrap();
-    let result = client.oneshot(request).await;
-    let leaked: Vec<_> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|(_, key, _)| key.clone())
-        .collect();
+    let error = client
+        .oneshot(request)
+        .await
+        .map(|r| r.status())
+        .expect_err("the other origin's answer was returned as ours");
+    let refused = error
+        .downcast_ref::<axra_auth::redirect::CrossOriginRedirect>()
+        .unwrap_or_else(|| panic!("not a CrossOriginRedirect: {error}"));
+    assert_eq!(refused.origin(), format!("http://{other}"));
+    assert!(!error.to_string().contains("never_elsewhere"), "{error}");
+}
+
+/// The fix at the cause: `FollowRedirect` with `SameOriginPolicy` never carries `x-api-key` (or
+/// any credential) to another origin; the `302` comes back to the caller as is.
+#[tokio::test]
+async fn same_origin_policy_keeps_the_api_key_home_and_hands_the_redirect_back() {
+    use axra_auth::redirect::SameOriginPolicy;
+    let seen = Seen::default();
+    let other = theirs(&seen).await;
+    let addr = ours(format!("http://{other}/collect"), Arc::new(Mutex::new(0))).await;
+    let client = axra_auth::ApiKeyLayer::new(
+        axra_auth::ApiKey::new("bk_test_never_elsewhere_1234").unwrap(),
+    )
+    .layer(FollowRedirectLayer::with_policy(SameOriginPolicy::new()).layer(common::hyper_client()));
+    let request = http::Request::get(format!("http://{addr}/api/v1/export"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = client.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(
+        response.headers()["location"],
+        format!("http://{other}/collect").as_str()
+    );
     assert!(
-        leaked.is_empty(),
-        "x-api-key reached another origin ({other}): {leaked:?}; the caller got {:?}",
-        result.map(|r| r.status())
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
     );
 }
 
@@ -151,7 +177,12 @@ async fn attack_a_foreign_401_after_a_redirect_invalidates_our_valid_token() {
     assert_eq!(response.status(), 401, "the other origin's answer");
     // The token never reached the other origin (FilterCredentials), so it cannot have been
     // refused there.
-    assert!(seen.lock().unwrap().iter().all(|(_, _, auth)| auth.is_none()));
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|(_, _, auth)| auth.is_none())
+    );
     let stats = layer.cache().stats();
     assert_eq!(
         stats.invalidations + stats.rejections_deferred,

@@ -15,6 +15,7 @@ use tower_service::Service;
 use super::attempt::{Redirects, Sender, send_authenticated};
 use super::future::is_rejection;
 use crate::error::BoxError;
+use crate::redirect::SentTo;
 use crate::token::{TokenCache, TokenProvider};
 
 /// Layer that authenticates requests with a cached bearer token and sends a request refused
@@ -226,7 +227,15 @@ where
                 .await
                 .map_err(Into::into)?;
         }
+        let sent = SentTo::of(&request);
         let response = self.inner.call(request).await.map_err(Into::into)?;
-        Ok((response, self.visibility()))
+        // tower-http's `FollowRedirect` says which URL answered (feature `tower-http`): another
+        // one than asked proves a redirect; the same one proves nothing (a chain back to it).
+        let redirects = if sent.redirected(&response) {
+            Redirects::Followed
+        } else {
+            self.visibility()
+        };
+        Ok((response, redirects))
     }
 }
