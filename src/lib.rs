@@ -82,7 +82,11 @@
 //! follows redirects inside the client, after every middleware, so over a client built
 //! otherwise (`reqwest::Client::new()`) the `x-api-key` middleware can only refuse the other
 //! origin's answer (`reqwest::CrossOriginRedirect`) once the key has reached it; the bearer
-//! token is safe there (reqwest drops `Authorization` itself). Plain `http://` base URLs are
+//! token is safe there (reqwest drops `Authorization` itself). Over tower-http's
+//! `FollowRedirect`, give it `redirect::SameOriginPolicy` (feature `tower-http`), which keeps
+//! every credential within its origin; with any other policy `x-api-key` follows a cross-origin
+//! redirect, and with the feature the api-key layer refuses that origin's answer
+//! (`redirect::CrossOriginRedirect`) once the key has reached it (see [`redirect`]). Plain `http://` base URLs are
 //! accepted only for this machine unless you opt in with
 //! [`with_insecure_http_base_url`](AxraTokenProvider::with_insecure_http_base_url).
 //!

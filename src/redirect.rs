@@ -71,6 +71,13 @@ pub struct CrossOriginRedirect {
 }
 
 impl CrossOriginRedirect {
+    #[cfg_attr(
+        not(any(feature = "tower-http", feature = "reqwest")),
+        allow(
+            dead_code,
+            reason = "built only by the integrations that read redirects"
+        )
+    )]
     pub(crate) fn new(origin: String) -> Self {
         CrossOriginRedirect { origin }
     }
@@ -278,83 +285,106 @@ impl SentTo {
 #[cfg(all(test, feature = "tower-http"))]
 mod tests {
     use super::*;
-    use http::{Method, Request, StatusCode};
-    use tower_http::follow_redirect::policy::{Attempt, Policy};
+    use http::{Request, Response, StatusCode};
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+    use tower::{Layer, ServiceExt};
+    use tower_http::follow_redirect::{FollowRedirectLayer, RequestUri};
 
-    fn decide(policy: &mut SameOriginPolicy, from: &str, to: &str) -> bool {
-        let (previous, location) = (Uri::try_from(from).unwrap(), Uri::try_from(to).unwrap());
-        let attempt = Attempt {
-            status: StatusCode::FOUND,
-            method: &Method::GET,
-            location: &location,
-            previous_method: &Method::GET,
-            previous: &previous,
-        };
-        Policy::<(), ()>::redirect(policy, &attempt)
-            .unwrap()
-            .is_follow()
+    /// Sends `header` (if any) to `from`, which answers `302` to `to`; every other URL answers
+    /// `302` to itself with a counter (so hops can be counted). The URIs requested, in order.
+    async fn follow(
+        header: Option<&HeaderName>,
+        from: &'static str,
+        to: &'static str,
+    ) -> Vec<String> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let client = FollowRedirectLayer::with_policy(SameOriginPolicy::new()).layer(
+            tower::service_fn(move |req: Request<String>| {
+                let uri = req.uri().to_string();
+                log.lock().unwrap().push(uri.clone());
+                let location = if uri == from {
+                    to.to_owned()
+                } else {
+                    format!("{to}{}", log.lock().unwrap().len())
+                };
+                async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(StatusCode::FOUND)
+                            .header("location", location)
+                            .body(())
+                            .unwrap(),
+                    )
+                }
+            }),
+        );
+        let mut request = Request::get(from);
+        if let Some(name) = header {
+            request = request.header(name, "x");
+        }
+        client
+            .oneshot(request.body(String::new()).unwrap())
+            .await
+            .unwrap();
+        seen.lock().unwrap().clone()
     }
 
-    fn with_header(name: &HeaderName) -> SameOriginPolicy {
-        let mut policy = SameOriginPolicy::new();
-        let mut request = Request::builder().header(name, "x").body(()).unwrap();
-        Policy::<(), ()>::on_request(&mut policy, &mut request);
-        policy
-    }
-
-    #[test]
-    fn a_credential_never_leaves_its_origin() {
+    #[tokio::test]
+    async fn a_credential_never_leaves_its_origin() {
         for name in &CREDENTIAL_HEADERS {
-            let mut policy = with_header(name);
-            assert!(decide(
-                &mut policy,
-                "https://a.test/x",
-                "https://A.test:443/y"
-            ));
-            assert!(
-                !decide(&mut policy, "https://a.test/x", "https://b.test/x"),
-                "{name}"
-            );
-            assert!(
-                !decide(&mut policy, "https://a.test/x", "http://a.test/x"),
-                "{name}"
-            );
-            assert!(!decide(
-                &mut policy,
-                "https://a.test/x",
-                "https://a.test:8443/x"
-            ));
+            for other in [
+                "https://b.test/x",
+                "http://a.test/x",
+                "https://a.test:8443/x",
+            ] {
+                let seen = follow(Some(name), "https://a.test/x", other).await;
+                assert_eq!(seen, ["https://a.test/x"], "{name} -> {other}");
+            }
+            let seen = follow(Some(name), "https://a.test/x", "https://A.test:443/y").await;
+            assert_eq!(seen.len(), 1 + MAX_REDIRECTS, "{name}: {seen:?}");
         }
     }
 
-    #[test]
-    fn without_credentials_any_origin_and_at_most_ten_hops() {
-        let mut policy = SameOriginPolicy::new();
-        let mut request = Request::new(());
-        Policy::<(), ()>::on_request(&mut policy, &mut request);
-        for _ in 0..MAX_REDIRECTS {
-            assert!(decide(&mut policy, "https://a.test/", "https://b.test/"));
-        }
-        assert!(!decide(
-            &mut policy,
-            "https://a.test/",
-            "https://a.test/next"
-        ));
+    #[tokio::test]
+    async fn without_credentials_any_origin_and_at_most_ten_hops() {
+        let seen = follow(None, "https://a.test/x", "https://b.test/y").await;
+        assert_eq!(seen.len(), 1 + MAX_REDIRECTS, "{seen:?}");
+        assert_eq!(seen[1], "https://b.test/y");
     }
 
     #[test]
     fn the_origin_names_no_secret_and_its_port() {
         let sent = SentTo::of(&Request::get("http://127.0.0.1:1/a").body(()).unwrap());
-        let mut response = http::Response::new(());
+        let mut response = Response::new(());
         assert!(!sent.redirected(&response) && sent.left_origin(&response).is_none());
         response
             .extensions_mut()
-            .insert(tower_http::follow_redirect::RequestUri(Uri::from_static(
+            .insert(RequestUri(Uri::from_static("http://127.0.0.1:1/a")));
+        assert!(!sent.redirected(&response) && sent.left_origin(&response).is_none());
+        response
+            .extensions_mut()
+            .insert(RequestUri(Uri::from_static("http://127.0.0.1:1/b")));
+        assert!(sent.redirected(&response) && sent.left_origin(&response).is_none());
+        response
+            .extensions_mut()
+            .insert(RequestUri(Uri::from_static(
                 "https://user:pw@evil.test/collect?k=1",
             )));
         assert!(sent.redirected(&response));
         let error = sent.left_origin(&response).unwrap();
         assert_eq!(error.origin(), "https://evil.test:443");
         assert!(!error.to_string().contains("pw"));
+    }
+
+    #[test]
+    fn a_relative_request_is_never_judged() {
+        let sent = SentTo::of(&Request::get("/api/v1/x").body(()).unwrap());
+        let mut response = Response::new(());
+        response
+            .extensions_mut()
+            .insert(RequestUri(Uri::from_static("https://evil.test/x")));
+        assert!(!sent.redirected(&response) && sent.left_origin(&response).is_none());
     }
 }

@@ -191,3 +191,70 @@ async fn attack_a_foreign_401_after_a_redirect_invalidates_our_valid_token() {
          our valid token: {stats:?}"
     );
 }
+
+/// A same-origin hop is a redirect too: over `FollowRedirect` with `SameOriginPolicy`, a GET
+/// answered `302` to another path of our API and then `401` judges no token (the page reached
+/// may be another resource) and is not replayed; the token never left the origin.
+#[tokio::test]
+async fn a_401_after_a_same_origin_hop_judges_no_token_and_is_not_replayed() {
+    use axra_auth::redirect::SameOriginPolicy;
+    use axra_auth::{AxraTokenProvider, BearerTokenLayer, Credentials};
+    let exchanges = Arc::new(Mutex::new(0));
+    let hits = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&hits);
+    let addr = serve(
+        Router::new()
+            .route(
+                "/api/v1/moved",
+                any(|| async { (StatusCode::FOUND, [("location", "/api/v1/elsewhere")]) }),
+            )
+            .route(
+                "/api/v1/elsewhere",
+                any(move || {
+                    *counted.lock().unwrap() += 1;
+                    async { StatusCode::UNAUTHORIZED }
+                }),
+            )
+            .route(
+                "/api/v1/business/auth/token",
+                post({
+                    let exchanges = Arc::clone(&exchanges);
+                    move || {
+                        *exchanges.lock().unwrap() += 1;
+                        async {
+                            axum::Json(json!({"success": true, "data": {
+                                "accessToken": "tok", "tokenType": "Bearer", "expiresIn": 3600}}))
+                        }
+                    }
+                }),
+            ),
+    )
+    .await;
+    let provider = AxraTokenProvider::new(
+        common::hyper_client(),
+        Credentials::new(
+            axra_auth::ApiKey::new("bk_test_key1234567890").unwrap(),
+            axra_auth::ApiSecret::new("bs_test_secret1234567890").unwrap(),
+        ),
+    )
+    .with_base_url(&format!("http://{addr}/api/v1"))
+    .unwrap();
+    let layer = BearerTokenLayer::new(provider);
+    layer.cache().token().await.unwrap();
+    let client = layer.clone().with_retry_once().layer(
+        FollowRedirectLayer::with_policy(SameOriginPolicy::new()).layer(common::hyper_client()),
+    );
+    let request = http::Request::get(format!("http://{addr}/api/v1/moved"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = client.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(*hits.lock().unwrap(), 1, "replayed after a redirect");
+    assert_eq!(*exchanges.lock().unwrap(), 1);
+    let stats = layer.cache().stats();
+    assert_eq!(
+        stats.invalidations + stats.rejections_deferred,
+        0,
+        "{stats:?}"
+    );
+}

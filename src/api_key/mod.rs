@@ -3,9 +3,9 @@
 //! [`ApiKeyLayer`] builds the header value once, marks it sensitive, and clones it into each
 //! request: the service keeps the inner service's response type (an `http::Response`), returns
 //! its errors as a [`BoxError`] (the tower convention, as the bearer layer does), and its
-//! [`future::ResponseFuture`] looks at the status (and, with the `tower-http` feature, at one
-//! response extension), so it costs one header insert, an atomic load or two, and no
-//! allocation.
+//! [`future::ResponseFuture`] looks at the status (with the `tower-http` feature, the service
+//! also keeps the request's URI, a reference-count copy, and reads one response extension), so
+//! it costs one header insert, an atomic load or two, and no allocation.
 //!
 //! # Redirects
 //!
@@ -23,7 +23,8 @@
 //! A request that already carries `x-api-key` keeps its own value: that lets a platform act for
 //! several businesses through one client by setting the key per request.
 //!
-//! A `401` answered to a request that carried the layer's key tells any credential watcher
+//! A `401` answered to a request that carried the layer's key (from the URL asked, not after a
+//! redirect the `tower-http` feature sees) tells any credential watcher
 //! listening on the layer's [`rotator`](ApiKeyLayer::rotator) to re-read its files at once (see
 //! [`CredentialWatcher::check_on_rejection`](crate::credentials::CredentialWatcher::check_on_rejection)),
 //! paced: the first refusal of a key at once, then at most one read per 1 s, 2 s, 4 s, ... up
