@@ -82,7 +82,11 @@
 //! follows redirects inside the client, after every middleware, so over a client built
 //! otherwise (`reqwest::Client::new()`) the `x-api-key` middleware can only refuse the other
 //! origin's answer (`reqwest::CrossOriginRedirect`) once the key has reached it; the bearer
-//! token is safe there (reqwest drops `Authorization` itself). Plain `http://` base URLs are
+//! token is safe there (reqwest drops `Authorization` itself). Over tower-http's
+//! `FollowRedirect`, give it `redirect::SameOriginPolicy` (feature `tower-http`), which keeps
+//! every credential within its origin; with any other policy `x-api-key` follows a cross-origin
+//! redirect, and with the feature the api-key layer refuses that origin's answer
+//! (`redirect::CrossOriginRedirect`) once the key has reached it (see [`redirect`]). Plain `http://` base URLs are
 //! accepted only for this machine unless you opt in with
 //! [`with_insecure_http_base_url`](AxraTokenProvider::with_insecure_http_base_url).
 //!
@@ -127,6 +131,7 @@
 //! | `postgres` | `postgres::PgKeyStore`: the key store in PostgreSQL (tokio-postgres, deadpool), shared by every instance |
 //! | `axum` | axum extractor: handlers take `AuthenticatedBusiness` or `Option<AuthenticatedBusiness>` (implies `server`; on axum-core alone) |
 //! | `mock-server` | `mock`: a mock Axra server (token endpoint, echoing protected routes, JWKS, key regeneration, `/health`) as a public app and the `axra-mock-server` binary (implies `server`, `axum`) |
+//! | `tower-http` | `redirect::SameOriginPolicy` for tower-http's `FollowRedirect` (no credential follows a redirect to another origin), and the client layers read `FollowRedirect`'s `RequestUri`: the api-key layer refuses an answer from another origin (`redirect::CrossOriginRedirect`), a 401 after a redirect judges no token (tower-http with `follow-redirect` only) |
 //! | `tracing` | `tracing` events for token fetches and server rejections, never carrying secrets |
 //!
 //! [tower]: https://docs.rs/tower
@@ -193,6 +198,7 @@ pub mod mock;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
+pub mod redirect;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;

@@ -180,9 +180,9 @@ impl Middleware for ApiKeyMiddleware {
                 origin = %origin,
                 "axra_auth: x-api-key followed a redirect to another origin; answer refused"
             );
-            return Err(reqwest_middleware::Error::middleware(CrossOriginRedirect {
-                origin,
-            }));
+            return Err(reqwest_middleware::Error::middleware(
+                CrossOriginRedirect::new(origin),
+            ));
         }
         Ok(response)
     }
@@ -465,34 +465,9 @@ pub fn client_builder(
     Ok(reqwest_middleware::ClientBuilder::new(client).with(RecordRedirects))
 }
 
-/// A request sent with `x-api-key` over a client that followed a redirect to another origin
-/// (scheme, host or port): the key has reached that origin, and [`ApiKeyMiddleware`] returns
-/// this error instead of the other origin's answer. Regenerate the key, and build the client
-/// with [`client_builder`]. Carries the other origin (never the key).
-#[derive(Debug, Clone)]
-pub struct CrossOriginRedirect {
-    origin: String,
-}
-
-impl CrossOriginRedirect {
-    /// The origin the redirect led to (`scheme://host:port`).
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-}
-
-impl fmt::Display for CrossOriginRedirect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the client followed a redirect to another origin ({}) with the x-api-key header; \
-             build it with axra_auth::reqwest::client_builder and regenerate the key",
-            self.origin
-        )
-    }
-}
-
-impl std::error::Error for CrossOriginRedirect {}
+/// The error [`ApiKeyMiddleware`] returns instead of an answer from another origin (moved to
+/// [`crate::redirect`], shared with the tower layers; this path stays).
+pub use crate::redirect::CrossOriginRedirect;
 
 /// The [`CrossOriginRedirect`] inside a middleware error, if that is what it is.
 pub fn cross_origin_redirect(error: &reqwest_middleware::Error) -> Option<&CrossOriginRedirect> {

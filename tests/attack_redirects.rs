@@ -76,14 +76,14 @@ async fn ours(target: String, exchanges: Arc<Mutex<u32>>) -> std::net::SocketAdd
 /// ATTACK: `ApiKeyLayer` over tower-http's `FollowRedirect` (default `Standard` policy). The
 /// crate promises "No credential follows a redirect to another origin" (lib.rs) and, for
 /// reqwest, refuses loudly (`CrossOriginRedirect`) when it cannot prevent it. On tower nothing
-/// does: `FollowRedirect`'s `FilterCredentials` strips only `authorization`, `cookie` and
-/// `proxy-authorization` on a cross-origin hop, never `x-api-key`, so the API key goes to the
-/// other origin and the caller gets that origin's answer as if it were ours.
+/// did: `FollowRedirect`'s `FilterCredentials` strips only `authorization`, `cookie` and
+/// `proxy-authorization` on a cross-origin hop, never `x-api-key`, so the API key went to the
+/// other origin and the caller got that origin's answer as if it were ours.
 ///
-/// Fix at the cause: ship a tower-http redirect policy (or a `FollowRedirect`-aware wrapper)
-/// that drops `x-api-key` on a cross-origin hop, and have `ApiKeyService` refuse the answer of a
-/// request whose `RequestUri` extension (set by `FollowRedirect`) names another origin, as
-/// `ApiKeyMiddleware` does for reqwest.
+/// A layer above `FollowRedirect` cannot stop the hop its policy follows (the policy is part of
+/// `FollowRedirect`'s type): the fix is `axra_auth::redirect::SameOriginPolicy` (pinned by the
+/// next test) plus this loud refusal after the fact, as `ApiKeyMiddleware` does for reqwest:
+/// the caller never takes the other origin's answer for ours.
 #[tokio::test]
 async fn attack_api_key_layer_over_follow_redirect_sends_the_key_to_another_origin() {
     let seen = Seen::default();
@@ -96,17 +96,43 @@ async fn attack_api_key_layer_over_follow_redirect_sends_the_key_to_another_orig
     let request = http::Request::get(format!("http://{addr}/api/v1/export"))
         .body(Full::<Bytes>::default())
         .unwrap();
-    let result = client.oneshot(request).await;
-    let leaked: Vec<_> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|(_, key, _)| key.clone())
-        .collect();
+    let error = client
+        .oneshot(request)
+        .await
+        .map(|r| r.status())
+        .expect_err("the other origin's answer was returned as ours");
+    let refused = error
+        .downcast_ref::<axra_auth::redirect::CrossOriginRedirect>()
+        .unwrap_or_else(|| panic!("not a CrossOriginRedirect: {error}"));
+    assert_eq!(refused.origin(), format!("http://{other}"));
+    assert!(!error.to_string().contains("never_elsewhere"), "{error}");
+}
+
+/// The fix at the cause: `FollowRedirect` with `SameOriginPolicy` never carries `x-api-key` (or
+/// any credential) to another origin; the `302` comes back to the caller as is.
+#[tokio::test]
+async fn same_origin_policy_keeps_the_api_key_home_and_hands_the_redirect_back() {
+    use axra_auth::redirect::SameOriginPolicy;
+    let seen = Seen::default();
+    let other = theirs(&seen).await;
+    let addr = ours(format!("http://{other}/collect"), Arc::new(Mutex::new(0))).await;
+    let client = axra_auth::ApiKeyLayer::new(
+        axra_auth::ApiKey::new("bk_test_never_elsewhere_1234").unwrap(),
+    )
+    .layer(FollowRedirectLayer::with_policy(SameOriginPolicy::new()).layer(common::hyper_client()));
+    let request = http::Request::get(format!("http://{addr}/api/v1/export"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = client.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(
+        response.headers()["location"],
+        format!("http://{other}/collect").as_str()
+    );
     assert!(
-        leaked.is_empty(),
-        "x-api-key reached another origin ({other}): {leaked:?}; the caller got {:?}",
-        result.map(|r| r.status())
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
     );
 }
 
@@ -163,5 +189,72 @@ async fn attack_a_foreign_401_after_a_redirect_invalidates_our_valid_token() {
         0,
         "a 401 from another origin, to a request without our token, counted as a rejection of \
          our valid token: {stats:?}"
+    );
+}
+
+/// A same-origin hop is a redirect too: over `FollowRedirect` with `SameOriginPolicy`, a GET
+/// answered `302` to another path of our API and then `401` judges no token (the page reached
+/// may be another resource) and is not replayed; the token never left the origin.
+#[tokio::test]
+async fn a_401_after_a_same_origin_hop_judges_no_token_and_is_not_replayed() {
+    use axra_auth::redirect::SameOriginPolicy;
+    use axra_auth::{AxraTokenProvider, BearerTokenLayer, Credentials};
+    let exchanges = Arc::new(Mutex::new(0));
+    let hits = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&hits);
+    let addr = serve(
+        Router::new()
+            .route(
+                "/api/v1/moved",
+                any(|| async { (StatusCode::FOUND, [("location", "/api/v1/elsewhere")]) }),
+            )
+            .route(
+                "/api/v1/elsewhere",
+                any(move || {
+                    *counted.lock().unwrap() += 1;
+                    async { StatusCode::UNAUTHORIZED }
+                }),
+            )
+            .route(
+                "/api/v1/business/auth/token",
+                post({
+                    let exchanges = Arc::clone(&exchanges);
+                    move || {
+                        *exchanges.lock().unwrap() += 1;
+                        async {
+                            axum::Json(json!({"success": true, "data": {
+                                "accessToken": "tok", "tokenType": "Bearer", "expiresIn": 3600}}))
+                        }
+                    }
+                }),
+            ),
+    )
+    .await;
+    let provider = AxraTokenProvider::new(
+        common::hyper_client(),
+        Credentials::new(
+            axra_auth::ApiKey::new("bk_test_key1234567890").unwrap(),
+            axra_auth::ApiSecret::new("bs_test_secret1234567890").unwrap(),
+        ),
+    )
+    .with_base_url(&format!("http://{addr}/api/v1"))
+    .unwrap();
+    let layer = BearerTokenLayer::new(provider);
+    layer.cache().token().await.unwrap();
+    let client = layer.clone().with_retry_once().layer(
+        FollowRedirectLayer::with_policy(SameOriginPolicy::new()).layer(common::hyper_client()),
+    );
+    let request = http::Request::get(format!("http://{addr}/api/v1/moved"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = client.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(*hits.lock().unwrap(), 1, "replayed after a redirect");
+    assert_eq!(*exchanges.lock().unwrap(), 1);
+    let stats = layer.cache().stats();
+    assert_eq!(
+        stats.invalidations + stats.rejections_deferred,
+        0,
+        "{stats:?}"
     );
 }

@@ -1,14 +1,30 @@
 //! Authenticate every request with the `x-api-key` header (Axra's "Method 1").
 //!
 //! [`ApiKeyLayer`] builds the header value once, marks it sensitive, and clones it into each
-//! request: the service keeps the inner service's response (an `http::Response`) and error
-//! types, and its [`future::ResponseFuture`] only looks at the status, so it
-//! costs one header insert, an atomic load or two, and no allocation.
+//! request: the service keeps the inner service's response type (an `http::Response`), returns
+//! its errors as a [`BoxError`] (the tower convention, as the bearer layer does), and its
+//! [`future::ResponseFuture`] looks at the status (with the `tower-http` feature, the service
+//! also keeps the request's URI, a reference-count copy, and reads one response extension), so
+//! it costs one header insert, an atomic load or two, and no allocation.
+//!
+//! # Redirects
+//!
+//! The layer cannot stop a redirect the inner service follows, and tower-http's
+//! `FollowRedirect` with its default policy carries `x-api-key` to any origin (it drops only
+//! `Authorization`, `Cookie` and `Proxy-Authorization`). Give `FollowRedirect`
+//! [`redirect::SameOriginPolicy`](crate::redirect) (feature `tower-http`), which never follows a
+//! cross-origin redirect while a credential is on the request. With the `tower-http` feature
+//! the service also reads `FollowRedirect`'s `RequestUri`: an answer from another origin than
+//! the one asked (the key went there) is refused with
+//! [`CrossOriginRedirect`](crate::redirect::CrossOriginRedirect) instead of returned, and a
+//! `401` from another URL tells no watcher. What remains, and what happens without the feature:
+//! see [`crate::redirect`].
 //!
 //! A request that already carries `x-api-key` keeps its own value: that lets a platform act for
 //! several businesses through one client by setting the key per request.
 //!
-//! A `401` answered to a request that carried the layer's key tells any credential watcher
+//! A `401` answered to a request that carried the layer's key (from the URL asked, not after a
+//! redirect the `tower-http` feature sees) tells any credential watcher
 //! listening on the layer's [`rotator`](ApiKeyLayer::rotator) to re-read its files at once (see
 //! [`CredentialWatcher::check_on_rejection`](crate::credentials::CredentialWatcher::check_on_rejection)),
 //! paced: the first refusal of a key at once, then at most one read per 1 s, 2 s, 4 s, ... up
@@ -59,6 +75,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::credentials::ApiKey;
+use crate::error::BoxError;
+use crate::redirect::SentTo;
 use future::ResponseFuture;
 
 /// How soon a refused key makes the watchers read again after a first refusal: a key file
@@ -315,14 +333,15 @@ impl<S: fmt::Debug> fmt::Debug for ApiKeyService<S> {
 impl<S, B, ResBody> Service<Request<B>> for ApiKeyService<S>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
 {
     type Response = Response<ResBody>;
-    type Error = S::Error;
+    type Error = BoxError;
     type Future = ResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     #[inline]
@@ -344,7 +363,8 @@ where
                 watch = Some((Arc::clone(&self.slot), self.version));
             }
         }
-        ResponseFuture::new(self.inner.call(req), watch)
+        let sent = SentTo::of(&req);
+        ResponseFuture::new(self.inner.call(req), watch, sent)
     }
 }
 

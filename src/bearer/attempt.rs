@@ -16,6 +16,9 @@
 //! (the reqwest client built by `axra_auth::reqwest::client_builder`, whose redirect policy
 //! records each one), or declared absent by the user
 //! ([`RetryingBearerTokenLayer::inner_never_redirects`](super::RetryingBearerTokenLayer::inner_never_redirects)).
+//! A redirect is proven present over tower-http's `FollowRedirect` (feature `tower-http`) when
+//! its `RequestUri` names another URL than the one asked ([`Redirects::Followed`]); the same
+//! URL proves nothing either way.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -8,6 +8,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::error::BoxError;
+use crate::redirect::SentTo;
 use crate::token::TokenProvider;
 use crate::token::cache::RejectionReport;
 
@@ -17,7 +18,9 @@ pin_project! {
     /// Response future of [`BearerTokenService`](super::BearerTokenService).
     ///
     /// On the hot path it is the inner service's future plus a check for `401`; when the request
-    /// had to wait for a token it is boxed.
+    /// had to wait for a token it is boxed. A `401` answered from another URL than the one asked
+    /// (a redirect tower-http's `FollowRedirect` followed, seen in its `RequestUri` with the
+    /// `tower-http` feature) judges no token.
     pub struct ResponseFuture<F, P, ResBody> {
         #[pin]
         kind: Kind<F, P, ResBody>,
@@ -31,6 +34,7 @@ pin_project! {
             #[pin]
             future: F,
             used: Option<RejectionReport<P>>,
+            sent: SentTo,
         },
         Waiting {
             future: Waiting<Response<ResBody>>,
@@ -40,9 +44,9 @@ pin_project! {
 
 impl<F, P, ResBody> ResponseFuture<F, P, ResBody> {
     #[inline(always)]
-    pub(super) fn direct(future: F, used: Option<RejectionReport<P>>) -> Self {
+    pub(super) fn direct(future: F, used: Option<RejectionReport<P>>, sent: SentTo) -> Self {
         ResponseFuture {
-            kind: Kind::Direct { future, used },
+            kind: Kind::Direct { future, used, sent },
         }
     }
 
@@ -62,6 +66,13 @@ pub(super) fn is_rejection<B>(response: &Response<B>) -> bool {
     crate::token::rejects_token(response.status(), response.headers())
 }
 
+/// Whether the answer to a request sent to `sent` rejects the token it carried: a rejection,
+/// from the URL asked (after a followed redirect it may come from another page, or from another
+/// origin that never saw the token).
+pub(super) fn rejects_our_token<B>(sent: &SentTo, response: &Response<B>) -> bool {
+    is_rejection(response) && !sent.redirected(response)
+}
+
 impl<F, E, P, ResBody> Future for ResponseFuture<F, P, ResBody>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
@@ -72,10 +83,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Direct { future, used } => {
+            KindProj::Direct { future, used, sent } => {
                 let response = ready!(future.poll(cx)).map_err(Into::into)?;
                 if let Some(report) = used.take()
-                    && is_rejection(&response)
+                    && rejects_our_token(sent, &response)
                 {
                     report.rejected();
                 }

@@ -27,13 +27,26 @@
 //! | Step | Rule |
 //! |------|------|
 //! | before | An `Authorization` already on the request wins: sent as is, the cache untouched. |
-//! | answer | A `401` (or gRPC `UNAUTHENTICATED`) invalidates the token it used, unless a redirect is known to have been followed (the 401 then came from another page). |
+//! | answer | A `401` (or gRPC `UNAUTHENTICATED`) invalidates the token it used, unless a redirect is known to have been followed (the 401 then came from another page): the reqwest client from `client_builder` records every hop; over tower-http's `FollowRedirect`, its `RequestUri` naming another URL proves one (feature `tower-http`). |
 //! | replay | Once, with another token, when the refused token was cached before the request started and the body can be copied, and: no redirect was followed, **proven** (the reqwest client from `axra_auth::reqwest::client_builder` records every hop; [`RetryingBearerTokenLayer::inner_never_redirects`] declares it), or the method is idempotent (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE). |
 //!
 //! Nothing the server may have handled is sent twice: a POST answered `303` and then `401`
 //! (Post/Redirect/Get, even back to the same URL, or A -> B -> A) was handled, and the layer over
 //! a service that follows redirects only sees the last answer. When it cannot tell, a POST or
 //! PATCH is not replayed.
+//!
+//! # Redirects (tower-http `FollowRedirect`)
+//!
+//! tower-http drops `Authorization` on a cross-origin hop, so the token does not leave its
+//! origin; give `FollowRedirect` [`redirect::SameOriginPolicy`](crate::redirect) (feature
+//! `tower-http`) anyway, so that the `3xx` to another origin is handed back instead of that
+//! origin's answer. With the `tower-http` feature both bearer layers read `FollowRedirect`'s
+//! `RequestUri` on a `401`: an answer from another URL than the one asked is known to follow a
+//! redirect, judges no token (it is not invalidated, no watcher is told) and is never replayed.
+//! Without the feature (or for a request with a relative URI, or a chain back to the very URL
+//! asked) the layer cannot tell: such a 401 counts as a rejection of the token (the rejection
+//! backoff bounds what that costs), and only idempotent methods are replayed. See
+//! [`crate::redirect`].
 //!
 //! # Example
 //!

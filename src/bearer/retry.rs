@@ -15,6 +15,7 @@ use tower_service::Service;
 use super::attempt::{Redirects, Sender, send_authenticated};
 use super::future::is_rejection;
 use crate::error::BoxError;
+use crate::redirect::SentTo;
 use crate::token::{TokenCache, TokenProvider};
 
 /// Layer that authenticates requests with a cached bearer token and sends a request refused
@@ -23,12 +24,15 @@ use crate::token::{TokenCache, TokenProvider};
 /// The retry follows the rules of [the attempt table](super#retry-once) (one implementation
 /// with the reqwest middleware):
 ///
-/// - **Only what cannot have been handled twice.** This layer cannot see whether the inner
-///   service follows redirects (tower-http's `FollowRedirect` does, answering for the last hop
-///   only: a POST answered `303` and then `401` was handled). So by default only idempotent
+/// - **Only what cannot have been handled twice.** This layer cannot see every redirect the
+///   inner service follows (tower-http's `FollowRedirect` answers for the last hop only: a POST
+///   answered `303` and then `401` was handled; with the `tower-http` feature its `RequestUri`
+///   shows a hop to another URL, never one back to the URL asked). So by default only idempotent
 ///   methods (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE) are sent again; a POST or PATCH
 ///   is replayed too only after [`inner_never_redirects`](Self::inner_never_redirects) declares
 ///   that the inner service never follows a redirect (a plain hyper client, a tonic `Channel`).
+///   A `401` whose `RequestUri` (feature `tower-http`) names another URL than the one asked is
+///   never replayed and judges no token.
 /// - The refused token was cached before the request started (a token fetched for this very
 ///   request and refused says the credentials, not the token, are wrong) and the cache then
 ///   holds another token (the rejection backoff may keep the old one): at most two attempts a
@@ -226,7 +230,15 @@ where
                 .await
                 .map_err(Into::into)?;
         }
+        let sent = SentTo::of(&request);
         let response = self.inner.call(request).await.map_err(Into::into)?;
-        Ok((response, self.visibility()))
+        // tower-http's `FollowRedirect` says which URL answered (feature `tower-http`): another
+        // one than asked proves a redirect; the same one proves nothing (a chain back to it).
+        let redirects = if sent.redirected(&response) {
+            Redirects::Followed
+        } else {
+            self.visibility()
+        };
+        Ok((response, redirects))
     }
 }

@@ -8,8 +8,9 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response};
 use tower_service::Service;
 
-use super::future::{ResponseFuture, is_rejection};
+use super::future::{ResponseFuture, rejects_our_token};
 use crate::error::BoxError;
+use crate::redirect::SentTo;
 use crate::token::cache::{InstanceHandle, RejectionReport};
 use crate::token::{TokenCache, TokenProvider};
 
@@ -69,7 +70,10 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match self.authorize(req.headers_mut()) {
-            Some(report) => ResponseFuture::direct(self.inner.call(req), report),
+            Some(report) => {
+                let sent = SentTo::of(&req);
+                ResponseFuture::direct(self.inner.call(req), report, sent)
+            }
             None => self.wait_for_token(req),
         }
     }
@@ -109,8 +113,9 @@ impl<S, P> BearerTokenService<S, P> {
         ResponseFuture::waiting(async move {
             let (header, report) = cache.wait_for_header().await?;
             req.headers_mut().insert(AUTHORIZATION, header);
+            let sent = SentTo::of(&req);
             let response = inner.call(req).await.map_err(Into::into)?;
-            if is_rejection(&response) {
+            if rejects_our_token(&sent, &response) {
                 report.rejected();
             }
             Ok(response)
