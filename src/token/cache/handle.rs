@@ -49,6 +49,7 @@ impl<P: TokenProvider> RejectionReport<P> {
 
     /// The server refused the token.
     pub(crate) fn rejected(self) {
+        crate::metrics::client_rejection();
         let cache = match &self.cache {
             CacheRef::Shared(cache) => cache,
             CacheRef::Private(private) => &private.0,
@@ -136,6 +137,7 @@ impl<P: TokenProvider> InstanceHandle<P> {
             self.lease = self.cache.core().usable().map(Lease::new);
         }
         let lease = self.lease.as_mut()?;
+        crate::metrics::token_cache_hit();
         if reused && !lease.private_header {
             lease.header = private_copy(&lease.header);
             lease.private_header = true;
