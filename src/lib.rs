@@ -104,7 +104,7 @@
 //! | `postgres` | `postgres::PgKeyStore`: the key store in PostgreSQL (tokio-postgres, deadpool), shared by every instance |
 //! | `axum` | axum extractor: handlers take `AuthenticatedBusiness` or `Option<AuthenticatedBusiness>` (implies `server`; on axum-core alone) |
 //! | `mock-server` | `mock`: a mock Axra server (token endpoint, echoing protected routes, JWKS, key regeneration, `/health`) as a public app and the `axra-mock-server` binary (implies `server`, `axum`) |
-//! | `metrics` | counters and a histogram through the [`metrics`](https://docs.rs/metrics) facade: token exchanges, cache hits and waits, 401s, server verifications, key lookups, JWKS fetches; names in [`metrics`](crate::metrics), never a secret or a business in a label |
+//! | `metrics` | counters and a histogram through the [`metrics`](https://docs.rs/metrics) facade: token exchanges, cache hits and waits, 401s, server verifications, key lookups, JWKS fetches; names in [`metrics`], never a secret or a business in a label |
 //! | `tracing` | `tracing` events for token fetches and server rejections, never carrying secrets |
 //!
 //! [tower]: https://docs.rs/tower

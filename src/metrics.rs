@@ -1,18 +1,19 @@
-//! The metrics the crate records with the `metrics` feature, through the [`metrics`] facade
-//! crate: every name is a constant here, with its unit and labels.
+//! The metrics the crate records with the `metrics` feature, through the
+//! [`metrics`](https://docs.rs/metrics) facade crate: every name is a constant here, with its unit
+//! and labels.
 //!
 //! Names and units follow the Prometheus and OpenTelemetry conventions: an `axra_auth_` prefix,
 //! counters end in `_total`, durations are histograms in seconds ending in `_seconds`. Install
 //! any `metrics` recorder (an exporter) and the crate's metrics appear in it; without one, or
 //! without the feature, nothing is recorded (without the feature, the recording calls compile
-//! to nothing). [`describe`] gives each metric its unit and help text.
+//! to nothing). `describe()` gives each metric its unit and help text.
 //!
 //! # Labels never carry secrets
 //!
 //! Every label value is one of the fixed strings listed below (`&'static str`, known when the
 //! crate is compiled): never a key, a secret, a token, a key digest, a business id or a business
 //! name, nor any text taken from a request or an answer. The `reason` of a refused verification
-//! is a fixed name for a [`Rejection`](crate::server::Rejection) variant.
+//! is a fixed name for a `server::Rejection` variant.
 //!
 //! # Cost
 //!
