@@ -8,6 +8,10 @@
 //! on different threads stop bouncing shared reference counts between cores: this is what lets
 //! the bearer layer scale with threads (`bearer_contention` in BENCHMARKS.md). An instance used
 //! once, as in `client.clone().oneshot(req)`, allocates nothing.
+//!
+//! With the `metrics` feature, each request served from the cache also counts a hit
+//! ([`TOKEN_CACHE_REQUESTS`](crate::metrics::TOKEN_CACHE_REQUESTS)): a lookup of a key built at
+//! compile time in the installed recorder, and that recorder's counter (one shared count).
 
 use std::sync::Arc;
 
