@@ -120,7 +120,7 @@ pub const JWKS_FETCHES: &str = "axra_auth_jwks_fetches_total";
 pub const LISTENER_RECONNECTS: &str = "axra_auth_listener_reconnects_total";
 
 /// Every metric name above, for dashboards and tests.
-pub const ALL: [&str; 11] = [
+pub const ALL: &[&str] = &[
     TOKEN_EXCHANGES,
     TOKEN_EXCHANGE_DURATION,
     TOKEN_CACHE_REQUESTS,
