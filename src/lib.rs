@@ -132,6 +132,7 @@
 //! | `axum` | axum extractor: handlers take `AuthenticatedBusiness` or `Option<AuthenticatedBusiness>` (implies `server`; on axum-core alone) |
 //! | `mock-server` | `mock`: a mock Axra server (token endpoint, echoing protected routes, JWKS, key regeneration, `/health`) as a public app and the `axra-mock-server` binary (implies `server`, `axum`) |
 //! | `tower-http` | `redirect::SameOriginPolicy` for tower-http's `FollowRedirect` (no credential follows a redirect to another origin), and the client layers read `FollowRedirect`'s `RequestUri`: the api-key layer refuses an answer from another origin (`redirect::CrossOriginRedirect`), a 401 after a redirect judges no token (tower-http with `follow-redirect` only) |
+//! | `metrics` | counters and a histogram through the [`metrics`](https://docs.rs/metrics) facade: token exchanges, cache hits and waits, 401s, server verifications, key lookups, JWKS fetches; names in [`metrics`], never a secret or a business in a label |
 //! | `tracing` | `tracing` events for token fetches and server rejections, never carrying secrets |
 //!
 //! [tower]: https://docs.rs/tower
@@ -192,6 +193,7 @@ mod fs;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod https;
+pub mod metrics;
 #[cfg(feature = "mock-server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock-server")))]
 pub mod mock;

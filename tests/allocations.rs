@@ -144,3 +144,65 @@ fn layers_allocate_no_more_than_a_hand_written_insert() {
     );
     assert_eq!(cache.stats().fetches_started, 1);
 }
+
+/// With the `metrics` feature and a recorder installed, the bearer hot path still allocates no
+/// more than the floor: its keys (name and labels) are built at compile time.
+#[cfg(feature = "metrics")]
+#[test]
+fn metrics_recording_allocates_nothing_per_request() {
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Every counter is the one shared count: registering allocates nothing of its own.
+    struct OneCount(Arc<AtomicU64>);
+    impl Recorder for OneCount {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::clone(&self.0))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _context = runtime.enter();
+    let recorder = OneCount(Arc::new(AtomicU64::new(0)));
+    let _recorder = metrics::set_default_local_recorder(&recorder);
+
+    let mut header = HeaderValue::from_str(VALUE).unwrap();
+    header.set_sensitive(true);
+    let mut floor = Ok200;
+    let floor = per_request(|| {
+        let mut req = Request::new(());
+        req.headers_mut().insert(API_KEY_HEADER, header.clone());
+        poll_now(floor.call(req)).unwrap();
+    });
+    let provider =
+        || async { Ok::<_, TokenError>(AccessToken::new(VALUE, Duration::from_secs(3600))) };
+    let cache = Arc::new(TokenCache::new(provider));
+    runtime.block_on(cache.token()).unwrap();
+    let mut bearer_service = BearerTokenLayer::from_cache(Arc::clone(&cache)).layer(Ok200);
+    let before = recorder.0.load(Ordering::Relaxed);
+    let bearer = per_request(|| {
+        poll_now(bearer_service.call(Request::new(()))).unwrap();
+    });
+    assert!(
+        recorder.0.load(Ordering::Relaxed) - before >= 1000,
+        "each request records a cache hit"
+    );
+    assert!(
+        bearer <= floor,
+        "bearer hot path with metrics: {bearer} allocations per request, floor {floor}"
+    );
+}

@@ -548,6 +548,8 @@ async fn a_regeneration_reaches_every_instance_in_milliseconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_listener_falls_back_to_the_ttl_and_forgets_on_reconnect() {
     let Some(url) = database_url() else { return };
+    #[cfg(feature = "metrics")]
+    reconnects::install();
     let a = store(&url).await;
     let (proxy, proxied) = proxied(&url).await;
     let b = CachedKeyStore::new(store(&url).await).with_ttl(TTL);
@@ -588,6 +590,53 @@ async fn a_cut_listener_falls_back_to_the_ttl_and_forgets_on_reconnect() {
         b.try_find_by_key(&fresh_digest).is_none(),
         "emptied on reconnect"
     );
+    #[cfg(feature = "metrics")]
+    assert!(reconnects::counted() >= 1, "the reconnection is counted");
+}
+
+/// A global `metrics` recorder (the listener records on the runtime's worker threads) that
+/// counts `axra_auth::metrics::LISTENER_RECONNECTS` alone, whichever test's listener
+/// reconnects.
+#[cfg(feature = "metrics")]
+mod reconnects {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, LazyLock};
+
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    static COUNT: LazyLock<Arc<AtomicU64>> = LazyLock::new(Arc::default);
+
+    struct Reconnects;
+
+    impl Recorder for Reconnects {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            if key.name() == axra_auth::metrics::LISTENER_RECONNECTS {
+                Counter::from_arc(Arc::clone(&COUNT))
+            } else {
+                Counter::noop()
+            }
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    /// Installs the recorder (once per process; later calls change nothing).
+    pub(super) fn install() {
+        let _ = metrics::set_global_recorder(Reconnects);
+    }
+
+    pub(super) fn counted() -> u64 {
+        COUNT.load(Ordering::Relaxed)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,7 +157,7 @@ async fn listen_once(
         }));
     }
     state.listening.store(true, Ordering::Release);
-    state.connections.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::listener_connected(state.connections.fetch_add(1, Ordering::Relaxed));
     trace_event!(tracing::Level::INFO, "axra_auth: listening for key changes");
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;

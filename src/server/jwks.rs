@@ -198,6 +198,7 @@ impl JwksState {
             Ok(keys) => keys,
             Err(_) => Err(JwksError::Timeout),
         };
+        crate::metrics::jwks_fetch(keys.as_ref().err());
         match keys {
             Ok(keys) => {
                 let mut applied = self

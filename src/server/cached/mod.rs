@@ -76,6 +76,7 @@ use tokio::time::Instant;
 use self::maps::{KeyCacheMaps, Settings};
 use super::expiring::Update;
 use super::store::{BusinessRecord, KeyDigest, KeyRecord, KeyStore, StoreError};
+use crate::metrics::{KeySource, key_lookup};
 
 /// Default time a looked-up record is trusted: long enough that a hot key costs one query every
 /// few seconds per instance, short enough that a regenerated key stops working quickly.
@@ -109,6 +110,7 @@ const DEFAULT_SETTINGS: Settings = Settings {
 };
 
 fn lane_full() -> StoreError {
+    crate::metrics::unknown_key_lane_refusal();
     StoreError::unavailable("too many lookups of unknown API keys at once; try again shortly")
 }
 
@@ -369,10 +371,12 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
         let digest = *key_digest;
         async move {
             if let Some(record) = self.cached_key(&digest) {
+                key_lookup(KeySource::Cache);
                 return Ok(Some(record));
             }
             let now = Instant::now();
             if self.maps.negatives.get(&digest, now).is_some() {
+                key_lookup(KeySource::NegativeCache);
                 return Ok(None);
             }
             // Keys not seen valid lately take the narrow lane.
@@ -387,6 +391,7 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
                 Some(permit)
             };
             let asked_at = Instant::now();
+            key_lookup(KeySource::Store);
             let found = self.inner.find_by_key(&digest).await?;
             match found {
                 Some(record) if !self.remember_key(digest, &record, asked_at) => Ok(None),
@@ -474,12 +479,14 @@ impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
         key_digest: &KeyDigest,
     ) -> Option<Result<Option<KeyRecord>, StoreError>> {
         if let Some(record) = self.cached_key(key_digest) {
+            key_lookup(KeySource::Cache);
             return Some(Ok(Some(record)));
         }
-        self.maps
-            .negatives
-            .get(key_digest, Instant::now())
-            .map(|_| Ok(None))
+        let negative = self.maps.negatives.get(key_digest, Instant::now());
+        negative.map(|_| {
+            key_lookup(KeySource::NegativeCache);
+            Ok(None)
+        })
     }
 
     fn try_find_business(

@@ -60,6 +60,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         match self.verifier.verify(&req) {
             Verification::Now(Ok(business)) => {
+                crate::metrics::server_verified(business.method);
                 // The store answered at once: call the service that was polled ready, no box.
                 req.extensions_mut().insert(business);
                 ResponseFuture {
@@ -69,6 +70,7 @@ where
                 }
             }
             Verification::Now(Err(Rejection::Missing)) if self.verifier.anonymous => {
+                crate::metrics::server_refused(req.headers(), Rejection::Missing, true);
                 // No credentials at all, on a route that allows it: no business, and none that
                 // a caller inside the process may have put there either.
                 req.extensions_mut().remove::<AuthenticatedBusiness>();
@@ -78,7 +80,10 @@ where
                     },
                 }
             }
-            Verification::Now(Err(rejection)) => ResponseFuture::reject(rejection, is_grpc(&req)),
+            Verification::Now(Err(rejection)) => {
+                crate::metrics::server_refused(req.headers(), rejection, false);
+                ResponseFuture::reject(rejection, is_grpc(&req))
+            }
             Verification::Later(verify) => {
                 // The service that was polled ready goes with the request; a clone stays behind.
                 let clone = self.inner.clone();

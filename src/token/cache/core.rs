@@ -199,6 +199,7 @@ impl<P> Drop for FetchGuard<P> {
             && let Some(core) = self.core.upgrade()
         {
             core.counters.failed.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::token_exchange_aborted();
         }
         self.wake.notify_one();
     }
@@ -313,9 +314,11 @@ impl<P: TokenProvider> CacheCore<P> {
     /// brings. During a backoff after failures, the last error at once.
     pub(crate) async fn wait(self: &Arc<Self>) -> Result<Arc<Entry>, TokenError> {
         if let Some(entry) = self.usable() {
+            crate::metrics::token_cache_hit();
             return Ok(entry);
         }
         self.counters.waits.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::token_cache_wait();
         self.ensure_refresher();
         trace_event!(
             tracing::Level::DEBUG,
@@ -385,6 +388,7 @@ impl<P: TokenProvider> CacheCore<P> {
             let settle = self.config.rejection_hold(rejections.streak);
             rejections.settle_until = Some(now.checked_add(settle).unwrap_or(now));
             self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::token_invalidation();
             trace_event!(
                 tracing::Level::INFO,
                 rejected_in_a_row = rejections.streak,
@@ -521,6 +525,7 @@ impl<P: TokenProvider> CacheCore<P> {
         state.inflight = Some(rx.clone());
         let epoch = state.epoch;
         self.counters.started.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::token_fetch_started(reason);
         let provider = Arc::clone(&self.provider);
         let mut guard = FetchGuard {
             core: Arc::downgrade(self),
@@ -571,11 +576,13 @@ impl<P: TokenProvider> CacheCore<P> {
                 Err(_) => &self.counters.failed,
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::token_exchange(&outcome, started);
             self.counters.superseded.fetch_add(1, Ordering::Relaxed);
             tx.send_replace(Some(outcome));
             return;
         }
         let outcome = result.and_then(|token| self.install(token, started));
+        crate::metrics::token_exchange(&outcome, started);
         if let Ok(entry) = &outcome
             && epoch != self.epoch.load(Ordering::Acquire)
         {

@@ -8,6 +8,10 @@
 //! on different threads stop bouncing shared reference counts between cores: this is what lets
 //! the bearer layer scale with threads (`bearer_contention` in BENCHMARKS.md). An instance used
 //! once, as in `client.clone().oneshot(req)`, allocates nothing.
+//!
+//! With the `metrics` feature, each request served from the cache also counts a hit
+//! ([`TOKEN_CACHE_REQUESTS`](crate::metrics::TOKEN_CACHE_REQUESTS)): a lookup of a key built at
+//! compile time in the installed recorder, and that recorder's counter (one shared count).
 
 use std::sync::Arc;
 
@@ -49,6 +53,7 @@ impl<P: TokenProvider> RejectionReport<P> {
 
     /// The server refused the token.
     pub(crate) fn rejected(self) {
+        crate::metrics::client_rejection();
         let cache = match &self.cache {
             CacheRef::Shared(cache) => cache,
             CacheRef::Private(private) => &private.0,
@@ -136,6 +141,7 @@ impl<P: TokenProvider> InstanceHandle<P> {
             self.lease = self.cache.core().usable().map(Lease::new);
         }
         let lease = self.lease.as_mut()?;
+        crate::metrics::token_cache_hit();
         if reused && !lease.private_header {
             lease.header = private_copy(&lease.header);
             lease.private_header = true;

@@ -418,6 +418,7 @@ impl<P: TokenProvider> TokenCache<P> {
     /// token is usable. No lock.
     pub(crate) fn usable_header(self: &Arc<Self>) -> Option<(HeaderValue, RejectionReport<P>)> {
         let entry = self.core.usable()?;
+        crate::metrics::token_cache_hit();
         let report = RejectionReport::shared(Arc::clone(self), entry.generation);
         Some((entry.header.clone(), report))
     }
