@@ -110,7 +110,7 @@ pub const UNKNOWN_KEY_LANE_REFUSALS: &str = "axra_auth_unknown_key_lane_refusals
 
 /// Counter: JWKS fetches by a `JwksSource` (at connection, periodic, and for unknown key ids).
 ///
-/// Label `outcome`: `ok`, `transport`, `status` (an answer other than 200), `invalid` (not a
+/// Label `outcome`: `ok`, `transport`, `tls`, `status` (an answer other than 200), `invalid` (not a
 /// JWKS with a usable key, or too large), `timeout`, `invalid_url`.
 pub const JWKS_FETCHES: &str = "axra_auth_jwks_fetches_total";
 
@@ -441,7 +441,8 @@ pub(crate) fn jwks_fetch(error: Option<&crate::server::JwksError>) {
         use crate::server::JwksError as E;
         count(match error {
             None => static_key!(JWKS_FETCHES, "outcome" => "ok"),
-            Some(E::Transport) => static_key!(JWKS_FETCHES, "outcome" => "transport"),
+            Some(E::Transport(_)) => static_key!(JWKS_FETCHES, "outcome" => "transport"),
+            Some(E::Tls(_)) => static_key!(JWKS_FETCHES, "outcome" => "tls"),
             Some(E::Status(_)) => static_key!(JWKS_FETCHES, "outcome" => "status"),
             Some(E::Invalid(_)) => static_key!(JWKS_FETCHES, "outcome" => "invalid"),
             Some(E::Timeout) => static_key!(JWKS_FETCHES, "outcome" => "timeout"),
