@@ -968,7 +968,7 @@ mod tests {
         assert_eq!(verifier.kids(), ["k2"]);
         let jwks = serde_json::to_string(&issuer.jwks()).unwrap();
         assert!(
-            jwks.contains(r#""kid":"k2""#) && !jwks.contains("k1"),
+            jwks.contains(r#""kid":"k2""#) && !jwks.contains(r#""kid":"k1""#),
             "{jwks}"
         );
         assert!(!jwks.contains(r#""d""#), "no private part: {jwks}");
