@@ -23,6 +23,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The crate's client: no credential follows a redirect to another origin (reqwest's default
     // policy would forward x-api-key), and every hop is recorded, so a POST refused with a 401
     // is replayed only when no redirect was followed. `no_proxy`: the server is on this machine.
+    // This repository builds reqwest with `rustls-no-provider` (one crypto provider in the
+    // build: ring, the crate's own), so it installs ring once; with reqwest's `rustls` feature,
+    // reqwest brings its own and this line is not needed.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let builder = || reqwest::Client::builder().no_proxy();
     let with_key = client_builder(builder())?
         .with(ApiKeyMiddleware::new(business.api_key().clone()))

@@ -24,6 +24,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio_rustls::rustls::crypto::ring::default_provider().install_default().ok(); // this repository builds reqwest with `rustls-no-provider`: ring, installed once
 //! let key = axra_auth::ApiKey::new("bk_test_4f9c2a7d1e")?;
 //! let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())?
 //!     .with(axra_auth::reqwest::ApiKeyMiddleware::new(key))
@@ -58,6 +59,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio_rustls::rustls::crypto::ring::default_provider().install_default().ok(); // this repository builds reqwest with `rustls-no-provider`: ring, installed once
 //! # let store = MemoryKeyStore::new();
 //! # let business = store.create_business("Acme", Environment::Test);
 //! # let issuer = TokenIssuer::random();
@@ -445,6 +447,7 @@ impl Middleware for RecordRedirects {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio_rustls::rustls::crypto::ring::default_provider().install_default().ok(); // this repository builds reqwest with `rustls-no-provider`: ring, installed once
 /// use axra_auth::reqwest::ApiKeyMiddleware;
 /// let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())?
 ///     .with(ApiKeyMiddleware::new(axra_auth::ApiKey::new("bk_test_4f9c2a7d1e")?))

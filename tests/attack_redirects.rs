@@ -86,6 +86,7 @@ async fn ours(target: String, exchanges: Arc<Mutex<u32>>) -> std::net::SocketAdd
 /// the caller never takes the other origin's answer for ours.
 #[tokio::test]
 async fn attack_api_key_layer_over_follow_redirect_sends_the_key_to_another_origin() {
+    common::ring();
     let seen = Seen::default();
     let other = theirs(&seen).await;
     let addr = ours(format!("http://{other}/collect"), Arc::new(Mutex::new(0))).await;
@@ -112,6 +113,7 @@ async fn attack_api_key_layer_over_follow_redirect_sends_the_key_to_another_orig
 /// any credential) to another origin; the `302` comes back to the caller as is.
 #[tokio::test]
 async fn same_origin_policy_keeps_the_api_key_home_and_hands_the_redirect_back() {
+    common::ring();
     use axra_auth::redirect::SameOriginPolicy;
     let seen = Seen::default();
     let other = theirs(&seen).await;
@@ -151,6 +153,7 @@ async fn same_origin_policy_keeps_the_api_key_home_and_hands_the_redirect_back()
 /// origin), and when it moved, report nothing (as `Redirects::Followed`).
 #[tokio::test]
 async fn attack_a_foreign_401_after_a_redirect_invalidates_our_valid_token() {
+    common::ring();
     use axra_auth::{AxraTokenProvider, BearerTokenLayer, Credentials};
     let seen = Seen::default();
     let other = theirs(&seen).await;
@@ -197,6 +200,7 @@ async fn attack_a_foreign_401_after_a_redirect_invalidates_our_valid_token() {
 /// may be another resource) and is not replayed; the token never left the origin.
 #[tokio::test]
 async fn a_401_after_a_same_origin_hop_judges_no_token_and_is_not_replayed() {
+    common::ring();
     use axra_auth::redirect::SameOriginPolicy;
     use axra_auth::{AxraTokenProvider, BearerTokenLayer, Credentials};
     let exchanges = Arc::new(Mutex::new(0));

@@ -98,6 +98,7 @@ fn seen_keys(seen: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
 
 #[tokio::test]
 async fn the_watcher_passes_on_changes_and_ignores_broken_files() {
+    common::ring();
     let mut volume = SecretVolume::new("watch");
     volume.publish("bk_test_first", "bs_test_first");
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -173,6 +174,7 @@ async fn server_and_volume(
 
 #[tokio::test]
 async fn a_key_regenerated_mid_run_reaches_the_client_through_the_files() {
+    common::ring();
     let (server, mut volume, files, layer) = server_and_volume("e2e").await;
     let rotator = layer.credentials_rotator();
     let interval = Duration::from_millis(200);
@@ -216,6 +218,7 @@ async fn a_key_regenerated_mid_run_reaches_the_client_through_the_files() {
 
 #[tokio::test]
 async fn a_refusal_makes_the_watcher_read_the_files_before_its_next_poll() {
+    common::ring();
     let (server, mut volume, files, layer) = server_and_volume("on-401").await;
     let rotator = layer.credentials_rotator();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -303,6 +306,7 @@ async fn until_seen(seen: &Arc<Mutex<Vec<String>>>, want: &[&str]) {
 
 #[test]
 fn a_fifo_swapped_in_neither_sticks_the_watcher_nor_blocks_shutdown() {
+    common::ring();
     let mut volume = SecretVolume::new("fifo");
     volume.publish("bk_test_first", "bs_test_first");
     let files = volume.files();
@@ -344,6 +348,7 @@ fn a_fifo_swapped_in_neither_sticks_the_watcher_nor_blocks_shutdown() {
 
 #[test]
 fn dropping_the_runtime_while_the_watcher_reads_a_fifo_does_not_block() {
+    common::ring();
     let mut volume = SecretVolume::new("fifo-drop");
     volume.publish_fifos();
     let files = volume.files();
@@ -410,6 +415,7 @@ async fn until_changed(changed: &tokio::sync::Notify) {
 
 #[tokio::test]
 async fn an_api_key_client_rereads_the_files_after_a_401_not_at_the_next_poll() {
+    common::ring();
     let (server, mut volume, files, _bearer) = server_and_volume("key-on-401").await;
     let layer = axra_auth::ApiKeyLayer::new(files.read().unwrap().api_key().clone());
     let rotator = layer.rotator();
@@ -437,6 +443,7 @@ async fn an_api_key_client_rereads_the_files_after_a_401_not_at_the_next_poll() 
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn a_reqwest_api_key_client_rereads_the_files_after_a_401_not_at_the_next_poll() {
+    common::ring();
     use axra_auth::reqwest::{ApiKeyMiddleware, client_builder};
 
     let (server, mut volume, files, _bearer) = server_and_volume("reqwest-key-on-401").await;

@@ -71,6 +71,7 @@ where
 
 #[tokio::test]
 async fn the_quickstart_reaches_the_mock_server_with_a_plain_http_client() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let (mock, running, credentials) = mock().await;
     let http = plain_http();
     let provider = AxraTokenProvider::new(http.clone(), credentials.clone())
@@ -97,6 +98,7 @@ async fn the_quickstart_reaches_the_mock_server_with_a_plain_http_client() {
 
 #[tokio::test]
 async fn the_reqwest_section_reaches_the_mock_server() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let (_mock, running, credentials) = mock().await;
     let local = || reqwest::Client::builder().no_proxy();
     let provider = AxraTokenProvider::reqwest(local().build().unwrap(), credentials.clone())
@@ -130,6 +132,7 @@ async fn the_reqwest_section_reaches_the_mock_server() {
 
 #[tokio::test]
 async fn a_service_following_the_mock_jwks_accepts_its_tokens_with_no_key_store() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let (mock, running, credentials) = mock().await;
     let jwks_url = format!("http://{}/.well-known/jwks.json", running.addr());
     let verifier = JwksSource::new(plain_http(), &jwks_url)
@@ -172,6 +175,7 @@ async fn a_service_following_the_mock_jwks_accepts_its_tokens_with_no_key_store(
 
 #[tokio::test]
 async fn the_errors_the_readme_promises_say_what_to_do() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let (_mock, running, credentials) = mock().await;
 
     // The quickstart's HTTPS-only client given the mock's http:// base URL: permanent, and it

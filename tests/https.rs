@@ -33,6 +33,7 @@ async fn axra_over_tls(names: &[&str]) -> (String, axra_auth::Credentials, TestC
 
 #[tokio::test]
 async fn the_bearer_exchange_and_api_calls_work_over_https_with_http2() {
+    common::ring();
     let (base_url, credentials, ca) = axra_over_tls(&["127.0.0.1", "localhost"]).await;
     let http = https::client_with_roots(ca.roots());
     let provider = AxraTokenProvider::new(http.clone(), credentials)
@@ -78,6 +79,7 @@ async fn refused(names: &[&str], trust_the_ca: bool) -> axra_auth::TokenError {
 
 #[tokio::test]
 async fn a_certificate_for_another_host_is_refused() {
+    common::ring();
     let err = refused(&["api.example.com"], true).await;
     assert_eq!(err.kind(), TokenErrorKind::Tls, "{err:?}");
     assert!(!err.is_transient());
@@ -85,6 +87,7 @@ async fn a_certificate_for_another_host_is_refused() {
 
 #[tokio::test]
 async fn an_untrusted_certificate_is_refused() {
+    common::ring();
     let err = refused(&["127.0.0.1"], false).await;
     assert_eq!(err.kind(), TokenErrorKind::Tls, "{err:?}");
     assert!(err.to_string().contains("TLS"), "{err}");
@@ -92,6 +95,7 @@ async fn an_untrusted_certificate_is_refused() {
 
 #[tokio::test]
 async fn the_ready_client_refuses_plain_http() {
+    common::ring();
     let server = common::AxraServer::start().await; // plain HTTP on 127.0.0.1
     let request = Request::post(server.url("/api/v1/business/checkout/session"))
         .header("x-api-key", server.business.api_key().expose_secret())
@@ -106,6 +110,7 @@ async fn the_ready_client_refuses_plain_http() {
 /// protected gRPC server, and a bearer token comes from the token endpoint over HTTPS too.
 #[tokio::test]
 async fn tonic_channels_carry_both_methods_over_tls() {
+    common::ring();
     use axra_auth::ApiKeyLayer;
     use axra_auth::server::RequireAxraAuthLayer;
     use tonic::transport::server::TcpIncoming;
@@ -183,6 +188,7 @@ async fn tonic_channels_carry_both_methods_over_tls() {
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn reqwest_middleware_works_over_tls() {
+    common::ring();
     use axra_auth::reqwest::{BearerTokenMiddleware, redirect_policy};
     use std::sync::Arc;
 

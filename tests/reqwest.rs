@@ -36,6 +36,7 @@ impl Middleware for Inspect {
 
 #[tokio::test]
 async fn api_key_middleware_authenticates_and_an_explicit_key_wins() {
+    common::ring();
     let server = AxraServer::start().await;
     let inspected = Arc::new(AtomicUsize::new(0));
     let client = ClientBuilder::new(reqwest::Client::new())
@@ -71,6 +72,7 @@ async fn api_key_middleware_authenticates_and_an_explicit_key_wins() {
 
 #[tokio::test]
 async fn bearer_middleware_over_reqwest_only() {
+    common::ring();
     let server = AxraServer::start().await;
     let http = reqwest::Client::new();
     let provider = AxraTokenProvider::reqwest(http.clone(), server.business.credentials().clone())
@@ -124,6 +126,7 @@ async fn bearer_middleware_over_reqwest_only() {
 
 #[tokio::test]
 async fn explicit_authorization_skips_the_cache() {
+    common::ring();
     let server = AxraServer::start().await;
     let provider = AxraTokenProvider::reqwest(
         reqwest::Client::new(),

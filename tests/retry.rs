@@ -115,6 +115,7 @@ fn attempts(api: &Api) -> Vec<(String, String)> {
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn a_revoked_token_costs_no_failed_request_when_the_body_can_be_replayed() {
+    common::ring();
     let api = api(&["tok-1"]).await;
     let (client, cache) = client_with_a_cached_token(&api).await; // tok-1
     let url = format!("http://{}/api/v1/payments", api.addr);
@@ -142,6 +143,7 @@ async fn a_revoked_token_costs_no_failed_request_when_the_body_can_be_replayed()
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn no_retry_for_a_streamed_body_or_when_turned_off() {
+    common::ring();
     let api = api(&["tok-1", "tok-3"]).await;
     let (client, cache) = client_with_a_cached_token(&api).await;
     let url = format!("http://{}/api/v1/payments", api.addr);
@@ -172,6 +174,7 @@ async fn no_retry_for_a_streamed_body_or_when_turned_off() {
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn a_server_refusing_every_token_sees_at_most_two_attempts_a_request() {
+    common::ring();
     let api = api(&["tok-1", "tok-2", "tok-3", "tok-4"]).await;
     let (client, cache) = client_with_a_cached_token(&api).await;
     let url = format!("http://{}/api/v1/payments", api.addr);
@@ -189,6 +192,7 @@ async fn a_server_refusing_every_token_sees_at_most_two_attempts_a_request() {
 
 #[tokio::test]
 async fn the_tower_layer_retries_once_when_asked_and_only_then() {
+    common::ring();
     use axra_auth::{AxraTokenProvider, BearerTokenLayer};
     use tower::{Layer, ServiceExt};
 
@@ -275,6 +279,7 @@ async fn the_tower_layer_retries_once_when_asked_and_only_then() {
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn a_401_after_a_redirect_is_never_replayed() {
+    common::ring();
     use axum::response::IntoResponse;
     // POST /charges is handled (counted), then redirected (303) to a page that answers 401.
     let handled = Arc::new(Mutex::new(0));

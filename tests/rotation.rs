@@ -21,6 +21,7 @@ fn checkout(server: &AxraServer) -> Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn a_rotated_api_key_reaches_every_service_and_clone() {
+    common::ring();
     let server = AxraServer::start().await;
     let layer = ApiKeyLayer::new(server.business.api_key().clone());
     let rotator = layer.rotator();
@@ -67,6 +68,7 @@ async fn a_rotated_api_key_reaches_every_service_and_clone() {
 
 #[tokio::test]
 async fn rotated_credentials_replace_the_token_at_once_with_one_exchange() {
+    common::ring();
     let server = AxraServer::start().await;
     let provider: AxraTokenProvider<HyperClient> =
         AxraTokenProvider::new(hyper_client(), server.business.credentials().clone())
@@ -114,6 +116,7 @@ async fn rotated_credentials_replace_the_token_at_once_with_one_exchange() {
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn the_reqwest_middlewares_rotate_too() {
+    common::ring();
     use axra_auth::reqwest::{ApiKeyMiddleware, redirect_policy};
     let server = AxraServer::start().await;
     let http = reqwest::Client::builder()

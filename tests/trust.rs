@@ -84,6 +84,7 @@ fn credentials(key: &str, secret: &str) -> Credentials {
 // Defect 1: a fresh token after `regenerate` must not be refused by a cache that predates it.
 #[tokio::test]
 async fn a_token_newer_than_the_cached_record_is_accepted_at_once() {
+    common::ring();
     let backing = MemoryKeyStore::new();
     let issued = backing.create_business("Acme", Environment::Test);
     // A long TTL: the defect lasted as long as the by-id cache held the old generation.
@@ -223,6 +224,7 @@ fn with_header(name: &str, value: &str) -> Request<()> {
 // restored from a backup) must not cost a source-of-truth query per request.
 #[tokio::test(start_paused = true)]
 async fn a_token_ahead_of_the_store_costs_a_bounded_number_of_reloads() {
+    common::ring();
     let backing = MemoryKeyStore::new();
     let issued = backing.create_business("Acme", Environment::Test);
     let counting = Counting::new(backing.clone());
@@ -257,6 +259,7 @@ async fn a_token_ahead_of_the_store_costs_a_bounded_number_of_reloads() {
 // old key back into the cache after this instance learned of the new generation.
 #[tokio::test(start_paused = true)]
 async fn a_slow_key_lookup_does_not_bring_back_a_regenerated_key() {
+    common::ring();
     let backing = MemoryKeyStore::new();
     let issued = backing.create_business("Acme", Environment::Test);
     let counting = Counting::new(backing.clone());
@@ -342,6 +345,7 @@ impl KeyStore for SlowStore {
 /// so concurrent reloads all reach the store behind.
 #[tokio::test(start_paused = true)]
 async fn concurrent_reloads_of_an_uncached_business_share_one_query() {
+    common::ring();
     let inner = SlowStore::new(Duration::ZERO, Duration::from_millis(50));
     let store = CachedKeyStore::new(inner.clone());
     let mut set = tokio::task::JoinSet::new();
@@ -361,6 +365,7 @@ async fn concurrent_reloads_of_an_uncached_business_share_one_query() {
 /// entry with `reloaded_at: None`, so the next reload inside the 250 ms interval is not refused.
 #[tokio::test(start_paused = true)]
 async fn a_late_lookup_does_not_reset_the_reload_interval() {
+    common::ring();
     let inner = SlowStore::new(Duration::from_millis(100), Duration::ZERO);
     let store = CachedKeyStore::new(inner.clone());
     let slow = {
@@ -417,6 +422,7 @@ async fn refusing_api(exchanges: Arc<Mutex<usize>>) -> SocketAddr {
 // Defect 3: a peer that refuses every token must not get an exchange (with the secret) per request.
 #[tokio::test]
 async fn an_api_that_refuses_every_token_costs_a_bounded_number_of_exchanges() {
+    common::ring();
     let exchanges = Arc::new(Mutex::new(0));
     let addr = refusing_api(Arc::clone(&exchanges)).await;
     let provider = AxraTokenProvider::new(hyper_client(), credentials("bk_test_a", "bs_test_b"))
@@ -466,6 +472,7 @@ mod over_reqwest {
     // Defect 3, reqwest side, with the shared definition of a rejection (gRPC 16 too).
     #[tokio::test]
     async fn the_bearer_middleware_backs_off_too_and_reads_grpc_rejections() {
+        common::ring();
         let exchanges = Arc::new(Mutex::new(0));
         let addr = refusing_api(Arc::clone(&exchanges)).await;
         let http = safe_client();
@@ -517,6 +524,7 @@ mod over_reqwest {
     // reqwest's default client (which follows redirects).
     #[tokio::test]
     async fn the_exchange_never_follows_a_redirect_whatever_the_client() {
+        common::ring();
         for client in [reqwest::Client::new(), safe_client()] {
             for status in [
                 StatusCode::TEMPORARY_REDIRECT,
@@ -545,6 +553,7 @@ mod over_reqwest {
     // origin; a same-origin redirect still works.
     #[tokio::test]
     async fn the_api_key_never_follows_a_cross_origin_redirect() {
+        common::ring();
         let (other, log) = recorder().await;
         let key = ApiKey::new("bk_test_never_elsewhere").unwrap();
         let client = reqwest_middleware::ClientBuilder::new(safe_client())
@@ -609,6 +618,7 @@ mod over_reqwest {
 // Ambiguous credentials: the server refuses what a proxy in front might read differently.
 #[tokio::test]
 async fn ambiguous_credentials_are_refused() {
+    common::ring();
     let server = common::AxraServer::start().await;
     let key = server.business.api_key().expose_secret().to_owned();
     let send = |headers: Vec<(&'static str, String)>| {

@@ -153,6 +153,7 @@ mod over_reqwest {
 
     #[tokio::test]
     async fn a_post_redirected_back_to_its_own_url_then_refused_is_never_replayed() {
+        common::ring();
         let log = Log::default();
         let addr = api_with(post_redirect_get_same_url(), &log).await;
         let middleware = warm_middleware(addr).await;
@@ -177,6 +178,7 @@ mod over_reqwest {
 
     #[tokio::test]
     async fn a_post_redirected_a_to_b_to_a_then_refused_is_never_replayed() {
+        common::ring();
         let log = Log::default();
         let addr = api_with(a_to_b_to_a(), &log).await;
         let middleware = warm_middleware(addr).await;
@@ -203,6 +205,7 @@ mod over_reqwest {
     /// and an idempotent PUT is replayed over any client.
     #[tokio::test]
     async fn a_refused_request_is_replayed_when_no_redirect_can_have_happened() {
+        common::ring();
         let log = Log::default();
         let app = Router::new().route(
             "/api/v1/pay",
@@ -274,6 +277,7 @@ mod over_reqwest {
 
     #[tokio::test]
     async fn the_crate_client_never_carries_the_api_key_to_another_origin() {
+        common::ring();
         let (log, other, redirector) = cross_origin().await;
         let client = axra_auth::reqwest::client_builder(reqwest::Client::builder())
             .unwrap()
@@ -298,6 +302,7 @@ mod over_reqwest {
 
     #[tokio::test]
     async fn reqwest_default_client_refuses_loudly_after_a_cross_origin_redirect() {
+        common::ring();
         let (log, _other, redirector) = cross_origin().await;
         let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
             .with(ApiKeyMiddleware::new(
@@ -324,6 +329,7 @@ mod over_reqwest {
 /// `FollowRedirect` over a hyper client): a POST answered 303 then 401 is not replayed.
 #[tokio::test]
 async fn the_tower_layer_never_replays_a_post_over_a_redirect_following_inner_service() {
+    common::ring();
     use axra_auth::{AxraTokenProvider, BearerTokenLayer};
     use tower::{Layer, ServiceExt};
     use tower_http::follow_redirect::FollowRedirectLayer;

@@ -87,3 +87,11 @@ pub fn secrets_of(issued: &IssuedCredentials) -> Vec<String> {
 pub fn shared<T>(value: T) -> Arc<T> {
     Arc::new(value)
 }
+
+/// Installs ring as the process's rustls provider, once. reqwest is a dev-dependency with
+/// `rustls-no-provider` (so the build holds one crypto provider, ring, the crate's own, and not
+/// also aws-lc-rs with its C build); such a reqwest client panics when built before a provider
+/// is installed.
+pub fn ring() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+}
