@@ -6,7 +6,8 @@
 //!   `UNAUTHENTICATED`) otherwise.
 //! - [`TokenEndpoint`]: `POST /business/auth/token`.
 //! - [`KeyStore`] / [`MemoryKeyStore`]: businesses and the SHA-256 digests of their keys.
-//! - [`TokenIssuer`]: the one-hour HS256 tokens.
+//! - [`TokenIssuer`]: the one-hour tokens (HS256, EdDSA or ES256, named by `kid`), with
+//!   signing-key rotation; [`JwksEndpoint`] / [`JwksSource`] publish and follow its public keys.
 //!
 //! # Example
 //!

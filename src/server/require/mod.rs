@@ -2,8 +2,10 @@
 //!
 //! - `x-api-key`: hashed with SHA-256, looked up in the [`KeyStore`], compared in constant time.
 //! - `Authorization: Bearer <token>` (scheme case-insensitive): verified by the
-//!   [`TokenIssuer`] (HS256 only, signature, issuer, expiry), then checked against the store so a
-//!   regenerated key's tokens fail at once. A token seen before skips the signature check (see
+//!   [`TokenIssuer`] or any `TokenVerifier` (the key its `kid` names, whose algorithm must be
+//!   the token's: HS256, EdDSA or ES256; signature, issuer, expiry), then checked against the
+//!   store so a regenerated key's tokens fail at once (a layer built with
+//!   `RequireAxraAuthLayer::stateless` has no store: the claims name the business). A token seen before skips the signature check (see
 //!   [`RequireAxraAuthLayer::with_verified_token_cache`]).
 //! - A request carrying both is judged by its `x-api-key` alone: a valid key is accepted whatever
 //!   the `Authorization` header says, and an invalid key is refused even with a valid token.

@@ -1,7 +1,8 @@
 //! [`TokenCache`]: expiry, refresh-ahead, single-flight, timeout, backoff and invalidation.
 //!
-//! The cache is four small parts: `core.rs`, the primitive (the current token and the one
-//! fetch that replaces it); `policy.rs`, the settings and the arithmetic of deadlines, backoff,
+//! The cache is four small parts: `core.rs`, the primitive (the current token, the one
+//! fetch that replaces it, and the background refresher that starts that fetch when no request
+//! does); `policy.rs`, the settings and the arithmetic of deadlines, backoff,
 //! rejections and jitter; `entry.rs`, a token's phase as a timer-driven state machine; and
 //! `handle.rs`, how the client layers hold the cache (a usable token's header and the report of
 //! its rejection). This file is the public face.
