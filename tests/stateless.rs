@@ -97,7 +97,7 @@ async fn jwks_errors_carry_their_cause() {
     let addr = closed.local_addr().unwrap();
     drop(closed);
     let url = format!("http://{addr}{JWKS_PATH}");
-    let error = JwksSource::new(hyper_client(), &url)
+    let error = JwksSource::new(hyper_client(), &format!("{url}?access=jwks-query-secret"))
         .unwrap()
         .connect()
         .await
@@ -106,6 +106,9 @@ async fn jwks_errors_carry_their_cause() {
     assert!(matches!(error, JwksError::Transport(_)), "{error:?}");
     assert!(text.contains(&url), "{text}");
     assert!(text.to_lowercase().contains("connect"), "{text}");
+    // A query may carry a credential: never in the error (which is also logged).
+    assert!(!text.contains("jwks-query-secret"), "{text}");
+    assert!(!format!("{error:?}").contains("jwks-query-secret"));
 
     // An HTTPS-only client given a plain http:// JWKS on this machine: the fix is named.
     #[cfg(feature = "rustls")]

@@ -501,7 +501,16 @@ fn transport_error(error: BoxError, uri: &str) -> JwksError {
              hyper_util's Client::builder(TokioExecutor::new()).build_http())",
         );
     }
-    JwksError::Transport(Arc::from(format!("{text} ({uri})")))
+    // Without the query, which may carry a credential (as `JwksSource`'s Debug shows it): from
+    // the URL named here, and from the transport's own text (reqwest's names the URL).
+    let shown = match uri.split_once('?') {
+        Some((base, query)) => {
+            text = text.replace(&format!("?{query}"), "");
+            base
+        }
+        None => uri,
+    };
+    JwksError::Transport(Arc::from(format!("{text} ({shown})")))
 }
 
 /// The usable keys of a JWKS document: each key on its own (one the crate cannot use is
