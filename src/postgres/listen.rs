@@ -21,9 +21,11 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio_postgres::AsyncMessage;
 
-use super::{CHANGES_CHANNEL, Connection};
-use crate::server::KeyDigest;
+use super::PgKeyStore;
+use super::connect::Connection;
+use super::schema::CHANGES_CHANNEL;
 use crate::server::cached::CacheInvalidator;
+use crate::server::{CachedKeyStore, KeyDigest, KeyStore, StoreError};
 
 /// How often the listener checks that its connection still answers.
 const PING_EVERY: Duration = Duration::from_secs(2);
@@ -37,6 +39,52 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct KeyChangeListener {
     task: AbortHandle,
     state: Arc<ListenerState>,
+}
+
+impl PgKeyStore {
+    /// Evicts a business from `cache` the moment its keys change in the database (any change:
+    /// `regenerate` through any instance, a new business, a manual `UPDATE`), over a dedicated
+    /// connection with this store's settings (URL, TLS) that `LISTEN`s for the notifications
+    /// of the schema's trigger (see [`migrate`](Self::migrate)). Keep the listener alive as
+    /// long as the cache; see [`KeyChangeListener`] for what happens when the connection drops.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when this store was built from a pool ([`PgKeyStore::new`]): use
+    /// [`listen_on`](Self::listen_on) with a URL.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn listen<K: KeyStore>(
+        &self,
+        cache: &CachedKeyStore<K>,
+    ) -> Result<KeyChangeListener, StoreError> {
+        let connection = self.connection.clone().ok_or_else(|| {
+            StoreError::unavailable(
+                "a store built from a pool has no URL to listen with: use PgKeyStore::listen_on",
+            )
+        })?;
+        Ok(spawn(connection, cache.invalidator()))
+    }
+
+    /// [`listen`](Self::listen) over a connection to `url` (with its own `sslmode`): for a
+    /// store behind a transaction-mode pooler such as PgBouncer, which does not carry `LISTEN`,
+    /// point it at the database itself or at a session-mode pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), for `url`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn listen_on<K: KeyStore>(
+        url: &str,
+        cache: &CachedKeyStore<K>,
+    ) -> Result<KeyChangeListener, StoreError> {
+        Ok(spawn(Arc::new(Connection::to(url)?), cache.invalidator()))
+    }
 }
 
 #[derive(Default)]

@@ -12,8 +12,11 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use quick_cache::DefaultHashBuilder;
+use tokio_postgres::Row;
 
 use super::bounded::Bounds;
+use super::{PgKeyStore, unavailable};
+use crate::server::StoreError;
 use crate::server::expiring::ExpiringMap;
 
 /// How often noted uses are written, by default.
@@ -27,6 +30,96 @@ const FLUSH: &str = "UPDATE axra_businesses AS b SET last_used_at = now() \
                              ON r.id = u.id AND r.key_generation = u.generation \
                            FOR UPDATE OF r SKIP LOCKED) AS s \
                      WHERE b.id = s.id";
+
+/// When a business and its current key were created, and when the key was last used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyUsage {
+    /// The business id.
+    pub business_id: String,
+    /// When the business was created.
+    pub business_created_at: std::time::SystemTime,
+    /// When its current key was created (at creation, or by the last `regenerate`).
+    pub key_created_at: std::time::SystemTime,
+    /// When the current key (or a token of it) last authenticated a request, to within the
+    /// usage interval; `None` if never.
+    pub last_used_at: Option<std::time::SystemTime>,
+}
+
+fn usage_row(row: &Row) -> Result<KeyUsage, StoreError> {
+    Ok(KeyUsage {
+        business_id: row.try_get(0).map_err(unavailable)?,
+        business_created_at: row.try_get(1).map_err(unavailable)?,
+        key_created_at: row.try_get(2).map_err(unavailable)?,
+        last_used_at: row.try_get(3).map_err(unavailable)?,
+    })
+}
+
+impl PgKeyStore {
+    /// Writes when keys were last used every `interval` (default a minute; at least 10 ms):
+    /// each key costs at most one write per interval, batched with the others in one
+    /// `UPDATE`, off the request path. `last_used_at` is therefore up to this much behind (an
+    /// interval more for a row locked at the time of a write: the write skips it rather than
+    /// wait). Applies to every clone of this store (one writer serves them all), from its
+    /// next interval.
+    pub fn with_usage_interval(self, interval: Duration) -> Self {
+        self.usage.set_interval(interval);
+        self
+    }
+
+    /// Writes the uses noted so far now, rather than at the end of the interval (before a
+    /// shutdown, say).
+    pub async fn write_usage(&self) {
+        self.usage.write().await;
+    }
+
+    /// When `business_id` and its key were created and the key last used; `None` for an
+    /// unknown business.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn key_usage(&self, business_id: &str) -> Result<Option<KeyUsage>, StoreError> {
+        self.bounded(async |client| {
+            let row = client
+                .query_opt(
+                    "SELECT id, created_at, updated_at, last_used_at FROM axra_businesses \
+                     WHERE id = $1",
+                    &[&business_id],
+                )
+                .await
+                .map_err(unavailable)?;
+            row.map(|row| usage_row(&row)).transpose()
+        })
+        .await
+    }
+
+    /// The businesses whose key has not been used since `since` (or ever), oldest use first, at
+    /// most `limit`: keys nobody uses, to revoke.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn unused_keys(
+        &self,
+        since: std::time::SystemTime,
+        limit: u32,
+    ) -> Result<Vec<KeyUsage>, StoreError> {
+        self.bounded(async |client| {
+            let rows = client
+                .query(
+                    "SELECT id, created_at, updated_at, last_used_at FROM axra_businesses \
+                     WHERE last_used_at IS NULL OR last_used_at < $1 \
+                     ORDER BY last_used_at ASC NULLS FIRST, id LIMIT $2",
+                    &[&since, &i64::from(limit)],
+                )
+                .await
+                .map_err(unavailable)?;
+            rows.iter().map(usage_row).collect()
+        })
+        .await
+    }
+}
 
 /// The uses noted since the last write.
 pub(super) struct Usage {

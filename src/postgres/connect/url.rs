@@ -1,20 +1,13 @@
-//! TLS to PostgreSQL, as the connection string's `sslmode` says, over the crate's rustls stack
-//! (the *ring* provider). [`policy`] is the one `sslmode` table of the crate; the
-//! TLS section of [`PgKeyStore::connect`](super::PgKeyStore::connect) shows it, with where
-//! it differs from libpq, and must change with it.
+//! The connection string: a `postgres://` URL or a libpq `key=value` string, split into what
+//! tokio-postgres parses and the TLS settings this crate handles itself (`sslmode`,
+//! `sslrootcert`, and the `PGSSLMODE`, `PGSSLROOTCERT` and `HOME` environment variables).
+//! [`SSL_MODES`] is the one table of `sslmode` names and whether each encrypts; what each mode
+//! checks, given the roots, is [`policy`](super::tls::policy)'s part. Errors never repeat the
+//! string (it may hold a password).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
 use tokio_postgres::config::SslMode as PgSslMode;
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::server::StoreError;
 
@@ -28,6 +21,43 @@ pub(crate) enum SslMode {
     VerifyFull,
 }
 
+/// Every `sslmode`: its name in a connection string, and how tokio-postgres connects under it
+/// (the `verify-*` modes are `require` to tokio-postgres; the certificate checks are ours).
+const SSL_MODES: [(&str, SslMode, PgSslMode); 5] = [
+    ("disable", SslMode::Disable, PgSslMode::Disable),
+    ("prefer", SslMode::Prefer, PgSslMode::Prefer),
+    ("require", SslMode::Require, PgSslMode::Require),
+    ("verify-ca", SslMode::VerifyCa, PgSslMode::Require),
+    ("verify-full", SslMode::VerifyFull, PgSslMode::Require),
+];
+
+impl SslMode {
+    fn row(self) -> &'static (&'static str, SslMode, PgSslMode) {
+        SSL_MODES
+            .iter()
+            .find(|(_, mode, _)| *mode == self)
+            .expect("every mode has a row")
+    }
+
+    fn from_name(name: &str) -> Option<SslMode> {
+        SSL_MODES
+            .iter()
+            .find(|(known, _, _)| *known == name)
+            .map(|(_, mode, _)| *mode)
+    }
+
+    /// The mode's name, as a connection string writes it.
+    #[cfg(fuzzing)]
+    pub(crate) fn name(self) -> &'static str {
+        self.row().0
+    }
+
+    /// Whether tokio-postgres encrypts: `disable` never, `prefer` when offered, else always.
+    pub(crate) fn encryption(self) -> PgSslMode {
+        self.row().2
+    }
+}
+
 /// A connection string split into what tokio-postgres parses and what this module handles.
 pub(crate) struct Parsed {
     pub(crate) config: tokio_postgres::Config,
@@ -37,52 +67,6 @@ pub(crate) struct Parsed {
     pub(crate) root_cert: Option<PathBuf>,
     /// `sslrootcert=system`: Mozilla's roots.
     pub(crate) system_roots: bool,
-}
-
-/// Where a connection's roots come from.
-pub(crate) enum Roots {
-    /// None: nothing to check a chain against.
-    Absent,
-    /// A root file, or roots given in code.
-    Given(RootCertStore),
-    /// `sslrootcert=system`: Mozilla's roots.
-    System,
-}
-
-/// What a connection checks: one row of the table in the [module docs](self).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Check {
-    /// No certificate check (the handshake's signatures still are).
-    Nothing,
-    /// The chain leads to a root; any name.
-    Chain,
-    /// The chain, and the name the connection string gives.
-    ChainAndName,
-}
-
-/// The one `sslmode` table: whether to encrypt and what to check, given the roots there are, or
-/// why the combination is refused.
-pub(crate) fn policy(mode: SslMode, roots: &Roots) -> Result<(PgSslMode, Check), &'static str> {
-    let system = matches!(roots, Roots::System);
-    let given = matches!(roots, Roots::Given(_));
-    Ok(match mode {
-        _ if system && mode != SslMode::VerifyFull => {
-            return Err("sslrootcert=system needs sslmode=verify-full (as libpq)");
-        }
-        SslMode::Disable => (PgSslMode::Disable, Check::Nothing),
-        SslMode::Prefer if given => (PgSslMode::Prefer, Check::Chain),
-        SslMode::Prefer => (PgSslMode::Prefer, Check::Nothing),
-        SslMode::Require if given => (PgSslMode::Require, Check::Chain),
-        SslMode::Require => (PgSslMode::Require, Check::Nothing),
-        SslMode::VerifyCa if given => (PgSslMode::Require, Check::Chain),
-        SslMode::VerifyCa => {
-            return Err(
-                "sslmode=verify-ca needs a root certificate file (sslrootcert, PGSSLROOTCERT or \
-                 ~/.postgresql/root.crt), as libpq",
-            );
-        }
-        SslMode::VerifyFull => (PgSslMode::Require, Check::ChainAndName),
-    })
 }
 
 fn invalid(what: &'static str) -> StoreError {
@@ -180,17 +164,13 @@ pub(crate) fn parse_with_env(
     let mode = match mode.as_deref() {
         // libpq: with the system's roots the default is the only mode they allow.
         None if system_roots => SslMode::VerifyFull,
-        None | Some("prefer") => SslMode::Prefer,
-        Some("disable") => SslMode::Disable,
-        Some("require") => SslMode::Require,
-        Some("verify-ca") => SslMode::VerifyCa,
-        Some("verify-full") => SslMode::VerifyFull,
-        Some(_) => {
-            return Err(invalid(
+        None => SslMode::Prefer,
+        Some(name) => SslMode::from_name(name).ok_or_else(|| {
+            invalid(
                 "sslmode must be disable, prefer, require, verify-ca or verify-full \
                  (libpq's allow is not supported)",
-            ));
-        }
+            )
+        })?,
     };
     let mut config: tokio_postgres::Config = rest
         .parse()
@@ -208,28 +188,13 @@ pub(crate) fn parse_with_env(
             config.host(address.to_string());
         }
     }
-    config.ssl_mode(match mode {
-        SslMode::Disable => PgSslMode::Disable,
-        SslMode::Prefer => PgSslMode::Prefer,
-        _ => PgSslMode::Require,
-    });
+    config.ssl_mode(mode.encryption());
     Ok(Parsed {
         config,
         mode,
         root_cert,
         system_roots,
     })
-}
-
-/// [`parse`], and the roots it names (its root file's, read now).
-pub(crate) fn parse_with_roots(url: &str) -> Result<(Parsed, Roots), StoreError> {
-    let parsed = parse(url)?;
-    let roots = match parsed.root_cert.as_deref() {
-        Some(path) => Roots::Given(roots_from_file(path)?),
-        None if parsed.system_roots => Roots::System,
-        None => Roots::Absent,
-    };
-    Ok((parsed, roots))
 }
 
 fn percent_decode(value: &str) -> Option<String> {
@@ -287,164 +252,6 @@ fn key_values(text: &str) -> Result<Vec<(String, String)>, StoreError> {
             }
         }
         pairs.push((key, value));
-    }
-}
-
-/// The roots of a PEM file: a regular file of at most 1 MiB with at least one certificate, read
-/// by [`crate::fs::read_regular_file`] (a FIFO is refused without blocking; the error names the
-/// path, never the content).
-pub(crate) fn roots_from_file(path: &std::path::Path) -> Result<RootCertStore, StoreError> {
-    use rustls::pki_types::pem::PemObject;
-    let pem = crate::fs::read_regular_file(path, 1024 * 1024).map_err(|error| {
-        StoreError::invalid_configuration(format!(
-            "the sslrootcert file could not be used: {error}"
-        ))
-    })?;
-    let mut roots = RootCertStore::empty();
-    let certificates: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
-    let (added, _) = roots.add_parsable_certificates(certificates);
-    if added == 0 {
-        return Err(invalid("the sslrootcert file holds no usable certificate"));
-    }
-    Ok(roots)
-}
-
-/// The TLS connector for `mode` and `roots`, as [`policy`] says (Mozilla's roots where it
-/// checks without roots of its own).
-///
-/// # Errors
-///
-/// [`StoreErrorKind::InvalidConfiguration`](crate::server::StoreErrorKind::InvalidConfiguration)
-/// when [`policy`] refuses the combination.
-pub(crate) fn connector(mode: SslMode, roots: Roots) -> Result<MakeRustlsConnect, StoreError> {
-    let (_, check) = policy(mode, &roots).map_err(invalid)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|_| invalid("TLS could not be set up"))?;
-    let verified = |roots: Roots| {
-        let roots = match roots {
-            Roots::Given(roots) => roots,
-            Roots::System | Roots::Absent => RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            },
-        };
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-            .build()
-            .map_err(|_| invalid("the root certificates could not be used"))
-    };
-    let config = match check {
-        Check::ChainAndName => builder
-            .with_webpki_verifier(verified(roots)?)
-            .with_no_client_auth(),
-        Check::Chain => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly(verified(roots)?)))
-            .with_no_client_auth(),
-        Check::Nothing => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(Arc::clone(&provider))))
-            .with_no_client_auth(),
-    };
-    Ok(MakeRustlsConnect::new(config))
-}
-
-/// [`Check::Chain`]: the chain must lead to a trusted root; the name is not checked.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// [`Check::Nothing`] (`prefer` and `require` without roots): encryption against eavesdropping,
-/// no certificate check (the handshake's signatures are still verified).
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -579,118 +386,5 @@ mod tests {
             Some(file.clone())
         );
         std::fs::remove_dir_all(&home).unwrap();
-    }
-
-    #[test]
-    fn one_table_decides_what_each_mode_checks() {
-        let roots = || Roots::Given(RootCertStore::empty());
-        use Check::*;
-        use SslMode::*;
-        let table = [
-            (Disable, Roots::Absent, Ok((PgSslMode::Disable, Nothing))),
-            (Disable, roots(), Ok((PgSslMode::Disable, Nothing))),
-            (Prefer, Roots::Absent, Ok((PgSslMode::Prefer, Nothing))),
-            (Prefer, roots(), Ok((PgSslMode::Prefer, Chain))),
-            (Require, Roots::Absent, Ok((PgSslMode::Require, Nothing))),
-            (Require, roots(), Ok((PgSslMode::Require, Chain))),
-            (VerifyCa, Roots::Absent, Err(())),
-            (VerifyCa, roots(), Ok((PgSslMode::Require, Chain))),
-            (
-                VerifyFull,
-                Roots::Absent,
-                Ok((PgSslMode::Require, ChainAndName)),
-            ),
-            (VerifyFull, roots(), Ok((PgSslMode::Require, ChainAndName))),
-            (
-                VerifyFull,
-                Roots::System,
-                Ok((PgSslMode::Require, ChainAndName)),
-            ),
-            (VerifyCa, Roots::System, Err(())),
-            (Require, Roots::System, Err(())),
-            (Disable, Roots::System, Err(())),
-        ];
-        for (mode, roots, expected) in table {
-            assert_eq!(policy(mode, &roots).map_err(|_| ()), expected, "{mode:?}");
-        }
-        // A refusal is a typed configuration error, from building the connector.
-        let error = connector(VerifyCa, Roots::Absent).err().unwrap();
-        assert_eq!(
-            error.kind(),
-            crate::server::StoreErrorKind::InvalidConfiguration
-        );
-    }
-
-    /// What the fuzz target `pg_connection_string` checks, over a fixed stream of inputs made of
-    /// the pieces that matter (a smoke run in every `cargo test`).
-    #[test]
-    fn arbitrary_strings_never_panic_and_accepted_modes_are_the_tables() {
-        const PIECES: &[&str] = &[
-            "postgres://",
-            "postgresql://",
-            "u",
-            ":",
-            "p",
-            "@",
-            "/",
-            "?",
-            "&",
-            "=",
-            "%",
-            "%40",
-            "%3F",
-            "%zz",
-            "'",
-            "\\",
-            " ",
-            "host=db",
-            "sslmode",
-            "verify-full",
-            "verify-ca",
-            "require",
-            "disable",
-            "prefer",
-            "allow",
-            "sslrootcert",
-            "system",
-            "hostaddr=127.0.0.1",
-            "db",
-            "5432",
-            "ssl%6Dode",
-            "\u{e9}",
-            "password",
-            "options=-c",
-        ];
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for _ in 0..20_000 {
-            let len = next() % 12;
-            let input: String = (0..len)
-                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
-                .collect();
-            match parse_with_env(&input, &|_| None) {
-                Ok(parsed) => {
-                    let roots = if parsed.system_roots {
-                        Roots::System
-                    } else {
-                        Roots::Absent
-                    };
-                    if let Ok((expected, _)) = policy(parsed.mode, &roots) {
-                        assert_eq!(parsed.config.get_ssl_mode(), expected, "{input}");
-                    }
-                }
-                Err(error) => {
-                    assert_eq!(
-                        error.kind(),
-                        crate::server::StoreErrorKind::InvalidConfiguration
-                    );
-                }
-            }
-        }
     }
 }
