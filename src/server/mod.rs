@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use crate::credentials::Environment;
 
-pub use cached::{CachedKeyStore, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL};
+pub use cached::{CachedKeyStore, DEFAULT_KEY_CACHE_CAPACITY, DEFAULT_KEY_CACHE_TTL};
 pub use endpoint::{MAX_TOKEN_REQUEST_BYTES, TokenEndpoint};
 #[cfg(feature = "axum")]
 pub use extract::MissingAuthLayer;

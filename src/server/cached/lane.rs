@@ -2,9 +2,15 @@
 //! rate. Its limits can be changed while the cache is shared; every holder sees the new ones.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+use crate::server::store::StoreError;
+
+/// How long a lookup waits for a place in the lane before answering unavailable.
+const LANE_WAIT: Duration = Duration::from_millis(250);
 
 /// tokio's semaphore holds at most `usize::MAX >> 3` permits; a million is "unlimited".
 const MAX_LOOKUPS: usize = 1 << 20;
@@ -45,8 +51,18 @@ impl UnknownLane {
         state.tokens = state.tokens.min(state.rate);
     }
 
+    /// A place in the lane, held until the lookup is done; unavailable (503) at once when the
+    /// rate is spent, or when no place frees within [`LANE_WAIT`].
+    pub(super) async fn admit(&self) -> Result<OwnedSemaphorePermit, StoreError> {
+        let permits = self.enter().ok_or_else(lane_full)?;
+        tokio::time::timeout(LANE_WAIT, permits.acquire_owned())
+            .await
+            .map_err(|_| lane_full())?
+            .map_err(|_| lane_full())
+    }
+
     /// A token from the bucket, if one is left, and the semaphore to wait on for a place.
-    pub(super) fn enter(&self) -> Option<Arc<Semaphore>> {
+    fn enter(&self) -> Option<Arc<Semaphore>> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let refill = now
@@ -62,4 +78,9 @@ impl UnknownLane {
             None
         }
     }
+}
+
+fn lane_full() -> StoreError {
+    crate::metrics::unknown_key_lane_refusal();
+    StoreError::unavailable("too many lookups of unknown API keys at once; try again shortly")
 }

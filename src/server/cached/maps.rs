@@ -20,6 +20,9 @@ use crate::server::store::{BusinessRecord, DigestHasher, KeyDigest, KeyRecord};
 /// computed from it can overflow.
 const MAX_CACHE_TTL: Duration = Duration::from_secs(86_400);
 
+/// How long a key found valid keeps its way to the store past the unknown-key lane.
+const RECENTLY_VALID: Duration = Duration::from_secs(600);
+
 /// The longest negative TTL accepted.
 const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(60);
 
@@ -193,6 +196,13 @@ impl KeyCacheMaps {
     /// Whether an answer about `id` to a query sent at `asked_at` may be cached.
     pub(super) fn fresh(&self, asked_at: Instant, id: &str) -> bool {
         self.marks().fresh(asked_at, id)
+    }
+
+    /// Lets `digest` skip the unknown-key lane for a while, as a key found valid now: at least
+    /// twice the TTL, so a key stays known between two lookups of it.
+    pub(super) fn mark_recently_valid(&self, digest: KeyDigest) {
+        let until = Instant::now() + RECENTLY_VALID.max(self.ttl() * 2);
+        self.recently_valid.insert(digest, (), until);
     }
 
     /// Whether a negative answer to a query sent at `asked_at` may be cached.

@@ -64,26 +64,22 @@
 //! ```
 
 mod lane;
+mod lookup;
 mod maps;
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use self::maps::{KeyCacheMaps, Settings};
-use super::expiring::Update;
-use super::store::{BusinessRecord, KeyDigest, KeyRecord, KeyStore, StoreError};
-use crate::metrics::{KeySource, key_lookup};
+use super::store::{KeyDigest, KeyStore};
 
 /// Default time a looked-up record is trusted: long enough that a hot key costs one query every
 /// few seconds per instance, short enough that a regenerated key stops working quickly.
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
+pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Default number of records kept (per kind: by key and by business id).
-pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+pub const DEFAULT_KEY_CACHE_CAPACITY: usize = 10_000;
 
 /// Default time a key the store does not know is answered as unknown without a query.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(2);
@@ -95,24 +91,13 @@ pub const DEFAULT_UNKNOWN_KEY_LOOKUPS: usize = 4;
 /// (also the burst).
 pub const DEFAULT_UNKNOWN_KEY_RATE: u32 = 200;
 
-/// How long a key found valid keeps its way to the store past the unknown-key lane.
-const RECENTLY_VALID: Duration = Duration::from_secs(600);
-
-/// How long a lookup waits for a place in the unknown-key lane before answering unavailable.
-const LANE_WAIT: Duration = Duration::from_millis(250);
-
 const DEFAULT_SETTINGS: Settings = Settings {
-    ttl: DEFAULT_CACHE_TTL,
-    capacity: DEFAULT_CACHE_CAPACITY,
+    ttl: DEFAULT_KEY_CACHE_TTL,
+    capacity: DEFAULT_KEY_CACHE_CAPACITY,
     negative_ttl: DEFAULT_NEGATIVE_TTL,
     unknown_lookups: DEFAULT_UNKNOWN_KEY_LOOKUPS,
     unknown_rate: DEFAULT_UNKNOWN_KEY_RATE,
 };
-
-fn lane_full() -> StoreError {
-    crate::metrics::unknown_key_lane_refusal();
-    StoreError::unavailable("too many lookups of unknown API keys at once; try again shortly")
-}
 
 /// A handle that empties a cache from elsewhere (a notification listener).
 #[derive(Clone)]
@@ -132,9 +117,8 @@ impl CacheInvalidator {
     /// Lets these keys skip the unknown-key lane (keys the store knows were in use), as if
     /// found valid now.
     pub(crate) fn mark_valid(&self, digests: impl IntoIterator<Item = KeyDigest>) {
-        let until = Instant::now() + RECENTLY_VALID.max(self.0.ttl() * 2);
         for digest in digests {
-            self.0.recently_valid.insert(digest, (), until);
+            self.0.mark_recently_valid(digest);
         }
     }
 
@@ -143,13 +127,6 @@ impl CacheInvalidator {
         self.0.capacity()
     }
 }
-
-/// The shortest time between two reloads of one business. A token can only ask for a reload when
-/// it is newer than what the cache holds, which happens once per regeneration; a token ahead of
-/// the store itself (a database restored from a backup, a lagging replica) would otherwise cost a
-/// query per request. Four a second per business at most; the price is that a second
-/// regeneration within this interval of a reload is seen up to this much later.
-const RELOAD_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A [`KeyStore`] that remembers what another store answered, for a short TTL. See the
 /// [module docs](self). Clones share one cache, settings included: an option set on any of them
@@ -179,7 +156,7 @@ impl<K: fmt::Debug> fmt::Debug for CachedKeyStore<K> {
 }
 
 impl<K: KeyStore> CachedKeyStore<K> {
-    /// Caches `inner`'s answers for [`DEFAULT_CACHE_TTL`], up to [`DEFAULT_CACHE_CAPACITY`]
+    /// Caches `inner`'s answers for [`DEFAULT_KEY_CACHE_TTL`], up to [`DEFAULT_KEY_CACHE_CAPACITY`]
     /// records.
     pub fn new(inner: K) -> Self {
         CachedKeyStore {
@@ -257,25 +234,13 @@ impl<K: KeyStore> CachedKeyStore<K> {
     }
 
     /// Keeps up to `capacity` records per kind (by key, by business id), and as many change
-    /// marks (default [`DEFAULT_CACHE_CAPACITY`]). On a shared cache it applies to every holder
+    /// marks (default [`DEFAULT_KEY_CACHE_CAPACITY`]). On a shared cache it applies to every holder
     /// (see [Options and sharing](self#options-and-sharing)).
     pub fn with_capacity(self, capacity: usize) -> Self {
         self.with_settings(
             |s| s.capacity = capacity,
             |maps, s| maps.set_capacity(s.capacity),
         )
-    }
-
-    /// Renamed [`with_ttl`](Self::with_ttl), the crate's one configuration style.
-    #[deprecated(since = "0.2.0", note = "use `with_ttl`")]
-    pub fn ttl(self, ttl: Duration) -> Self {
-        self.with_ttl(ttl)
-    }
-
-    /// Renamed [`with_capacity`](Self::with_capacity), the crate's one configuration style.
-    #[deprecated(since = "0.2.0", note = "use `with_capacity`")]
-    pub fn capacity(self, capacity: usize) -> Self {
-        self.with_capacity(capacity)
     }
 
     /// The store behind the cache.
@@ -288,214 +253,6 @@ impl<K: KeyStore> CachedKeyStore<K> {
     pub fn clear(&self) {
         self.maps.clear();
     }
-
-    fn cached_key(&self, digest: &KeyDigest) -> Option<KeyRecord> {
-        self.maps
-            .by_key
-            .get(digest, Instant::now())
-            .map(|(record, _)| record)
-    }
-
-    /// Remembers a key record the source answered to a query sent at `asked_at` (so the TTL
-    /// counts from before the answer could be stale), unless this instance already knows a newer
-    /// key generation for the business: then the record is a regenerated key, and `false` says
-    /// so.
-    fn remember_key(&self, digest: KeyDigest, record: &KeyRecord, asked_at: Instant) -> bool {
-        // At least twice the TTL, so a key stays known between two lookups of it.
-        let ttl = self.maps.ttl();
-        let remembered = RECENTLY_VALID.max(ttl * 2);
-        self.maps
-            .recently_valid
-            .insert(digest, (), Instant::now() + remembered);
-        if !self.maps.fresh(asked_at, &record.business.id) {
-            // Asked before the store said the business changed: pass it on, do not keep it.
-            return true;
-        }
-        let mut current = true;
-        // The generation is read under the key's entry lock: a reload that lands meanwhile
-        // either is seen here or forgets this key after it is stored.
-        self.maps.by_key.update(&digest, Instant::now(), |_| {
-            current = self
-                .cached_business(&record.business.id)
-                .is_none_or(|known| known.key_generation <= record.business.key_generation);
-            if current {
-                Update::Replace(record.clone(), asked_at + ttl)
-            } else {
-                Update::Keep
-            }
-        });
-        if current && !self.maps.fresh(asked_at, &record.business.id) {
-            // The store said the business changed while this answer was being stored.
-            self.maps.by_key.remove(&digest);
-        }
-        current
-    }
-
-    fn cached_business(&self, id: &str) -> Option<BusinessRecord> {
-        self.maps
-            .by_id
-            .get(id, Instant::now())
-            .map(|(record, _)| record)
-    }
-
-    /// Remembers a business the source answered to a query sent at `asked_at`, never replacing
-    /// a newer key generation with an older one (a slow query that read before a regeneration).
-    fn remember_business(&self, record: &BusinessRecord, asked_at: Instant) {
-        if !self.maps.fresh(asked_at, &record.id) {
-            return;
-        }
-        let until = asked_at + self.maps.ttl();
-        self.maps
-            .by_id
-            .update(&record.id, Instant::now(), |live| match live {
-                Some((known, _)) if known.key_generation > record.key_generation => Update::Keep,
-                _ => Update::Replace(record.clone(), until),
-            });
-        if !self.maps.fresh(asked_at, &record.id) {
-            self.maps.by_id.remove(&record.id);
-        }
-    }
-
-    fn forget_keys_before(&self, id: &str, generation: u64) {
-        self.maps.by_key.retain(|_, record| {
-            *record.business.id != *id || record.business.key_generation >= generation
-        });
-    }
-}
-
-impl<K: KeyStore> KeyStore for CachedKeyStore<K> {
-    fn find_by_key(
-        &self,
-        key_digest: &KeyDigest,
-    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
-        let digest = *key_digest;
-        async move {
-            if let Some(record) = self.cached_key(&digest) {
-                key_lookup(KeySource::Cache);
-                return Ok(Some(record));
-            }
-            let now = Instant::now();
-            if self.maps.negatives.get(&digest, now).is_some() {
-                key_lookup(KeySource::NegativeCache);
-                return Ok(None);
-            }
-            // Keys not seen valid lately take the narrow lane.
-            let _permit = if self.maps.recently_valid.get(&digest, now).is_some() {
-                None
-            } else {
-                let lane = self.maps.lane.enter().ok_or_else(lane_full)?;
-                let permit = tokio::time::timeout(LANE_WAIT, lane.acquire_owned())
-                    .await
-                    .map_err(|_| lane_full())?
-                    .map_err(|_| lane_full())?;
-                Some(permit)
-            };
-            let asked_at = Instant::now();
-            key_lookup(KeySource::Store);
-            let found = self.inner.find_by_key(&digest).await?;
-            match found {
-                Some(record) if !self.remember_key(digest, &record, asked_at) => Ok(None),
-                Some(record) => Ok(Some(record)),
-                None => {
-                    let negative_ttl = self.maps.negative_ttl();
-                    if !negative_ttl.is_zero() && self.maps.fresh_negative(asked_at) {
-                        self.maps
-                            .negatives
-                            .insert(digest, (), asked_at + negative_ttl);
-                        if !self.maps.fresh_negative(asked_at) {
-                            self.maps.negatives.remove(&digest);
-                        }
-                    }
-                    Ok(None)
-                }
-            }
-        }
-    }
-
-    fn find_business(
-        &self,
-        business_id: &str,
-    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
-        let id: Arc<str> = Arc::from(business_id);
-        async move {
-            if let Some(record) = self.cached_business(&id) {
-                return Ok(Some(record));
-            }
-            let asked_at = Instant::now();
-            let found = self.inner.find_business(&id).await?;
-            if let Some(record) = &found {
-                self.remember_business(record, asked_at);
-            }
-            Ok(found)
-        }
-    }
-
-    /// Asks the store behind again, at most every 250 ms per business however many callers ask
-    /// (concurrent ones share the one query), and drops the business's cached keys of older
-    /// generations when the generation moved on.
-    fn reload_business(
-        &self,
-        business_id: &str,
-    ) -> impl Future<Output = Result<Option<BusinessRecord>, StoreError>> + Send {
-        let id: Arc<str> = Arc::from(business_id);
-        async move {
-            let asked_at = Instant::now();
-            let known = self.cached_business(&id);
-            let reload = self.inner.reload_business(&id);
-            let (found, loaded) = self
-                .maps
-                .reloads
-                .get_or_load(&id, asked_at, asked_at + RELOAD_INTERVAL, reload)
-                .await?;
-            if !loaded {
-                return Ok(found);
-            }
-            match &found {
-                Some(record) => {
-                    let moved_on =
-                        known.is_none_or(|known| known.key_generation < record.key_generation);
-                    if moved_on {
-                        // Keys of an older generation were regenerated: stop accepting them
-                        // here now rather than at the end of the TTL.
-                        self.forget_keys_before(&id, record.key_generation);
-                    }
-                    self.remember_business(record, asked_at);
-                }
-                None => {
-                    self.forget_keys_before(&id, u64::MAX);
-                    self.maps.by_id.remove(&id);
-                }
-            }
-            Ok(found)
-        }
-    }
-
-    fn record_use(&self, business_id: &str, key_generation: u64) {
-        self.inner.record_use(business_id, key_generation);
-    }
-
-    fn try_find_by_key(
-        &self,
-        key_digest: &KeyDigest,
-    ) -> Option<Result<Option<KeyRecord>, StoreError>> {
-        if let Some(record) = self.cached_key(key_digest) {
-            key_lookup(KeySource::Cache);
-            return Some(Ok(Some(record)));
-        }
-        let negative = self.maps.negatives.get(key_digest, Instant::now());
-        negative.map(|_| {
-            key_lookup(KeySource::NegativeCache);
-            Ok(None)
-        })
-    }
-
-    fn try_find_business(
-        &self,
-        business_id: &str,
-    ) -> Option<Result<Option<BusinessRecord>, StoreError>> {
-        self.cached_business(business_id)
-            .map(|record| Ok(Some(record)))
-    }
 }
 
 #[cfg(test)]
@@ -503,6 +260,7 @@ mod tests {
     use super::*;
     use crate::credentials::Environment;
     use crate::server::MemoryKeyStore;
+    use tokio::time::Instant;
 
     #[tokio::test(start_paused = true)]
     async fn answers_are_trusted_for_the_ttl_then_asked_again() {
