@@ -1,9 +1,9 @@
 //! Revocation in milliseconds across instances: a dedicated connection `LISTEN`s for the
-//! notifications the schema's trigger sends on every change to a business's keys, and evicts the
-//! business from a [`CachedKeyStore`].
+//! notifications the schema's trigger sends on every change to a business's keys, and makes a
+//! [`CachedKeyStore`] forget the business.
 //!
 //! The listener holds the cache's one shared state, as its clones do: an option set on the cache
-//! after `listen` (a longer TTL, a capacity) applies to the cache the listener evicts, never to
+//! after `listen` (a longer TTL, a capacity) applies to the cache the listener acts on, never to
 //! a copy behind its back.
 //!
 //! When the connection drops, the cache falls back to its TTL; the listener reconnects (backing
@@ -24,7 +24,7 @@ use tokio_postgres::AsyncMessage;
 use super::PgKeyStore;
 use super::connect::Connection;
 use super::schema::CHANGES_CHANNEL;
-use crate::server::cached::CacheInvalidator;
+use crate::server::cached::ChangeHandle;
 use crate::server::{CachedKeyStore, KeyDigest, KeyStore, StoreError};
 
 /// How often the listener checks that its connection still answers.
@@ -42,7 +42,7 @@ pub struct KeyChangeListener {
 }
 
 impl PgKeyStore {
-    /// Evicts a business from `cache` the moment its keys change in the database (any change:
+    /// Makes `cache` forget a business the moment its keys change in the database (any change:
     /// `regenerate` through any instance, a new business, a manual `UPDATE`), over a dedicated
     /// connection with this store's settings (URL, TLS) that `LISTEN`s for the notifications
     /// of the schema's trigger (see [`migrate`](Self::migrate)). Keep the listener alive as
@@ -65,7 +65,7 @@ impl PgKeyStore {
                 "a store built from a pool has no URL to listen with: use PgKeyStore::listen_on",
             )
         })?;
-        Ok(spawn(connection, cache.invalidator()))
+        Ok(spawn(connection, cache.change_handle()))
     }
 
     /// [`listen`](Self::listen) over a connection to `url` (with its own `sslmode`): for a
@@ -83,7 +83,7 @@ impl PgKeyStore {
         url: &str,
         cache: &CachedKeyStore<K>,
     ) -> Result<KeyChangeListener, StoreError> {
-        Ok(spawn(Arc::new(Connection::to(url)?), cache.invalidator()))
+        Ok(spawn(Arc::new(Connection::to(url)?), cache.change_handle()))
     }
 }
 
@@ -128,7 +128,7 @@ impl std::fmt::Debug for KeyChangeListener {
     }
 }
 
-pub(super) fn spawn(connection: Arc<Connection>, cache: CacheInvalidator) -> KeyChangeListener {
+pub(super) fn spawn(connection: Arc<Connection>, cache: ChangeHandle) -> KeyChangeListener {
     let state = Arc::new(ListenerState::default());
     let shared = Arc::clone(&state);
     let task = tokio::spawn(async move {
@@ -154,11 +154,7 @@ pub(super) fn spawn(connection: Arc<Connection>, cache: CacheInvalidator) -> Key
 
 /// Connects, listens and passes notifications on until the connection fails; returns whether
 /// it got as far as listening.
-async fn listen_once(
-    connection: &Connection,
-    cache: &CacheInvalidator,
-    state: &ListenerState,
-) -> bool {
+async fn listen_once(connection: &Connection, cache: &ChangeHandle, state: &ListenerState) -> bool {
     let connect = connection.config.connect(connection.tls.clone());
     let Ok(Ok((client, mut conn))) = tokio::time::timeout(ATTEMPT_TIMEOUT, connect).await else {
         return false;

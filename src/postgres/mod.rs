@@ -7,7 +7,7 @@
 //! store only for the key generation.
 //!
 //! Put a [`CachedKeyStore`] in front so hot keys cost no round
-//! trip, and let [`PgKeyStore::listen`] evict what changed, so a regenerated key dies on every
+//! trip, and let [`PgKeyStore::listen`] make it forget what changed, so a regenerated key dies on every
 //! instance within milliseconds (the TTL is the bound only while the listener is
 //! disconnected). Database failures answer 503 (gRPC `UNAVAILABLE`), never 401; the pool waits
 //! at most its timeout for a connection, and every query is bounded by the same timeout: a

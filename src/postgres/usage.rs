@@ -1,9 +1,11 @@
-//! `last_used_at`, debounced: a request only notes the business in memory (at most once per
-//! interval per key); a background task writes the noted ones in one `UPDATE` per interval, off
-//! the request path. The write never waits for a row lock (`SKIP LOCKED`: a row locked
-//! elsewhere is written at a later interval, when its key is used again) and is bounded by the
-//! store's timeout like every statement (cancelled and its connection closed when it runs out),
-//! so a held lock never parks the pool's connections one interval at a time.
+//! Key usage: when each key was last used ([`PgKeyStore::key_usage`],
+//! [`PgKeyStore::unused_keys`]), and the writer that keeps `last_used_at`. The writer is
+//! debounced: a request only notes the business in memory (at most once per interval per key);
+//! a background task writes the noted ones in one `UPDATE` per interval, off the request path.
+//! The write never waits for a row lock (`SKIP LOCKED`: a row locked elsewhere is written at a
+//! later interval, when its key is used again) and is bounded by the store's timeout like every
+//! statement (cancelled and its connection closed when it runs out), so a held lock never parks
+//! the pool's connections one interval at a time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! The one state every holder of a [`CachedKeyStore`](super::CachedKeyStore) shares: its
 //! settings, its maps, its change marks and its unknown-key lane. Clones of the cache and the
 //! change listener hold the same `Arc` of it, so an option set on any holder, a change pushed by
-//! the store and an eviction reach all of them.
+//! the store and a business forgotten reach all of them.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;

@@ -72,7 +72,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::maps::{KeyCacheMaps, Settings};
-use super::store::{KeyDigest, KeyStore};
+use super::store::KeyStore;
 
 /// Default time a looked-up record is trusted: long enough that a hot key costs one query every
 /// few seconds per instance, short enough that a regenerated key stops working quickly.
@@ -99,13 +99,13 @@ const DEFAULT_SETTINGS: Settings = Settings {
     unknown_rate: DEFAULT_UNKNOWN_KEY_RATE,
 };
 
-/// A handle that empties a cache from elsewhere (a notification listener).
+/// What a change listener holds of a cache: the shared state, to make it forget what changed.
 #[derive(Clone)]
 #[cfg(feature = "postgres")]
-pub(crate) struct CacheInvalidator(Arc<KeyCacheMaps>);
+pub(crate) struct ChangeHandle(Arc<KeyCacheMaps>);
 
 #[cfg(feature = "postgres")]
-impl CacheInvalidator {
+impl ChangeHandle {
     pub(crate) fn forget_business(&self, id: &str) {
         self.0.forget_business(id);
     }
@@ -116,7 +116,7 @@ impl CacheInvalidator {
 
     /// Lets these keys skip the unknown-key lane (keys the store knows were in use), as if
     /// found valid now.
-    pub(crate) fn mark_valid(&self, digests: impl IntoIterator<Item = KeyDigest>) {
+    pub(crate) fn mark_valid(&self, digests: impl IntoIterator<Item = super::store::KeyDigest>) {
         for digest in digests {
             self.0.mark_recently_valid(digest);
         }
@@ -172,7 +172,7 @@ impl<K: KeyStore> CachedKeyStore<K> {
     ///
     /// Set after the cache is shared (after [`PgKeyStore::listen`](crate::postgres::PgKeyStore::listen),
     /// typically, to raise the TTL once revocation is pushed), it applies to every holder and
-    /// the listener keeps evicting the same cache; what was cached is forgotten.
+    /// the listener keeps making the same cache forget changed businesses; what was cached is forgotten.
     pub fn with_ttl(self, ttl: Duration) -> Self {
         self.with_settings(|s| s.ttl = ttl, |maps, s| maps.set_ttl(s.ttl))
     }
@@ -229,8 +229,8 @@ impl<K: KeyStore> CachedKeyStore<K> {
     }
 
     #[cfg(feature = "postgres")]
-    pub(crate) fn invalidator(&self) -> CacheInvalidator {
-        CacheInvalidator(Arc::clone(&self.maps))
+    pub(crate) fn invalidator(&self) -> ChangeHandle {
+        ChangeHandle(Arc::clone(&self.maps))
     }
 
     /// Keeps up to `capacity` records per kind (by key, by business id), and as many change
@@ -259,6 +259,7 @@ impl<K: KeyStore> CachedKeyStore<K> {
 mod tests {
     use super::*;
     use crate::credentials::Environment;
+    use crate::server::KeyDigest;
     use crate::server::MemoryKeyStore;
     use tokio::time::Instant;
 
