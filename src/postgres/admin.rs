@@ -110,7 +110,7 @@ impl PgKeyStore {
     }
 
     /// Replaces a business's key and secret. The old key stops working on every instance at
-    /// once (at once on instances whose [`CachedKeyStore`] forgets it through
+    /// once (at once on instances whose [`CachedKeyStore`](crate::server::CachedKeyStore) forgets it through
     /// [`listen`](Self::listen), else after at most its TTL), and so do the tokens issued for it.
     ///
     /// The change applies only over the key generation this call read: when two regenerations

@@ -13,8 +13,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::{DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT, PgKeyStore, bounded};
 use crate::server::StoreError;
 
-pub(crate) mod tls;
-pub(crate) mod url;
+mod tls;
+mod url;
 
 /// What [`PgKeyStore::connect`] parsed: enough to open a dedicated connection.
 pub(crate) struct Connection {

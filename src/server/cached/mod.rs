@@ -229,7 +229,7 @@ impl<K: KeyStore> CachedKeyStore<K> {
     }
 
     #[cfg(feature = "postgres")]
-    pub(crate) fn invalidator(&self) -> ChangeHandle {
+    pub(crate) fn change_handle(&self) -> ChangeHandle {
         ChangeHandle(Arc::clone(&self.maps))
     }
 
