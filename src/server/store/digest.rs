@@ -1,7 +1,6 @@
 //! [`KeyDigest`]: the SHA-256 digest stores keep instead of a key or secret, and the hasher that
 //! keys hash maps by digests.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
@@ -29,9 +28,6 @@ impl std::hash::Hasher for DigestHasher {
 
     fn write_usize(&mut self, _: usize) {}
 }
-
-/// A hash map keyed by digests.
-pub(crate) type DigestMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<DigestHasher>>;
 
 /// The SHA-256 digest of an API key or secret. Compared in constant time.
 #[derive(Clone, Copy, Hash, PartialEq, Eq)]

@@ -41,8 +41,8 @@ use std::sync::Arc;
 
 use crate::credentials::Environment;
 
+pub(crate) use digest::DigestHasher;
 pub use digest::KeyDigest;
-pub(crate) use digest::{DigestHasher, DigestMap};
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryKeyStore;
 pub use mint::IssuedCredentials;

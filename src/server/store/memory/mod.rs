@@ -1,20 +1,61 @@
 //! [`MemoryKeyStore`]: the embedded key store, in memory, holding only digests.
+//!
+//! Each business is one entry (its [`KeyRecord`]) in a vector; two [`Index`]es of entry numbers
+//! find it by key digest (one lookup per request) and by business id. The digests and ids live
+//! once, in the entry, so a business costs its record, its id and name strings, and 4 bytes a
+//! slot in each index.
 
-use std::collections::HashMap;
+mod index;
+
 use std::fmt;
 use std::future::{Future, ready};
+use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use self::index::{Index, MAX_ENTRIES};
 use super::mint::{IssuedCredentials, new_credentials};
-use super::{BusinessRecord, DigestMap, KeyDigest, KeyRecord, KeyStore, StoreError};
+use super::{BusinessRecord, DigestHasher, KeyDigest, KeyRecord, KeyStore, StoreError};
 use crate::credentials::{Credentials, Environment};
 
 #[derive(Default)]
 struct MemoryInner {
-    /// Key digest -> the business and its secret's digest: one lookup per request.
-    by_key: DigestMap<KeyDigest, KeyRecord>,
-    /// Business id -> its current key digest.
-    by_id: HashMap<Arc<str>, KeyDigest>,
+    /// One entry per business, never removed (a regeneration rewrites it in place).
+    entries: Vec<KeyRecord>,
+    /// Entry numbers by the digest of the current key.
+    by_key: Index,
+    /// Entry numbers by business id.
+    by_id: Index,
+    /// Hashes business ids (a keyed hash: ids may come from outside).
+    id_hasher: RandomState,
+}
+
+/// Hashes a digest for [`Index`] with [`DigestHasher`] (its first eight bytes).
+fn key_hash(digest: &KeyDigest) -> u64 {
+    BuildHasherDefault::<DigestHasher>::default().hash_one(digest)
+}
+
+/// Hashes entry `n` by its key digest, for [`Index`] to move entries.
+fn key_hash_of(entries: &[KeyRecord]) -> impl Fn(u32) -> u64 + '_ {
+    |n| key_hash(&entries[n as usize].key_digest)
+}
+
+impl MemoryInner {
+    fn id_hash(&self, id: &str) -> u64 {
+        self.id_hasher.hash_one(id)
+    }
+
+    fn find_key(&self, digest: &KeyDigest) -> Option<&KeyRecord> {
+        let n = self.by_key.find(key_hash(digest), |n| {
+            self.entries[n as usize].key_digest == *digest
+        })?;
+        Some(&self.entries[n as usize])
+    }
+
+    fn find_id(&self, id: &str) -> Option<u32> {
+        self.by_id.find(self.id_hash(id), |n| {
+            *self.entries[n as usize].business.id == *id
+        })
+    }
 }
 
 /// An in-memory [`KeyStore`] holding only digests. Clones share one store.
@@ -32,7 +73,7 @@ impl fmt::Debug for MemoryKeyStore {
             .inner
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .by_id
+            .entries
             .len();
         f.debug_struct("MemoryKeyStore")
             .field("businesses", &businesses)
@@ -113,11 +154,26 @@ impl MemoryKeyStore {
             secret_digest: KeyDigest::of(c.api_secret().expose_secret()),
         };
         let mut inner = self.write();
-        if inner.by_key.contains_key(&key_digest) || inner.by_id.contains_key(id) {
+        if inner.find_key(&key_digest).is_some() || inner.find_id(id).is_some() {
             return Err(StoreError::duplicate_key());
         }
-        inner.by_key.insert(key_digest, record);
-        inner.by_id.insert(Arc::clone(id), key_digest);
+        let id_hash = inner.id_hash(id);
+        let MemoryInner {
+            entries,
+            by_key,
+            by_id,
+            id_hasher,
+        } = &mut *inner;
+        assert!(
+            entries.len() < MAX_ENTRIES,
+            "a MemoryKeyStore holds fewer than 2^32 - 1 businesses"
+        );
+        let n = entries.len() as u32;
+        entries.push(record);
+        by_key.insert(key_hash(&key_digest), n, key_hash_of(entries));
+        by_id.insert(id_hash, n, |n| {
+            id_hasher.hash_one(&*entries[n as usize].business.id)
+        });
         Ok(())
     }
 
@@ -133,35 +189,37 @@ impl MemoryKeyStore {
     /// If the operating system's random number generator fails.
     pub fn regenerate(&self, business_id: &str) -> Result<IssuedCredentials, StoreError> {
         let mut inner = self.write();
-        let inner = &mut *inner;
-        let current = inner
-            .by_id
-            .get_mut(business_id)
+        let n = inner
+            .find_id(business_id)
             .ok_or_else(StoreError::unknown_business)?;
-        let mut record = inner
-            .by_key
-            .remove(current)
-            .ok_or_else(StoreError::unknown_business)?;
+        let MemoryInner {
+            entries, by_key, ..
+        } = &mut *inner;
         let credentials = loop {
-            let credentials = new_credentials(record.business.environment);
+            let credentials = new_credentials(entries[n as usize].business.environment);
             let digest = KeyDigest::of(credentials.api_key().expose_secret());
-            if !inner.by_key.contains_key(&digest) {
+            let taken = by_key.find(key_hash(&digest), |m| {
+                entries[m as usize].key_digest == digest
+            });
+            if taken.is_none() {
                 break credentials;
             }
         };
+        let old_digest = entries[n as usize].key_digest;
+        by_key.remove(key_hash(&old_digest), n, key_hash_of(entries));
+        let record = &mut entries[n as usize];
         record.key_digest = KeyDigest::of(credentials.api_key().expose_secret());
         record.secret_digest = KeyDigest::of(credentials.api_secret().expose_secret());
         record.business.key_generation = record.business.key_generation.saturating_add(1);
-        *current = record.key_digest;
+        let (new_digest, id) = (record.key_digest, Arc::clone(&record.business.id));
+        by_key.insert(key_hash(&new_digest), n, key_hash_of(entries));
         self.revision
             .fetch_add(1, std::sync::atomic::Ordering::Release);
-        let id = Arc::clone(&record.business.id);
-        inner.by_key.insert(record.key_digest, record);
         Ok(IssuedCredentials::new(id, credentials))
     }
 
     fn lookup_key(&self, key_digest: &KeyDigest) -> Option<KeyRecord> {
-        self.read().by_key.get(key_digest).cloned()
+        self.read().find_key(key_digest).cloned()
     }
 
     #[cfg(test)]
@@ -171,11 +229,8 @@ impl MemoryKeyStore {
 
     fn lookup_business(&self, business_id: &str) -> Option<BusinessRecord> {
         let inner = self.read();
-        let digest = inner.by_id.get(business_id)?;
-        inner
-            .by_key
-            .get(digest)
-            .map(|record| record.business.clone())
+        let n = inner.find_id(business_id)?;
+        Some(inner.entries[n as usize].business.clone())
     }
 }
 
