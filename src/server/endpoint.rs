@@ -61,9 +61,9 @@ use serde_json::value::RawValue;
 use tower_service::Service;
 use zeroize::Zeroizing;
 
-use super::jwt::TokenIssuer;
 use super::rejection::{Rejection, json_answer, json_failure};
 use super::store::{KeyDigest, KeyStore};
+use super::token::TokenIssuer;
 
 /// The largest request body read. A token request is under 200 bytes.
 pub const MAX_TOKEN_REQUEST_BYTES: usize = 16 * 1024;

@@ -32,7 +32,7 @@
 //! was published never stands in for one after. While the JWKS server fails, tokens naming
 //! unknown kids are refused at once (no wait) until an interval has passed since the failed
 //! fetch. Tokens without a kid, with a kid longer than [`MAX_KID_LEN`](super::MAX_KID_LEN), or
-//! naming a kid removed with [`TokenVerifier::remove_key`] never cause a fetch.
+//! naming a kid removed with [`TokenVerifier::retire`] never cause a fetch.
 //!
 //! # Example
 //!
@@ -75,9 +75,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::jwt::TokenVerifier;
-use super::key_set::LiveKeySet;
+use super::key_set::{KeySource, LiveKeySet};
 use super::keys::VerifyingKey;
+use super::token::TokenVerifier;
 use crate::error::BoxError;
 
 /// Where a JWKS is usually served.
@@ -401,7 +401,7 @@ where
         });
         let verifier = TokenVerifier::new([]);
         let storage = Arc::clone(verifier.storage());
-        let _ = storage.jwks.set(Arc::clone(&state));
+        let _ = storage.source.set(Arc::clone(&state) as Arc<dyn KeySource>);
         state.refresh(&storage).await?;
         let weak = Arc::downgrade(&storage);
         let every = self.refresh_every;
@@ -419,30 +419,25 @@ where
     }
 }
 
-impl TokenVerifier {
-    /// `token` was refused because its key is unknown. If these keys follow a JWKS and a fetch
-    /// could bring that kid (it is not one removed here, and the token names one), returns once
-    /// a fetch that started after this call ended (see the module docs); else at once.
-    pub(crate) async fn refresh_for_unknown_kid(&self, token: &str) {
-        let Some(state) = self.jwks_state() else {
-            return;
-        };
-        let kid = match super::jwt::header_alg_and_kid(token) {
-            Ok((_, Some(kid))) => kid,
-            // No kid: only a legacy key would do, and a JWKS never sets one.
-            _ => return,
-        };
-        let storage = self.storage();
-        if kid.len() > super::keys::MAX_KID_LEN || storage.was_removed(&kid) {
-            return;
-        }
-        Arc::clone(state).refresh_for_unknown_kid(storage).await;
+impl KeySource for JwksState {
+    /// Waits for a fetch that could bring `kid` (see the module docs); at once for a kid no
+    /// JWKS may carry (longer than [`MAX_KID_LEN`](super::MAX_KID_LEN)) or one removed here
+    /// ([`TokenVerifier::retire`]), which a refresh would not bring back.
+    fn learn(
+        self: Arc<Self>,
+        set: Arc<LiveKeySet>,
+        kid: String,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            if kid.len() > super::keys::MAX_KID_LEN || set.was_removed(&kid) {
+                return;
+            }
+            self.refresh_for_unknown_kid(&set).await;
+        })
     }
 
-    /// How many JWKS fetches this verifier made (0 unless it follows a JWKS).
-    pub fn jwks_fetches(&self) -> u64 {
-        self.jwks_state()
-            .map_or(0, |state| state.fetches.load(Ordering::Relaxed))
+    fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
     }
 }
 
@@ -634,6 +629,13 @@ mod tests {
     use super::*;
     use crate::server::{SigningKey, TokenIssuer, VerifyError};
 
+    /// What the layer does for a token refused for its unknown key: wait for the JWKS to learn it.
+    async fn learn_kid(verifier: &TokenVerifier, token: &str) {
+        if let Some(learning) = verifier.learn_kid(token) {
+            learning.await;
+        }
+    }
+
     #[test]
     fn a_jwks_keeps_usable_keys_and_skips_the_rest() {
         let ed = SigningKey::generate_ed25519("ed").unwrap();
@@ -717,7 +719,7 @@ mod tests {
                     let verifier = verifier.clone();
                     tokio::spawn(async move {
                         let token = made_up(i);
-                        verifier.refresh_for_unknown_kid(&token).await;
+                        learn_kid(&verifier, &token).await;
                         assert!(verifier.verify(&token).is_err());
                     });
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -740,7 +742,7 @@ mod tests {
             let token = token.expose_secret();
             assert_eq!(verifier.verify(token).unwrap_err(), VerifyError::UnknownKey);
             let arrived = Instant::now();
-            verifier.refresh_for_unknown_kid(token).await;
+            learn_kid(&verifier, token).await;
             assert!(verifier.verify(token).is_ok(), "key k{k} refused");
             worst = worst.max(arrived.elapsed());
             // A JWKS holds at most 32 keys: keep two.
@@ -784,11 +786,11 @@ mod tests {
             .await
             .unwrap();
         down.store(true, Ordering::SeqCst);
-        verifier.refresh_for_unknown_kid(&made_up(0)).await;
+        learn_kid(&verifier, &made_up(0)).await;
         assert_eq!(fetches.load(Ordering::SeqCst), 2);
         let at = Instant::now();
         for i in 1..100 {
-            verifier.refresh_for_unknown_kid(&made_up(i)).await;
+            learn_kid(&verifier, &made_up(i)).await;
         }
         assert_eq!(at.elapsed(), Duration::ZERO, "refused at once");
         assert_eq!(fetches.load(Ordering::SeqCst), 2);
@@ -802,9 +804,7 @@ mod tests {
             key_generation: 1,
         };
         let token = issuer.issue(&business).unwrap();
-        verifier
-            .refresh_for_unknown_kid(token.expose_secret())
-            .await;
+        learn_kid(&verifier, token.expose_secret()).await;
         assert!(verifier.verify(token.expose_secret()).is_ok());
         assert_eq!(fetches.load(Ordering::SeqCst), 3);
     }

@@ -43,10 +43,12 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use zeroize::Zeroizing;
 
-use super::jwt::MIN_SIGNING_KEY_LEN;
-
 /// The largest PEM file [`SigningKey::from_pkcs8_pem_file`] reads.
 const MAX_PEM_BYTES: u64 = 16 * 1024;
+
+/// The shortest HS256 secret accepted: HS256 is only as strong as its key, and RFC 7518 asks
+/// for a key at least as long as the hash (256 bits).
+pub const MIN_HS256_KEY_LEN: usize = 32;
 
 /// The longest `kid` accepted (here and from a JWKS).
 pub const MAX_KID_LEN: usize = 128;
@@ -92,7 +94,7 @@ impl fmt::Display for KeyAlgorithm {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// An HS256 secret shorter than [`MIN_SIGNING_KEY_LEN`] bytes.
+    /// An HS256 secret shorter than [`MIN_HS256_KEY_LEN`] bytes.
     TooShort {
         /// Its length.
         len: usize,
@@ -116,7 +118,7 @@ impl fmt::Display for KeyError {
         match self {
             KeyError::TooShort { len } => write!(
                 f,
-                "the HS256 secret is {len} bytes; at least {MIN_SIGNING_KEY_LEN} are needed"
+                "the HS256 secret is {len} bytes; at least {MIN_HS256_KEY_LEN} are needed"
             ),
             KeyError::InvalidKid => f.write_str(
                 "the kid must be 1 to 128 visible ASCII characters",
@@ -176,7 +178,7 @@ impl VerifyingKey {
     /// An HS256 key: the shared secret (at least 32 bytes).
     pub fn hs256(kid: impl Into<String>, secret: &[u8]) -> Result<VerifyingKey, KeyError> {
         let kid = checked_kid(kid.into())?;
-        if secret.len() < MIN_SIGNING_KEY_LEN {
+        if secret.len() < MIN_HS256_KEY_LEN {
             return Err(KeyError::TooShort { len: secret.len() });
         }
         let decoding = DecodingKey::from_secret(secret).map_err(|_| KeyError::InvalidKey)?;
