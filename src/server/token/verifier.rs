@@ -30,8 +30,8 @@ struct Settings {
     issuer: String,
     leeway: Duration,
     clock: Clock,
-    /// One validation per algorithm (HS256, EdDSA, ES256), each pinned to it.
-    validations: Arc<[Validation; 3]>,
+    /// One validation per algorithm, each pinned to it, indexed by [`KeyAlgorithm::index`].
+    validations: Arc<[Validation; KeyAlgorithm::ALL.len()]>,
 }
 
 impl Settings {
@@ -40,23 +40,12 @@ impl Settings {
             issuer: issuer.to_owned(),
             leeway: DEFAULT_LEEWAY,
             clock: Arc::new(SystemTime::now),
-            validations: Arc::new(
-                [
-                    KeyAlgorithm::Hs256,
-                    KeyAlgorithm::EdDsa,
-                    KeyAlgorithm::Es256,
-                ]
-                .map(|alg| validation(alg.jwt(), issuer)),
-            ),
+            validations: Arc::new(KeyAlgorithm::ALL.map(|alg| validation(alg.jwt(), issuer))),
         }
     }
 
     fn validation(&self, algorithm: KeyAlgorithm) -> &Validation {
-        &self.validations[match algorithm {
-            KeyAlgorithm::Hs256 => 0,
-            KeyAlgorithm::EdDsa => 1,
-            KeyAlgorithm::Es256 => 2,
-        }]
+        &self.validations[algorithm.index()]
     }
 }
 
