@@ -1,5 +1,6 @@
 //! The live key set: the one set of verifying keys, by `kid`, shared by a verifier, its clones,
-//! the issuer it came from and the JWKS it follows.
+//! the issuer it came from and the JWKS it follows. It is owned by neither the token code nor the
+//! JWKS code: both use it, and it knows a JWKS only as a [`KeySource`] to ask for an unknown kid.
 //!
 //! Every change goes through [`LiveKeySet::update`], on the one set every holder reads: a
 //! rotation, a retirement, a key added or removed, a JWKS refresh. A holder's own extra keys

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use tokio::time::Instant;
 use http_body_util::Full;
+use tokio::time::Instant;
 use tower_service::Service;
 
 use super::*;

@@ -15,7 +15,7 @@ pub(super) struct Claims {
     pub(super) name: String,
     pub(super) env: Environment,
     #[serde(rename = "gen")]
-    pub(super) generation: u64,
+    pub(super) key_generation: u64,
     pub(super) iat: u64,
     pub(super) exp: u64,
     pub(super) iss: String,

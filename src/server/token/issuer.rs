@@ -225,7 +225,7 @@ impl TokenIssuer {
             sub: business.id.to_string(),
             name: business.name.to_string(),
             env: business.environment,
-            generation: business.key_generation,
+            key_generation: business.key_generation,
             iat,
             exp,
             iss: self.verifier.issuer_name().to_owned(),

@@ -2,7 +2,7 @@
 //!
 //! Tokens carry `sub` (the business id), the business name and environment, `iat`, `exp`, `iss`,
 //! and `gen`, the business's key generation: regenerating the key makes every token issued for
-//! the old one fail verification by the [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer).
+//! the old one fail verification by the [`RequireAxraAuthLayer`](crate::server::RequireAxraAuthLayer).
 //! The header names the signing key (`kid`); verification looks the key up, requires the
 //! header's algorithm to be that key's (so `alg: none`, another algorithm, or an HS256 token
 //! keyed with a public key's bytes all fail), then checks the signature, the issuer and the

@@ -66,8 +66,8 @@ fn validation(algorithm: Algorithm, issuer: &str) -> Validation {
 /// including verifiers derived with [`with_legacy_key`](Self::with_legacy_key).
 ///
 /// Made from an issuer ([`TokenIssuer::verifier`], or `From<TokenIssuer>`), from public keys
-/// ([`TokenVerifier::new`]), or from a JWKS URL ([`JwksSource`](super::jwks::JwksSource)).
-/// [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer) takes any of them.
+/// ([`TokenVerifier::new`]), or from a JWKS URL ([`JwksSource`](crate::server::JwksSource)).
+/// [`RequireAxraAuthLayer`](crate::server::RequireAxraAuthLayer) takes any of them.
 #[derive(Clone)]
 pub struct TokenVerifier {
     keys: Arc<LiveKeySet>,
@@ -186,7 +186,7 @@ impl TokenVerifier {
     /// legacy key), in every holder of this verifier's keys, including a derived verifier's own
     /// extra keys; returns whether such a key was known. A JWKS refresh does not bring it back,
     /// and tokens naming it no longer cause JWKS fetches. Tokens the
-    /// [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer) verified before are checked again.
+    /// [`RequireAxraAuthLayer`](crate::server::RequireAxraAuthLayer) verified before are checked again.
     pub fn retire(&self, kid: &str) -> bool {
         self.keys.retire(kid)
     }
@@ -250,7 +250,7 @@ impl TokenVerifier {
             business_id: Arc::from(claims.sub),
             business_name: Arc::from(claims.name),
             environment: claims.env,
-            key_generation: claims.generation,
+            key_generation: claims.key_generation,
             expires_at_unix: claims.exp,
         })
     }
