@@ -382,7 +382,7 @@ async fn a_cancelled_request_neither_wastes_the_fetch_nor_undoes_a_removal() {
 
     // A key removed here stays removed, though the JWKS still lists it and its tokens come in.
     issuing.jwks_slow.store(false, Ordering::SeqCst);
-    assert!(verifier.remove_key("a1"));
+    assert!(verifier.retire("a1"));
     assert_eq!(
         call(&http, &url, a1.expose_secret()).await.0,
         StatusCode::UNAUTHORIZED

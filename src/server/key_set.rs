@@ -1,5 +1,6 @@
 //! The live key set: the one set of verifying keys, by `kid`, shared by a verifier, its clones,
-//! the issuer it came from and the JWKS it follows.
+//! the issuer it came from and the JWKS it follows. It is owned by neither the token code nor the
+//! JWKS code: both use it, and it knows a JWKS only as a [`KeySource`] to ask for an unknown kid.
 //!
 //! Every change goes through [`LiveKeySet::update`], on the one set every holder reads: a
 //! rotation, a retirement, a key added or removed, a JWKS refresh. A holder's own extra keys
@@ -10,7 +11,7 @@
 //! | change                                   | shared keys          | overlays                       | version |
 //! |------------------------------------------|----------------------|--------------------------------|---------|
 //! | `add_key` / `rotate`                     | key added (by kid)   | unchanged; a shared kid wins   | moves   |
-//! | `remove_key` / `retire`                  | kid removed          | kid removed from every one     | moves   |
+//! | `retire` (verifier or issuer)            | kid removed          | kid removed from every one     | moves   |
 //! | JWKS refresh                             | replaced by the JWKS | kids the JWKS withdrew removed | moves   |
 //! | `with_legacy_key` / `with_verifying_key` | unchanged            | a new overlay for that holder  | stays   |
 //! | last clone of that holder dropped        | unchanged            | its overlay removed            | stays   |
@@ -21,13 +22,29 @@
 //! Lookup for a holder: a token's `kid` in the shared keys, then in its overlay; a token without
 //! a `kid` uses the overlay's legacy key, else the shared one.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
 
-use super::jwks::JwksState;
 use super::keys::VerifyingKey;
+
+/// Where a live set's shared keys come from besides the changes made here: the JWKS it follows
+/// ([`JwksSource`](super::JwksSource)). The key set owns no fetching; the source does.
+pub(crate) trait KeySource: Send + Sync {
+    /// A token named `kid`, which `set` does not hold: returns once the source has had its
+    /// chance to learn it (the JWKS bounds how long that takes), or at once if it cannot.
+    fn learn(
+        self: Arc<Self>,
+        set: Arc<LiveKeySet>,
+        kid: String,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    /// How many fetches the source has made.
+    fn fetches(&self) -> u64;
+}
 
 /// One holder's extra keys.
 #[derive(Clone)]
@@ -144,7 +161,8 @@ pub(crate) struct LiveKeySet {
     /// the set changes, so two changes never interleave their reads and writes of it.
     local: Mutex<LocalChanges>,
     next_overlay: AtomicU64,
-    pub(crate) jwks: OnceLock<Arc<JwksState>>,
+    /// The JWKS these keys follow, if any.
+    pub(crate) source: OnceLock<Arc<dyn KeySource>>,
 }
 
 #[derive(Default)]
@@ -160,7 +178,7 @@ impl LiveKeySet {
             version: AtomicU64::new(0),
             local: Mutex::new(LocalChanges::default()),
             next_overlay: AtomicU64::new(1),
-            jwks: OnceLock::new(),
+            source: OnceLock::new(),
         })
     }
 
@@ -237,7 +255,7 @@ impl LiveKeySet {
 
     /// Stops accepting the key `kid` for every holder, shared or in an overlay; returns whether
     /// one was known.
-    pub(crate) fn remove_key(&self, kid: &str) -> bool {
+    pub(crate) fn retire(&self, kid: &str) -> bool {
         let mut local = self.local();
         local.added.retain(|k| k.kid() != kid);
         if !local.removed.iter().any(|k| k == kid) {
@@ -246,7 +264,7 @@ impl LiveKeySet {
         self.update(&local, |current| current.without(kid))
     }
 
-    /// Whether `kid` was removed here ([`remove_key`](Self::remove_key)): a JWKS refresh cannot
+    /// Whether `kid` was removed here ([`retire`](Self::retire)): a JWKS refresh cannot
     /// bring it back, so a token naming it is no reason to fetch.
     pub(crate) fn was_removed(&self, kid: &str) -> bool {
         self.local().removed.iter().any(|k| k == kid)
@@ -365,8 +383,8 @@ mod tests {
         assert!(live.load().find(id, Some("b")).is_none());
         assert!(live.load().find(id, Some("x")).is_some());
 
-        assert!(live.remove_key("x"));
-        assert!(live.remove_key("old"));
+        assert!(live.retire("x"));
+        assert!(live.retire("old"));
         assert!(live.load().keys(id).iter().all(|k| k.kid() == "a"));
         assert!(live.load().legacy(id).is_none());
         // A derived overlay starts from what is left of its parent.

@@ -36,12 +36,12 @@ pub(crate) mod expiring;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 pub mod jwks;
-pub mod jwt;
 pub(crate) mod key_set;
 pub mod keys;
 pub mod rejection;
 pub mod require;
 pub mod store;
+mod token;
 
 use std::sync::Arc;
 
@@ -56,18 +56,19 @@ pub use jwks::{
     DEFAULT_UNKNOWN_KID_INTERVAL, JWKS_PATH, JwksEndpoint, JwksError, JwksSource, MAX_JWKS_BYTES,
     MAX_JWKS_KEYS,
 };
-pub use jwt::{
-    DEFAULT_ISSUER, DEFAULT_LEEWAY, DEFAULT_TOKEN_LIFETIME, IssuerError, MAX_TOKEN_LIFETIME,
-    MIN_SIGNING_KEY_LEN, TokenIssuer, TokenVerifier, VerifiedToken, VerifyError,
-};
-pub use keys::{KeyAlgorithm, KeyError, MAX_KID_LEN, SigningKey, VerifyingKey};
+pub use keys::{KeyAlgorithm, KeyError, MAX_KID_LEN, MIN_HS256_KEY_LEN, SigningKey, VerifyingKey};
 pub use rejection::Rejection;
 pub use require::{
-    DEFAULT_VERIFIED_TOKEN_CACHE, RequireAxraAuth, RequireAxraAuthLayer, ResponseFuture,
+    DEFAULT_VERIFIED_TOKEN_CACHE_CAPACITY, RequireAxraAuthLayer, RequireAxraAuthService,
+    ResponseFuture,
 };
 pub use store::{
     BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, MemoryKeyStore, NoKeyStore,
     StoreError, StoreErrorKind,
+};
+pub use token::{
+    DEFAULT_ISSUER, DEFAULT_LEEWAY, DEFAULT_TOKEN_LIFETIME, IssuerError, MAX_TOKEN_LIFETIME,
+    TokenIssuer, TokenVerifier, VerifiedToken, VerifyError,
 };
 
 /// How a request authenticated.

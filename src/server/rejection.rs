@@ -15,7 +15,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
-use super::jwt::VerifyError;
+use super::token::VerifyError;
 
 /// Why a request was refused. Each has a fixed message that never echoes the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

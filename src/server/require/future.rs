@@ -1,4 +1,4 @@
-//! The response future of [`RequireAxraAuth`](super::RequireAxraAuth).
+//! The response future of [`RequireAxraAuthService`](super::RequireAxraAuthService).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +14,7 @@ use super::verify::Verdict;
 use crate::server::rejection::{Rejection, is_grpc, trace_rejection};
 
 pin_project! {
-    /// Response future of [`RequireAxraAuth`].
+    /// Response future of [`RequireAxraAuthService`].
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,

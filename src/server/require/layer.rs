@@ -5,36 +5,36 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::service::RequireAxraAuth;
+use super::service::RequireAxraAuthService;
 use super::verified::VerifiedCache;
-use super::verify::Verifier;
-use crate::server::jwt::TokenVerifier;
+use super::verify::Authenticator;
 use crate::server::store::{KeyStore, NoKeyStore};
+use crate::server::token::TokenVerifier;
 
 /// How many verified tokens [`RequireAxraAuthLayer`] remembers by default. A client reuses one
 /// token for an hour, so this covers thousands of clients; each entry is about 470 bytes (measured
 /// for a typical token; a token of a business name over 256 bytes is not cached).
-pub const DEFAULT_VERIFIED_TOKEN_CACHE: usize = 4096;
+pub const DEFAULT_VERIFIED_TOKEN_CACHE_CAPACITY: usize = 4096;
 
 /// Layer that requires an Axra API key or bearer token. See the [module docs](super).
 #[derive(Clone)]
 pub struct RequireAxraAuthLayer<K> {
-    verifier: Verifier<K>,
+    authenticator: Authenticator<K>,
 }
 
 impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
     /// Accepts keys found in `store` and tokens that `tokens` verifies, remembering up to
-    /// [`DEFAULT_VERIFIED_TOKEN_CACHE`] verified tokens. `tokens` is a
+    /// [`DEFAULT_VERIFIED_TOKEN_CACHE_CAPACITY`] verified tokens. `tokens` is a
     /// [`TokenIssuer`](crate::server::TokenIssuer) (`&issuer` or a clone), or a
     /// [`TokenVerifier`]: from public keys, or following a JWKS
     /// ([`JwksSource`](crate::server::JwksSource)).
     pub fn new(store: K, tokens: impl Into<TokenVerifier>) -> Self {
         let tokens = tokens.into();
         RequireAxraAuthLayer {
-            verifier: Verifier {
+            authenticator: Authenticator {
                 store,
                 verified: Some(Arc::new(VerifiedCache::new(
-                    DEFAULT_VERIFIED_TOKEN_CACHE,
+                    DEFAULT_VERIFIED_TOKEN_CACHE_CAPACITY,
                     tokens.leeway().as_secs(),
                 ))),
                 tokens,
@@ -52,17 +52,10 @@ impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
     /// 470 KB); the default, 4,096 (about 2 MB), leaves room for each client's next token during
     /// refreshes.
     pub fn with_verified_token_cache(mut self, capacity: usize) -> Self {
-        let leeway = self.verifier.tokens.leeway().as_secs();
-        self.verifier.verified =
+        let leeway = self.authenticator.tokens.leeway().as_secs();
+        self.authenticator.verified =
             (capacity > 0).then(|| Arc::new(VerifiedCache::new(capacity, leeway)));
         self
-    }
-
-    /// Renamed [`with_verified_token_cache`](Self::with_verified_token_cache), the crate's one
-    /// configuration style.
-    #[deprecated(since = "0.2.0", note = "use `with_verified_token_cache`")]
-    pub fn verified_token_cache(self, capacity: usize) -> Self {
-        self.with_verified_token_cache(capacity)
     }
 
     /// Lets a request that carries no credentials at all (neither `x-api-key` nor
@@ -72,13 +65,13 @@ impl<K: KeyStore + Clone> RequireAxraAuthLayer<K> {
     /// that are present are still judged, and refused when wrong: a bad key never passes as
     /// anonymous.
     pub fn allow_anonymous(mut self) -> Self {
-        self.verifier.anonymous = true;
+        self.authenticator.anonymous = true;
         self
     }
 
     /// How many verified tokens are remembered now.
     pub fn verified_tokens_cached(&self) -> usize {
-        self.verifier.verified.as_ref().map_or(0, |c| c.len())
+        self.authenticator.verified.as_ref().map_or(0, |c| c.len())
     }
 }
 
@@ -97,7 +90,7 @@ impl RequireAxraAuthLayer<NoKeyStore> {
     /// [`Rejection::ApiKeyNotAccepted`]: crate::server::Rejection::ApiKeyNotAccepted
     pub fn stateless(tokens: impl Into<TokenVerifier>) -> Self {
         let mut layer = RequireAxraAuthLayer::new(NoKeyStore, tokens);
-        layer.verifier.stateless = true;
+        layer.authenticator.stateless = true;
         layer
     }
 }
@@ -105,24 +98,24 @@ impl RequireAxraAuthLayer<NoKeyStore> {
 impl<K> fmt::Debug for RequireAxraAuthLayer<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireAxraAuthLayer")
-            .field("tokens", &self.verifier.tokens)
-            .field("stateless", &self.verifier.stateless)
-            .field("anonymous", &self.verifier.anonymous)
+            .field("tokens", &self.authenticator.tokens)
+            .field("stateless", &self.authenticator.stateless)
+            .field("anonymous", &self.authenticator.anonymous)
             .field(
                 "verified_token_cache",
-                &self.verifier.verified.as_ref().map(|c| c.capacity()),
+                &self.authenticator.verified.as_ref().map(|c| c.capacity()),
             )
             .finish_non_exhaustive()
     }
 }
 
 impl<S, K: Clone> Layer<S> for RequireAxraAuthLayer<K> {
-    type Service = RequireAxraAuth<S, K>;
+    type Service = RequireAxraAuthService<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequireAxraAuth {
+        RequireAxraAuthService {
             inner,
-            verifier: Arc::new(self.verifier.clone()),
+            authenticator: Arc::new(self.authenticator.clone()),
         }
     }
 }

@@ -59,8 +59,8 @@ mod verify;
 
 pub use super::rejection::Rejection;
 pub use future::ResponseFuture;
-pub use layer::{DEFAULT_VERIFIED_TOKEN_CACHE, RequireAxraAuthLayer};
-pub use service::RequireAxraAuth;
+pub use layer::{DEFAULT_VERIFIED_TOKEN_CACHE_CAPACITY, RequireAxraAuthLayer};
+pub use service::RequireAxraAuthService;
 
 #[allow(unused_imports)] // the links in the module docs
 use crate::server::{AuthenticatedBusiness, KeyStore, TokenIssuer};

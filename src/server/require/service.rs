@@ -1,4 +1,4 @@
-//! [`RequireAxraAuth`]: the service. A request is judged before the inner service sees it; the
+//! [`RequireAxraAuthService`]: the service. A request is judged before the inner service sees it; the
 //! verdict comes at once (an in-memory store, a cache hit) or after one store lookup.
 
 use std::fmt;
@@ -11,40 +11,40 @@ use http_body_util::{Either, Full};
 use tower_service::Service;
 
 use super::future::{ResponseFuture, State};
-use super::verify::{Verification, Verifier};
+use super::verify::{Authenticator, Verification};
 use crate::server::AuthenticatedBusiness;
 use crate::server::rejection::{Rejection, is_grpc};
 use crate::server::store::KeyStore;
 
 /// Service that requires an Axra API key or bearer token, built by
 /// [`RequireAxraAuthLayer`](super::RequireAxraAuthLayer).
-pub struct RequireAxraAuth<S, K> {
+pub struct RequireAxraAuthService<S, K> {
     pub(super) inner: S,
-    pub(super) verifier: Arc<Verifier<K>>,
+    pub(super) authenticator: Arc<Authenticator<K>>,
 }
 
-impl<S, K> RequireAxraAuth<S, K> {
+impl<S, K> RequireAxraAuthService<S, K> {
     inner_service_accessors!();
 }
 
-impl<S: Clone, K> Clone for RequireAxraAuth<S, K> {
+impl<S: Clone, K> Clone for RequireAxraAuthService<S, K> {
     fn clone(&self) -> Self {
-        RequireAxraAuth {
+        RequireAxraAuthService {
             inner: self.inner.clone(),
-            verifier: Arc::clone(&self.verifier),
+            authenticator: Arc::clone(&self.authenticator),
         }
     }
 }
 
-impl<S: fmt::Debug, K> fmt::Debug for RequireAxraAuth<S, K> {
+impl<S: fmt::Debug, K> fmt::Debug for RequireAxraAuthService<S, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireAxraAuth")
+        f.debug_struct("RequireAxraAuthService")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for RequireAxraAuth<S, K>
+impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for RequireAxraAuthService<S, K>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     K: KeyStore + Clone,
@@ -58,7 +58,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match self.verifier.verify(&req) {
+        match self.authenticator.verify(&req) {
             Verification::Now(Ok(business)) => {
                 crate::metrics::server_verified(business.method);
                 // The store answered at once: call the service that was polled ready, no box.
@@ -69,7 +69,7 @@ where
                     },
                 }
             }
-            Verification::Now(Err(Rejection::Missing)) if self.verifier.anonymous => {
+            Verification::Now(Err(Rejection::Missing)) if self.authenticator.anonymous => {
                 crate::metrics::server_refused(req.headers(), Rejection::Missing, true);
                 // No credentials at all, on a route that allows it: no business, and none that
                 // a caller inside the process may have put there either.

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::server::AuthenticatedBusiness;
 use crate::server::expiring::ExpiringMap;
-use crate::server::jwt::VerifiedToken;
 use crate::server::store::DigestHasher;
+use crate::server::token::VerifiedToken;
 
 /// The bytes of one entry for a typical token, measured (see the [module docs](self)); the
 /// layer's docs quote it.

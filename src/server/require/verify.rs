@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 
 use super::verified::{Slot, VerifiedCache};
 use crate::api_key::API_KEY_HEADER;
-use crate::server::jwt::{TokenVerifier, VerifiedToken, VerifyError};
 use crate::server::rejection::Rejection;
 use crate::server::store::{BusinessRecord, KeyDigest, KeyRecord, KeyStore, StoreError};
+use crate::server::token::{TokenVerifier, VerifiedToken, VerifyError};
 use crate::server::{AuthMethod, AuthenticatedBusiness};
 
 /// A credential as presented, checked for shape only.
@@ -57,9 +57,10 @@ fn single<'a>(
     Ok(first)
 }
 
-/// The store, the token verifier and the verified-token cache, shared by every clone of the service.
+/// Authenticates a request: judges its API key or bearer token with the store, the token verifier
+/// and the verified-token cache, shared by every clone of the service.
 #[derive(Clone)]
-pub(super) struct Verifier<K> {
+pub(super) struct Authenticator<K> {
     pub(super) store: K,
     pub(super) tokens: TokenVerifier,
     pub(super) verified: Option<Arc<VerifiedCache>>,
@@ -127,7 +128,7 @@ pub(super) enum Verification {
     Later(Pin<Box<dyn Future<Output = Verdict> + Send>>),
 }
 
-impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
+impl<K: KeyStore + Clone + Send + Sync + 'static> Authenticator<K> {
     /// Verifies a bearer token, from the cache when it was seen before. A hit still checks
     /// expiry, is used only while the key set is unchanged (a retired key's tokens are verified
     /// again, and fail), and reuses the business it resolved to only while the store's revision
@@ -177,17 +178,20 @@ impl<K: KeyStore + Clone + Send + Sync + 'static> Verifier<K> {
     }
 
     /// A failed verification's verdict. A kid the verifier does not know, when it follows a
-    /// JWKS, may be a key published since the last fetch: wait for a fetch that starts after
-    /// now (at most one per interval, however many such tokens arrive; see
-    /// [`jwks`](crate::server::jwks)) and verify again.
+    /// JWKS, may be a key published since the last fetch: wait for the JWKS to learn it (it
+    /// bounds the wait and the fetches; see [`jwks`](crate::server::jwks)) and verify again.
     fn verify_error(&self, error: VerifyError, token: &str) -> Verification {
-        if error != VerifyError::UnknownKey || self.tokens.jwks_state().is_none() {
+        let learning = match error {
+            VerifyError::UnknownKey => self.tokens.learn_kid(token),
+            _ => None,
+        };
+        let Some(learning) = learning else {
             return Verification::Now(Err(error.into()));
-        }
+        };
         let this = self.clone();
         let token = token.to_owned();
         Verification::Later(Box::pin(async move {
-            this.tokens.refresh_for_unknown_kid(&token).await;
+            learning.await;
             match this.tokens.verify(&token) {
                 Ok(verified) => match this.resolve(verified, None) {
                     Verification::Now(verdict) => verdict,

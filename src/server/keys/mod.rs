@@ -35,64 +35,31 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
-    EllipticCurveKeyType, Jwk, KeyAlgorithm as JwkAlgorithm, OctetKeyPairParameters,
-    OctetKeyPairType, PublicKeyUse,
-};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use jsonwebtoken::{DecodingKey, EncodingKey};
 use zeroize::Zeroizing;
 
-use super::jwt::MIN_SIGNING_KEY_LEN;
+mod algorithm;
+mod jwk;
+#[cfg(test)]
+mod tests;
+
+pub use algorithm::KeyAlgorithm;
 
 /// The largest PEM file [`SigningKey::from_pkcs8_pem_file`] reads.
 const MAX_PEM_BYTES: u64 = 16 * 1024;
 
+/// The shortest HS256 secret accepted: HS256 is only as strong as its key, and RFC 7518 asks
+/// for a key at least as long as the hash (256 bits).
+pub const MIN_HS256_KEY_LEN: usize = 32;
+
 /// The longest `kid` accepted (here and from a JWKS).
 pub const MAX_KID_LEN: usize = 128;
-
-/// The algorithm a key is bound to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum KeyAlgorithm {
-    /// HMAC with SHA-256: one shared secret signs and verifies.
-    Hs256,
-    /// Ed25519 signatures (`alg: EdDSA`).
-    EdDsa,
-    /// ECDSA on P-256 with SHA-256.
-    Es256,
-}
-
-impl KeyAlgorithm {
-    /// Its name in a JWT header (`HS256`, `EdDSA`, `ES256`).
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyAlgorithm::Hs256 => "HS256",
-            KeyAlgorithm::EdDsa => "EdDSA",
-            KeyAlgorithm::Es256 => "ES256",
-        }
-    }
-
-    pub(crate) fn jwt(self) -> Algorithm {
-        match self {
-            KeyAlgorithm::Hs256 => Algorithm::HS256,
-            KeyAlgorithm::EdDsa => Algorithm::EdDSA,
-            KeyAlgorithm::Es256 => Algorithm::ES256,
-        }
-    }
-}
-
-impl fmt::Display for KeyAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A key could not be made or loaded. The text never holds key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// An HS256 secret shorter than [`MIN_SIGNING_KEY_LEN`] bytes.
+    /// An HS256 secret shorter than [`MIN_HS256_KEY_LEN`] bytes.
     TooShort {
         /// Its length.
         len: usize,
@@ -116,7 +83,7 @@ impl fmt::Display for KeyError {
         match self {
             KeyError::TooShort { len } => write!(
                 f,
-                "the HS256 secret is {len} bytes; at least {MIN_SIGNING_KEY_LEN} are needed"
+                "the HS256 secret is {len} bytes; at least {MIN_HS256_KEY_LEN} are needed"
             ),
             KeyError::InvalidKid => f.write_str(
                 "the kid must be 1 to 128 visible ASCII characters",
@@ -151,6 +118,16 @@ enum PublicParts {
     P256 { x: String, y: String },
 }
 
+impl PublicParts {
+    /// The algorithm a key of this type is bound to.
+    fn algorithm(&self) -> KeyAlgorithm {
+        match self {
+            PublicParts::Ed25519 { .. } => KeyAlgorithm::EdDsa,
+            PublicParts::P256 { .. } => KeyAlgorithm::Es256,
+        }
+    }
+}
+
 /// Checks tokens signed with one key, bound to its algorithm. Cheap to clone.
 ///
 /// For EdDSA and ES256 it holds the public key only. An HS256 verifying key is the shared
@@ -176,7 +153,7 @@ impl VerifyingKey {
     /// An HS256 key: the shared secret (at least 32 bytes).
     pub fn hs256(kid: impl Into<String>, secret: &[u8]) -> Result<VerifyingKey, KeyError> {
         let kid = checked_kid(kid.into())?;
-        if secret.len() < MIN_SIGNING_KEY_LEN {
+        if secret.len() < MIN_HS256_KEY_LEN {
             return Err(KeyError::TooShort { len: secret.len() });
         }
         let decoding = DecodingKey::from_secret(secret).map_err(|_| KeyError::InvalidKey)?;
@@ -213,96 +190,17 @@ impl VerifyingKey {
     }
 
     fn from_parts(kid: Arc<str>, public: PublicParts) -> Result<VerifyingKey, KeyError> {
-        let (algorithm, decoding) = match &public {
-            PublicParts::Ed25519 { x } => (
-                KeyAlgorithm::EdDsa,
-                DecodingKey::from_ed_components(x).map_err(|_| KeyError::InvalidKey)?,
-            ),
-            PublicParts::P256 { x, y } => (
-                KeyAlgorithm::Es256,
-                DecodingKey::from_ec_components(x, y).map_err(|_| KeyError::InvalidKey)?,
-            ),
-        };
+        let decoding = match &public {
+            PublicParts::Ed25519 { x } => DecodingKey::from_ed_components(x),
+            PublicParts::P256 { x, y } => DecodingKey::from_ec_components(x, y),
+        }
+        .map_err(|_| KeyError::InvalidKey)?;
         Ok(VerifyingKey {
             kid,
-            algorithm,
+            algorithm: public.algorithm(),
             decoding: Arc::new(decoding),
             public: Some(public),
         })
-    }
-
-    /// A public key from a JWK (as a JWKS serves it): `OKP`/`Ed25519` or `EC`/`P-256`, with a
-    /// `kid`. A JWK's `alg`, when present, must match its key type; a symmetric (`oct`) key is
-    /// refused, whatever it says.
-    pub fn from_jwk(jwk: &Jwk) -> Result<VerifyingKey, KeyError> {
-        let kid = jwk
-            .common
-            .key_id
-            .clone()
-            .ok_or(KeyError::UnsupportedJwk)
-            .and_then(|kid| checked_kid(kid).map_err(|_| KeyError::UnsupportedJwk))?;
-        let (parts, algorithm) = match &jwk.algorithm {
-            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-                (PublicParts::Ed25519 { x: p.x.clone() }, KeyAlgorithm::EdDsa)
-            }
-            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => (
-                PublicParts::P256 {
-                    x: p.x.clone(),
-                    y: p.y.clone(),
-                },
-                KeyAlgorithm::Es256,
-            ),
-            _ => return Err(KeyError::UnsupportedJwk),
-        };
-        let stated = jwk.common.key_algorithm;
-        let agrees = matches!(
-            (stated, algorithm),
-            (None, _)
-                | (Some(JwkAlgorithm::EdDSA), KeyAlgorithm::EdDsa)
-                | (Some(JwkAlgorithm::ES256), KeyAlgorithm::Es256)
-        );
-        if !agrees
-            || jwk
-                .common
-                .public_key_use
-                .as_ref()
-                .is_some_and(|u| *u != PublicKeyUse::Signature)
-        {
-            return Err(KeyError::UnsupportedJwk);
-        }
-        // The components must be a valid point: parse them before trusting them.
-        match &parts {
-            PublicParts::Ed25519 { x } => {
-                let bytes: [u8; 32] = URL_SAFE_NO_PAD
-                    .decode(x)
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or(KeyError::UnsupportedJwk)?;
-                let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                    .map_err(|_| KeyError::UnsupportedJwk)?;
-                if key.is_weak() {
-                    // A small-order point: a fixed signature would verify any token.
-                    return Err(KeyError::UnsupportedJwk);
-                }
-            }
-            PublicParts::P256 { x, y } => {
-                let x = URL_SAFE_NO_PAD
-                    .decode(x)
-                    .map_err(|_| KeyError::UnsupportedJwk)?;
-                let y = URL_SAFE_NO_PAD
-                    .decode(y)
-                    .map_err(|_| KeyError::UnsupportedJwk)?;
-                if x.len() != 32 || y.len() != 32 {
-                    return Err(KeyError::UnsupportedJwk);
-                }
-                let mut sec1 = Vec::with_capacity(65);
-                sec1.push(4);
-                sec1.extend_from_slice(&x);
-                sec1.extend_from_slice(&y);
-                p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| KeyError::UnsupportedJwk)?;
-            }
-        }
-        Self::from_parts(kid, parts).map_err(|_| KeyError::UnsupportedJwk)
     }
 
     /// Its `kid`.
@@ -313,37 +211,6 @@ impl VerifyingKey {
     /// The one algorithm it accepts.
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.algorithm
-    }
-
-    /// Its public JWK (`kid`, `alg`, `use: sig`), or `None` for an HS256 key, which is secret.
-    pub fn to_jwk(&self) -> Option<Jwk> {
-        let common = CommonParameters {
-            public_key_use: Some(PublicKeyUse::Signature),
-            key_id: Some(self.kid.to_string()),
-            key_algorithm: Some(match self.algorithm {
-                KeyAlgorithm::EdDsa => JwkAlgorithm::EdDSA,
-                _ => JwkAlgorithm::ES256,
-            }),
-            ..CommonParameters::default()
-        };
-        let algorithm = match self.public.as_ref()? {
-            PublicParts::Ed25519 { x } => {
-                AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-                    key_type: OctetKeyPairType::OctetKeyPair,
-                    curve: EllipticCurve::Ed25519,
-                    x: x.clone(),
-                })
-            }
-            PublicParts::P256 { x, y } => {
-                AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
-                    key_type: EllipticCurveKeyType::EC,
-                    curve: EllipticCurve::P256,
-                    x: x.clone(),
-                    y: y.clone(),
-                })
-            }
-        };
-        Some(Jwk { common, algorithm })
     }
 
     pub(crate) fn decoding(&self) -> &DecodingKey {
@@ -513,105 +380,5 @@ impl SigningKey {
 
     pub(crate) fn encoding(&self) -> &EncodingKey {
         &self.encoding
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_keys_round_trip_through_pem_and_jwk() {
-        for key in [
-            SigningKey::generate_ed25519("ed").unwrap(),
-            SigningKey::generate_es256("ec").unwrap(),
-        ] {
-            let pem = key.to_pkcs8_pem().unwrap();
-            let loaded = SigningKey::from_pkcs8_pem(key.kid(), &pem).unwrap();
-            assert_eq!(loaded.algorithm(), key.algorithm());
-            let jwk = loaded.verifying_key().to_jwk().unwrap();
-            let back = VerifyingKey::from_jwk(&jwk).unwrap();
-            assert!(back.same_as(key.verifying_key()), "{:?}", key);
-            let debug = format!("{key:?} {back:?}");
-            assert!(!debug.contains("PRIVATE") && !debug.contains(&pem[40..60]));
-        }
-    }
-
-    #[test]
-    fn bad_kids_keys_and_jwks_are_refused_without_echoing_them() {
-        assert_eq!(
-            SigningKey::hs256("", &[7; 32]).unwrap_err(),
-            KeyError::InvalidKid
-        );
-        assert_eq!(
-            SigningKey::hs256("a b", &[7; 32]).unwrap_err(),
-            KeyError::InvalidKid
-        );
-        assert_eq!(
-            SigningKey::hs256("k", &[7; 31]).unwrap_err(),
-            KeyError::TooShort { len: 31 }
-        );
-        let error = SigningKey::from_pkcs8_pem(
-            "k",
-            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----",
-        )
-        .unwrap_err();
-        assert_eq!(error, KeyError::InvalidKey);
-        assert!(!error.to_string().contains("c2VjcmV0"));
-        assert!(
-            SigningKey::hs256("k", &[7; 32])
-                .unwrap()
-                .verifying_key()
-                .to_jwk()
-                .is_none()
-        );
-
-        // A symmetric JWK is never taken from a JWKS, whatever it claims.
-        let oct: Jwk = serde_json::from_str(
-            r#"{"kty":"oct","kid":"k","alg":"HS256","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            VerifyingKey::from_jwk(&oct).unwrap_err(),
-            KeyError::UnsupportedJwk
-        );
-        // An Ed25519 key labelled ES256, or with no kid, or not a point: refused.
-        let ed = SigningKey::generate_ed25519("ed").unwrap();
-        let mut jwk = ed.verifying_key().to_jwk().unwrap();
-        jwk.common.key_algorithm = Some(JwkAlgorithm::ES256);
-        assert!(VerifyingKey::from_jwk(&jwk).is_err());
-        let mut jwk = ed.verifying_key().to_jwk().unwrap();
-        jwk.common.key_id = None;
-        assert!(VerifyingKey::from_jwk(&jwk).is_err());
-        let ec = SigningKey::generate_es256("ec").unwrap();
-        let mut jwk = ec.verifying_key().to_jwk().unwrap();
-        if let AlgorithmParameters::EllipticCurve(p) = &mut jwk.algorithm {
-            p.y = p.x.clone();
-        }
-        assert!(VerifyingKey::from_jwk(&jwk).is_err(), "not on the curve");
-        // The identity point (small order): any token would verify with a fixed signature.
-        let mut jwk = ed.verifying_key().to_jwk().unwrap();
-        if let AlgorithmParameters::OctetKeyPair(p) = &mut jwk.algorithm {
-            let mut identity = [0u8; 32];
-            identity[0] = 1;
-            p.x = URL_SAFE_NO_PAD.encode(identity);
-        }
-        assert_eq!(
-            VerifyingKey::from_jwk(&jwk).unwrap_err(),
-            KeyError::UnsupportedJwk
-        );
-    }
-
-    #[test]
-    fn public_pem_files_load() {
-        use ed25519_dalek::pkcs8::EncodePublicKey as _;
-        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-        let pem = key
-            .verifying_key()
-            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-            .unwrap();
-        let public = VerifyingKey::from_public_pem("pub", &pem).unwrap();
-        assert_eq!(public.algorithm(), KeyAlgorithm::EdDsa);
-        assert!(VerifyingKey::from_public_pem("pub", "nope").is_err());
     }
 }

@@ -1,0 +1,318 @@
+//! The issuer and verifier together: round trips, refusals, expiry, rotation.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, Header};
+
+use super::verifier::unix_seconds;
+use super::*;
+use crate::credentials::Environment;
+use crate::server::{BusinessRecord, KeyAlgorithm, SigningKey, VerifyingKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as URL_SAFE;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn business() -> BusinessRecord {
+    BusinessRecord {
+        id: "biz_1".into(),
+        name: "Acme".into(),
+        environment: Environment::Live,
+        key_generation: 3,
+    }
+}
+
+#[test]
+fn short_keys_are_refused() {
+    assert_eq!(
+        TokenIssuer::new(b"short").unwrap_err(),
+        IssuerError::KeyTooShort { len: 5 }
+    );
+}
+
+#[test]
+fn round_trip_carries_the_claims() {
+    let issuer = TokenIssuer::new(KEY).unwrap();
+    let token = issuer.issue(&business()).unwrap();
+    assert_eq!(token.lifetime(), Duration::from_secs(3600));
+    let verified = issuer.verify(token.expose_secret()).unwrap();
+    assert_eq!(&*verified.business_id, "biz_1");
+    assert_eq!(&*verified.business_name, "Acme");
+    assert_eq!(verified.environment, Environment::Live);
+    assert_eq!(verified.key_generation, 3);
+}
+
+#[test]
+fn foreign_tampered_and_unsigned_tokens_fail() {
+    let issuer = TokenIssuer::new(KEY).unwrap();
+    let other = TokenIssuer::new(b"another key of thirty-two bytes!").unwrap();
+    let token = other.issue(&business()).unwrap();
+    assert_eq!(
+        issuer.verify(token.expose_secret()).unwrap_err(),
+        VerifyError::UnknownKey
+    );
+    // Another key under our kid: the signature fails.
+    let impostor = TokenIssuer::from_key(
+        SigningKey::hs256(issuer.active_kid(), b"another key of thirty-two bytes!").unwrap(),
+    );
+    let token = impostor.issue(&business()).unwrap();
+    assert_eq!(
+        issuer.verify(token.expose_secret()).unwrap_err(),
+        VerifyError::Signature
+    );
+
+    let good = issuer.issue(&business()).unwrap();
+    let parts: Vec<&str> = good.expose_secret().split('.').collect();
+    // Same signature, edited payload.
+    let forged_claims = r#"{"sub":"biz_2","name":"Evil","env":"live","gen":3,"iat":0,"exp":99999999999,"iss":"axra-auth"}"#;
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        base64url(forged_claims.as_bytes()),
+        parts[2]
+    );
+    assert_eq!(issuer.verify(&forged).unwrap_err(), VerifyError::Signature);
+
+    let none = format!(
+        "{}.{}.",
+        base64url(br#"{"alg":"none","typ":"JWT"}"#),
+        parts[1]
+    );
+    assert!(issuer.verify(&none).is_err());
+    let hs512 = format!(
+        "{}.{}.{}",
+        base64url(br#"{"alg":"HS512","typ":"JWT"}"#),
+        parts[1],
+        parts[2]
+    );
+    assert_eq!(issuer.verify(&hs512).unwrap_err(), VerifyError::Algorithm);
+    for junk in ["", "a", "a.b", "a.b.c", "....", "\u{0}"] {
+        assert!(issuer.verify(junk).is_err(), "{junk:?}");
+    }
+}
+
+#[test]
+fn expiry_follows_the_issuer_clock_with_leeway() {
+    let now = Arc::new(AtomicU64::new(1_700_000_000));
+    let clock = Arc::clone(&now);
+    let issuer = TokenIssuer::new(KEY)
+        .unwrap()
+        .with_clock(move || UNIX_EPOCH + Duration::from_secs(clock.load(Ordering::SeqCst)));
+    let token = issuer.issue(&business()).unwrap();
+    now.fetch_add(3600 + 5, Ordering::SeqCst);
+    assert!(
+        issuer.verify(token.expose_secret()).is_ok(),
+        "within leeway"
+    );
+    now.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(
+        issuer.verify(token.expose_secret()).unwrap_err(),
+        VerifyError::Expired
+    );
+}
+
+#[test]
+fn lifetimes_are_bounded_and_never_overflow() {
+    let huge = TokenIssuer::new(KEY)
+        .unwrap()
+        .with_lifetime(Duration::from_secs(u64::MAX));
+    assert_eq!(huge.lifetime(), MAX_TOKEN_LIFETIME);
+    let token = huge.issue(&business()).unwrap();
+    assert_eq!(token.lifetime(), MAX_TOKEN_LIFETIME);
+    assert!(huge.verify(token.expose_secret()).is_ok(), "issued alive");
+    assert_eq!(
+        TokenIssuer::new(KEY)
+            .unwrap()
+            .with_lifetime(Duration::ZERO)
+            .lifetime(),
+        Duration::from_secs(1)
+    );
+    // The latest clock a SystemTime can hold, with the longest lifetime: no panic, no wrap.
+    let late = huge.with_clock(|| UNIX_EPOCH + Duration::from_secs(i64::MAX as u64));
+    let token = late.issue(&business()).unwrap();
+    assert!(late.verify(token.expose_secret()).is_ok());
+}
+
+#[test]
+fn another_issuer_name_is_refused() {
+    let a = TokenIssuer::new(KEY).unwrap();
+    let b = TokenIssuer::new(KEY).unwrap().with_issuer("someone-else");
+    let token = b.issue(&business()).unwrap();
+    assert_eq!(
+        a.verify(token.expose_secret()).unwrap_err(),
+        VerifyError::Claims
+    );
+}
+
+/// A token HS256-signed with `secret`, with the header fields given (`alg` must be HS256).
+fn hs256_token(header: &str, claims: &str, secret: &[u8]) -> String {
+    let header: Header = serde_json::from_str(header).unwrap();
+    assert_eq!(header.alg, Algorithm::HS256);
+    let claims: serde_json::Value = serde_json::from_str(claims).unwrap();
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret).unwrap(),
+    )
+    .unwrap()
+}
+
+fn claims_now() -> String {
+    let now = unix_seconds(SystemTime::now());
+    format!(
+        r#"{{"sub":"biz_1","name":"Acme","env":"live","gen":3,"iat":{now},"exp":{},"iss":"axra-auth"}}"#,
+        now + 600
+    )
+}
+
+#[test]
+fn tokens_without_a_kid_verify_with_the_legacy_key_only() {
+    let issuer = TokenIssuer::new(KEY).unwrap();
+    let legacy = hs256_token(r#"{"alg":"HS256","typ":"JWT"}"#, &claims_now(), KEY);
+    assert!(
+        issuer.verify(&legacy).is_ok(),
+        "a token of the previous release"
+    );
+    let asymmetric = TokenIssuer::from_key(SigningKey::generate_ed25519("ed").unwrap());
+    assert_eq!(
+        asymmetric.verify(&legacy).unwrap_err(),
+        VerifyError::UnknownKey
+    );
+    let upgraded = asymmetric
+        .clone()
+        .with_legacy_key(VerifyingKey::hs256("old", KEY).unwrap());
+    assert!(upgraded.verify(&legacy).is_ok());
+    assert!(upgraded.retire("old"));
+    assert_eq!(
+        upgraded.verify(&legacy).unwrap_err(),
+        VerifyError::UnknownKey
+    );
+}
+
+#[test]
+fn a_key_accepts_only_its_own_algorithm() {
+    for key in [
+        SigningKey::generate_ed25519("asym").unwrap(),
+        SigningKey::generate_es256("asym").unwrap(),
+    ] {
+        let issuer = TokenIssuer::from_key(key.clone());
+        let jwk = serde_json::to_value(key.verifying_key().to_jwk().unwrap()).unwrap();
+        // The classic confusion: HS256 "signed" with the public key's bytes, in every form
+        // a careless verifier might use as the HMAC secret.
+        let x = jwk["x"].as_str().unwrap().to_owned();
+        let mut secrets = vec![x.clone().into_bytes(), URL_SAFE.decode(&x).unwrap()];
+        secrets.push(serde_json::to_vec(&jwk).unwrap());
+        for secret in secrets {
+            let forged = hs256_token(
+                r#"{"alg":"HS256","typ":"JWT","kid":"asym"}"#,
+                &claims_now(),
+                &secret,
+            );
+            assert_eq!(issuer.verify(&forged).unwrap_err(), VerifyError::Algorithm);
+        }
+        for header in [
+            r#"{"alg":"none","kid":"asym"}"#,
+            r#"{"alg":"RS256","kid":"asym"}"#,
+            r#"{"alg":"ES384","kid":"asym"}"#,
+        ] {
+            let forged = format!(
+                "{}.{}.",
+                base64url(header.as_bytes()),
+                base64url(claims_now().as_bytes())
+            );
+            assert!(issuer.verify(&forged).is_err(), "{header}");
+        }
+        // The other asymmetric algorithm under this kid.
+        let other = if key.algorithm() == KeyAlgorithm::EdDsa {
+            SigningKey::generate_es256("asym").unwrap()
+        } else {
+            SigningKey::generate_ed25519("asym").unwrap()
+        };
+        let token = TokenIssuer::from_key(other).issue(&business()).unwrap();
+        assert_eq!(
+            issuer.verify(token.expose_secret()).unwrap_err(),
+            VerifyError::Algorithm
+        );
+        // And its own tokens verify, with the public key alone.
+        let token = issuer.issue(&business()).unwrap();
+        let public = TokenVerifier::new([key.verifying_key().clone()]);
+        assert!(public.verify(token.expose_secret()).is_ok());
+    }
+}
+
+#[test]
+fn rotation_keeps_old_tokens_until_retired_in_every_clone() {
+    let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k1").unwrap());
+    let endpoint_copy = issuer.clone();
+    let verifier = issuer.verifier();
+    let old = issuer.issue(&business()).unwrap();
+    endpoint_copy.rotate(SigningKey::generate_es256("k2").unwrap());
+    assert_eq!(issuer.active_kid(), "k2");
+    let new = issuer.issue(&business()).unwrap();
+    for token in [&old, &new] {
+        assert!(verifier.verify(token.expose_secret()).is_ok());
+    }
+    assert!(!issuer.retire("k2"), "the active key stays");
+    assert!(issuer.retire("k1"));
+    assert!(!issuer.retire("k1"));
+    assert_eq!(
+        verifier.verify(old.expose_secret()).unwrap_err(),
+        VerifyError::UnknownKey
+    );
+    assert!(verifier.verify(new.expose_secret()).is_ok());
+    assert_eq!(verifier.kids(), ["k2"]);
+    let jwks = serde_json::to_string(&issuer.jwks()).unwrap();
+    assert!(
+        jwks.contains(r#""kid":"k2""#) && !jwks.contains(r#""kid":"k1""#),
+        "{jwks}"
+    );
+    assert!(!jwks.contains(r#""d""#), "no private part: {jwks}");
+}
+
+#[test]
+fn builder_methods_on_a_clone_never_change_the_original() {
+    let issuer = TokenIssuer::from_key(SigningKey::generate_ed25519("k1").unwrap());
+    let partner_secret = b"a partner's HS256 secret of 32 bytes";
+    let forged = hs256_token(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &claims_now(),
+        partner_secret,
+    );
+    let partner = issuer
+        .verifier()
+        .with_issuer("axra-auth")
+        .with_legacy_key(VerifyingKey::hs256("partner", partner_secret).unwrap());
+    assert!(partner.verify(&forged).is_ok());
+    assert_eq!(issuer.verify(&forged).unwrap_err(), VerifyError::UnknownKey);
+    let widened = issuer
+        .clone()
+        .with_verifying_key(VerifyingKey::hs256("partner", partner_secret).unwrap());
+    let partner_token =
+        TokenIssuer::from_key(SigningKey::hs256("partner", partner_secret).unwrap())
+            .issue(&business())
+            .unwrap();
+    assert!(widened.verify(partner_token.expose_secret()).is_ok());
+    assert_eq!(
+        issuer.verify(partner_token.expose_secret()).unwrap_err(),
+        VerifyError::UnknownKey
+    );
+    // Rotations through a clone still reach the original (they are not builders), and so do
+    // rotations through the widened issuer: its extra key is an overlay, not a copy.
+    issuer
+        .clone()
+        .rotate(SigningKey::generate_ed25519("k2").unwrap());
+    assert_eq!(issuer.active_kid(), "k2");
+    widened.rotate(SigningKey::generate_ed25519("k3").unwrap());
+    assert_eq!(issuer.active_kid(), "k3");
+    assert_eq!(partner.kids(), ["k1", "k2", "k3"]);
+    assert!(issuer.retire("k1"));
+    assert_eq!(partner.kids(), ["k2", "k3"]);
+    assert_eq!(widened.verifier().kids(), ["k2", "k3", "partner"]);
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
