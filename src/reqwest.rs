@@ -106,7 +106,9 @@ use crate::bearer::attempt::{Redirects, Sender, send_authenticated};
 use crate::credentials::{ApiKey, Credentials};
 use crate::error::{BoxError, TokenError};
 use crate::token::axra::RedirectRefused;
-use crate::token::{AxraTokenProvider, TokenCache, TokenProvider};
+use crate::token::{
+    AxraTokenProvider, CredentialsRotator, RotatableProvider, TokenCache, TokenProvider,
+};
 
 /// Sets `x-api-key` on every request. See the [module docs](self#redirects), and build the
 /// client with [`client_builder`]: reqwest's default policy forwards `x-api-key` on a redirect
@@ -243,10 +245,10 @@ impl<P: TokenProvider> BearerTokenMiddleware<P> {
     }
 }
 
-impl<C: Send + Sync + 'static> BearerTokenMiddleware<AxraTokenProvider<C>> {
+impl<P: RotatableProvider> BearerTokenMiddleware<P> {
     /// A handle that replaces the key and secret and drops the cached token (see
     /// [`TokenCache::credentials_rotator`]).
-    pub fn credentials_rotator(&self) -> crate::CredentialsRotator {
+    pub fn credentials_rotator(&self) -> CredentialsRotator {
         self.cache.credentials_rotator()
     }
 }

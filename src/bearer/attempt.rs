@@ -6,7 +6,7 @@
 //! |------|------|
 //! | before | An `Authorization` already on the request wins: sent as is, the cache untouched. |
 //! | before | Otherwise the cached token's header; a request that had to wait for a fetch is never replayed (a token fetched for it and refused says the credentials are wrong). |
-//! | answer | A `401` (or gRPC `UNAUTHENTICATED`) judges the token only if no redirect is known to have been followed; then that token (its generation) is invalidated. |
+//! | answer | A `401` (or gRPC `UNAUTHENTICATED`) judges the token only if no redirect is known to have been followed; then that token (its sequence number) is invalidated. |
 //! | replay | Once, with another token, only if [`may_replay`] says so: no redirect followed, proven; or an idempotent method (RFC 9110). When the sender cannot tell, a POST or PATCH is never sent again. |
 //!
 //! Why: a 401 normally means the API refused the credentials before acting; but after a

@@ -87,7 +87,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::token::cache::InstanceHandle;
-use crate::token::{TokenCache, TokenProvider};
+use crate::token::{CredentialsRotator, RotatableProvider, TokenCache, TokenProvider};
 
 pub use future::ResponseFuture;
 pub use retry::{RetryingBearerTokenLayer, RetryingBearerTokenService};
@@ -129,10 +129,10 @@ impl<P: TokenProvider> BearerTokenLayer<P> {
     }
 }
 
-impl<C: Send + Sync + 'static> BearerTokenLayer<crate::AxraTokenProvider<C>> {
+impl<P: RotatableProvider> BearerTokenLayer<P> {
     /// A handle that replaces the key and secret and drops the cached token (see
     /// [`TokenCache::credentials_rotator`]).
-    pub fn credentials_rotator(&self) -> crate::CredentialsRotator {
+    pub fn credentials_rotator(&self) -> CredentialsRotator {
         self.cache.credentials_rotator()
     }
 }
