@@ -7,8 +7,8 @@
 //! - [`BearerTokenMiddleware`] sets `Authorization: Bearer <token>` from a shared, single-flight
 //!   [`TokenCache`]; an `Authorization` already on the request wins; a `401` answer invalidates
 //!   the token it used, and a request that cannot have been handled yet is sent once more with a
-//!   new token (see [`BearerTokenMiddleware::with_retry_once`]; the same rules as the tower
-//!   layer, [one implementation](crate::bearer#retry-once)). A token failure is
+//!   new token (turned off by [`BearerTokenMiddleware::without_retry_once`]; the same rules as the
+//!   tower layer's retry, [one implementation](crate::bearer#retry-once)). A token failure is
 //!   `reqwest_middleware::Error::Middleware`, which downcasts to [`TokenError`].
 //! - [`AxraTokenProvider::reqwest`] runs the exchange over a `reqwest::Client`, so a reqwest user
 //!   needs no second HTTP client. The exchange never follows a redirect, whatever the client's
@@ -212,9 +212,10 @@ impl<P: TokenProvider> BearerTokenMiddleware<P> {
         }
     }
 
-    /// Whether a request refused with a 401 is sent once more with a new token (default: yes).
+    /// Turns off the retry: a request refused with a 401 is then not sent once more with a new
+    /// token, and the caller sees the 401 (the token is still invalidated).
     ///
-    /// The retry happens only when all of these hold, so it is bounded to one and never sends
+    /// The retry is on by default. It happens only when all of these hold, so it is bounded to one and never sends
     /// twice what the server may have handled ([the rules](crate::bearer#retry-once), shared
     /// with the tower layer):
     ///
@@ -231,11 +232,11 @@ impl<P: TokenProvider> BearerTokenMiddleware<P> {
     ///   holds another token (the rejection backoff may keep the old one).
     ///
     /// The caller sees only the second answer. If your API may answer 401 *after* acting on a
-    /// request, turn it off. On by default, as Google's and Azure's credential policies do: a
+    /// request, turn it off with this method. On by default, as Google's and Azure's credential policies do: a
     /// token revoked mid-flight (a key regenerated, a signing key rotated) then costs no failed
     /// request.
-    pub fn with_retry_once(mut self, retry: bool) -> Self {
-        self.retry_once = retry;
+    pub fn without_retry_once(mut self) -> Self {
+        self.retry_once = false;
         self
     }
 
@@ -312,7 +313,7 @@ impl Sender for ChainSender<'_, '_> {
         request.headers_mut()
     }
 
-    fn try_copy(request: &reqwest::Request) -> Option<reqwest::Request> {
+    fn try_copy(&self, request: &reqwest::Request) -> Option<reqwest::Request> {
         request.try_clone()
     }
 

@@ -78,6 +78,7 @@
 
 pub(crate) mod attempt;
 mod future;
+mod inner;
 mod retry;
 mod service;
 

@@ -34,6 +34,7 @@ pub mod cache;
 mod rotate;
 
 // The JWKS client checks its URL as the exchange checks its base URL.
+#[cfg(feature = "server")]
 pub(crate) use axra::base_url;
 
 use std::fmt;

@@ -50,7 +50,11 @@ use crate::credentials::{Credentials, Environment};
 use crate::error::{BoxError, InvalidBaseUrl, TokenError, TokenErrorKind};
 use base_url::{PlainHttp, token_uri};
 
-pub(crate) use request::{RedirectRefused, is_tls_failure};
+#[cfg(feature = "reqwest")]
+pub(crate) use request::RedirectRefused;
+// The JWKS client classifies its transport errors as the exchange does.
+#[cfg(feature = "server")]
+pub(crate) use request::is_tls_failure;
 // `credentials/files.rs` compares credentials through this path; the function is rotation's.
 pub(crate) use super::rotate::same_credentials;
 
