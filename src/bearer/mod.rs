@@ -21,8 +21,9 @@
 //!
 //! # Retry once
 //!
-//! [`RetryingBearerTokenLayer`] and the reqwest `BearerTokenMiddleware` share one implementation
-//! of an authenticated attempt (`bearer/attempt.rs`):
+//! [`BearerTokenLayer`], [`RetryingBearerTokenLayer`] and the reqwest `BearerTokenMiddleware`
+//! share one implementation of an authenticated attempt (`bearer/attempt.rs`; the plain layer
+//! follows the first two rows and never replays):
 //!
 //! | Step | Rule |
 //! |------|------|

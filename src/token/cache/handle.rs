@@ -39,7 +39,7 @@ enum CacheRef<P> {
 /// A service instance's own reference to the shared cache.
 struct PrivateCache<P>(Arc<TokenCache<P>>);
 
-/// Drops the token a request used if the server refused it (see
+/// Invalidates the token a request used if the server refused it (see
 /// [`TokenCache::invalidate`] for the pace at which rejections are honoured).
 pub(crate) struct RejectionReport<P> {
     cache: CacheRef<P>,

@@ -178,8 +178,8 @@ impl<P: TokenProvider> TokenCache<P> {
     /// secret: the first rejection drops the token at once; a token fetched to replace a
     /// rejected one is dropped in its turn only once it is older than the backoff (the same
     /// doubling as after failed fetches: 1 s, 2 s, 4 s ... up to 30 s by default). Until then
-    /// the rejection is counted in [`TokenCacheStats::rejections_deferred`] and the token is kept. A
-    /// token that served for twice the backoff ceiling (60 s by default) before it was rejected
+    /// the rejection is counted in [`TokenCacheStats::rejections_deferred`] and the token is
+    /// kept. A token that served for twice the backoff ceiling (60 s by default) before it was rejected
     /// starts the count afresh. N requests refused in a row thus cost O(log N) exchanges, then
     /// at most one per backoff ceiling.
     ///
@@ -202,7 +202,8 @@ impl<P: RotatableProvider> TokenCache<P> {
     /// old ones answers only the requests that were waiting for it). For a key regenerated in
     /// Axra's dashboard, fed from a secret store or a mounted file.
     ///
-    /// Offered for every [`RotatableProvider`], such as [`AxraTokenProvider`](crate::AxraTokenProvider).
+    /// Offered for every [`RotatableProvider`], such as
+    /// [`AxraTokenProvider`](crate::AxraTokenProvider).
     ///
     /// ```
     /// use axra_auth::{ApiKey, ApiSecret, AxraTokenProvider, Credentials, TokenCache};

@@ -119,8 +119,9 @@ pub(super) struct CacheCore<P> {
     /// What the health view shows of the last failure: a copy kept beside the fetch state, so a
     /// probe reads it without the async lock.
     failure_view: StdMutex<Option<LastFetchFailure>>,
-    /// Moves on when the credentials change ([`CacheCore::credentials_rotated`]): a fetch started before
-    /// delivers to its own waiters only, and its failure does not hold back the next fetch.
+    /// Moves on when the credentials change ([`CacheCore::credentials_rotated`]): a fetch
+    /// started before delivers to its own waiters only, and its failure does not hold back the
+    /// next fetch.
     epoch: AtomicU64,
     pub(super) listeners: Arc<RejectionListeners>,
 }
@@ -214,8 +215,8 @@ impl<P> CacheCore<P> {
         self.wake.notify_one();
     }
 
-    /// After a credential change ([`credentials_rotated`](Self::credentials_rotated)): the fetch in flight and the
-    /// backoff belong to the old credentials and no longer apply.
+    /// After a credential change ([`credentials_rotated`](Self::credentials_rotated)): the fetch
+    /// in flight and the backoff belong to the old credentials and no longer apply.
     fn sync_epoch(&self, state: &mut FetchState) {
         let epoch = self.epoch.load(Ordering::Acquire);
         if state.epoch != epoch {
