@@ -11,6 +11,9 @@ use super::attempt::{Redirects, Sender, is_rejection};
 use crate::error::BoxError;
 use crate::redirect::SentTo;
 
+/// How a request is copied for a replay.
+pub(super) type CopyRequest<B> = fn(&Request<B>) -> Request<B>;
+
 /// A copy of a request, to send again.
 pub(super) fn copy_request<B: Clone>(req: &Request<B>) -> Request<B> {
     let mut copy = Request::new(req.body().clone());
@@ -29,7 +32,7 @@ pub(super) struct InnerService<S, B> {
     polled_ready: bool,
     inner_never_redirects: bool,
     /// How a request is copied for a replay; `None` for the plain layer (any body, no replay).
-    copy: Option<fn(&Request<B>) -> Request<B>>,
+    copy: Option<CopyRequest<B>>,
     _body: PhantomData<fn(B)>,
 }
 
@@ -38,7 +41,7 @@ impl<S, B> InnerService<S, B> {
     pub(super) fn polled(
         inner: S,
         inner_never_redirects: bool,
-        copy: Option<fn(&Request<B>) -> Request<B>>,
+        copy: Option<CopyRequest<B>>,
     ) -> Self {
         InnerService {
             inner,
