@@ -234,6 +234,6 @@ pub use error::{
     BoxError, CredentialError, CredentialKind, InvalidBaseUrl, TokenError, TokenErrorKind,
 };
 pub use token::{
-    AccessToken, AxraTokenProvider, CacheHealth, CacheStats, CredentialsRotator, FailureHealth,
-    TokenCache, TokenCacheBuilder, TokenProvider,
+    AccessToken, AxraTokenProvider, CredentialsRotator, LastFetchFailure, RotatableProvider,
+    TokenCache, TokenCacheBuilder, TokenCacheHealth, TokenCacheStats, TokenProvider,
 };

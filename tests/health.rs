@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axra_auth::{
-    AxraTokenProvider, CacheHealth, Credentials, TokenCache, TokenErrorKind, TokenProvider,
+    AxraTokenProvider, Credentials, TokenCache, TokenCacheHealth, TokenErrorKind, TokenProvider,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,7 +21,7 @@ use serde_json::json;
 use tower::ServiceExt;
 
 async fn ready<P: TokenProvider>(State(cache): State<Arc<TokenCache<P>>>) -> (StatusCode, String) {
-    let health: CacheHealth = cache.health();
+    let health: TokenCacheHealth = cache.health();
     let status = if health.is_ready() {
         StatusCode::OK
     } else {

@@ -163,7 +163,7 @@ async fn no_retry_for_a_streamed_body_or_when_turned_off() {
     let cache = std::sync::Arc::clone(off_middleware.cache());
     cache.token().await.unwrap();
     let off = reqwest_middleware::ClientBuilder::new(http)
-        .with(off_middleware.with_retry_once(false))
+        .with(off_middleware.without_retry_once())
         .build();
     let url = format!("http://{}/api/v1/payments", api.addr);
     assert_eq!(off.post(&url).body("x").send().await.unwrap().status(), 401);

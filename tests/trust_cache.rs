@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axra_auth::{
-    AccessToken, ApiKey, ApiSecret, AxraTokenProvider, CacheStats, Credentials, TokenCache,
+    AccessToken, ApiKey, ApiSecret, AxraTokenProvider, Credentials, TokenCache, TokenCacheStats,
     TokenError, TokenErrorKind, TokenProvider,
 };
 use bytes::Bytes;
@@ -76,7 +76,7 @@ async fn settle() {
     }
 }
 
-fn assert_counters_add_up(stats: CacheStats) {
+fn assert_counters_add_up(stats: TokenCacheStats) {
     assert_eq!(
         stats.fetches_started,
         stats.fetches_succeeded + stats.fetches_failed,

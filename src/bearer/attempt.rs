@@ -1,12 +1,16 @@
-//! One authenticated request, sent at most twice: the rules the tower
-//! [`RetryingBearerTokenService`](super::RetryingBearerTokenService) and the reqwest
-//! `BearerTokenMiddleware` share (one implementation, so they cannot drift apart).
+//! One authenticated request, sent at most twice: the rules every bearer client follows, written
+//! once. [`send_authenticated`] applies all of them for the tower
+//! [`RetryingBearerTokenService`](super::RetryingBearerTokenService), the plain
+//! [`BearerTokenService`](super::BearerTokenService) when it must wait for a token, and the
+//! reqwest `BearerTokenMiddleware`; the plain service's allocation-free hot path (`service.rs`,
+//! `future.rs`) calls the same rule functions ([`brings_own_authorization`],
+//! [`refuses_token`]).
 //!
 //! | Step | Rule |
 //! |------|------|
 //! | before | An `Authorization` already on the request wins: sent as is, the cache untouched. |
 //! | before | Otherwise the cached token's header; a request that had to wait for a fetch is never replayed (a token fetched for it and refused says the credentials are wrong). |
-//! | answer | A `401` (or gRPC `UNAUTHENTICATED`) judges the token only if no redirect is known to have been followed; then that token (its generation) is invalidated. |
+//! | answer | A `401` (or gRPC `UNAUTHENTICATED`) judges the token only if no redirect is known to have been followed; then that token (its sequence number) is invalidated. |
 //! | replay | Once, with another token, only if [`may_replay`] says so: no redirect followed, proven; or an idempotent method (RFC 9110). When the sender cannot tell, a POST or PATCH is never sent again. |
 //!
 //! Why: a 401 normally means the API refused the credentials before acting; but after a
@@ -24,9 +28,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method, Response};
 
 use crate::error::TokenError;
+use crate::redirect::SentTo;
 use crate::token::cache::RejectionReport;
 use crate::token::{TokenCache, TokenProvider};
 
@@ -39,6 +44,46 @@ pub(crate) enum Redirects {
     Followed,
     /// The sender cannot tell (an inner service or client whose redirects the crate cannot see).
     Unknown,
+}
+
+impl Redirects {
+    /// What a tower answer shows: [`Followed`](Redirects::Followed) when tower-http's
+    /// `FollowRedirect` says another URL than the one asked answered (feature `tower-http`),
+    /// else `otherwise` (what the sender can know; the same URL proves nothing, a chain may have
+    /// come back to it).
+    pub(crate) fn over_tower<B>(
+        sent: &SentTo,
+        response: &Response<B>,
+        otherwise: Redirects,
+    ) -> Redirects {
+        if sent.redirected(response) {
+            Redirects::Followed
+        } else {
+            otherwise
+        }
+    }
+}
+
+/// Rule "before": an `Authorization` already on the request wins: it is sent as is, and the
+/// cache is not touched.
+#[inline]
+pub(crate) fn brings_own_authorization(headers: &HeaderMap) -> bool {
+    headers.contains_key(AUTHORIZATION)
+}
+
+/// Rule "answer": an answer that `rejects` (see [`crate::token::rejects_token`]) refuses the
+/// token its request carried only if no redirect is known to have been followed (after one, the
+/// 401 may come from another page, or from another origin that never saw the token).
+#[inline]
+pub(crate) fn refuses_token(rejects: bool, redirects: Redirects) -> bool {
+    rejects && redirects != Redirects::Followed
+}
+
+/// Whether a tower answer rejects the token it was sent with (see
+/// [`crate::token::rejects_token`]).
+#[inline]
+pub(crate) fn is_rejection<B>(response: &Response<B>) -> bool {
+    crate::token::rejects_token(response.status(), response.headers())
 }
 
 /// RFC 9110, 9.2.2: the methods whose intended effect is the same however often they are sent.
@@ -70,7 +115,7 @@ pub(crate) trait Sender {
     fn method(request: &Self::Request) -> &Method;
     fn headers_mut(request: &mut Self::Request) -> &mut HeaderMap;
     /// A copy to send again, if the body can be replayed.
-    fn try_copy(request: &Self::Request) -> Option<Self::Request>;
+    fn try_copy(&self, request: &Self::Request) -> Option<Self::Request>;
     fn rejects(response: &Self::Response) -> bool;
     fn token_error(error: TokenError) -> Self::Error;
     /// The best this sender can ever know: [`Redirects::NoneFollowed`] when it sees (or was
@@ -85,14 +130,15 @@ pub(crate) trait Sender {
 }
 
 /// Sends `request` with the cached token and, when the rules above allow, once more with a new
-/// one after a 401. `retry_once: false` keeps only the first two rows (header wins, invalidate).
+/// one after a 401. `retry_once: false` keeps only the "before" and "answer" rows (header wins,
+/// invalidate).
 pub(crate) async fn send_authenticated<X: Sender, P: TokenProvider>(
     cache: &Arc<TokenCache<P>>,
     retry_once: bool,
     sender: &mut X,
     mut request: X::Request,
 ) -> Result<X::Response, X::Error> {
-    if X::headers_mut(&mut request).contains_key(AUTHORIZATION) {
+    if brings_own_authorization(X::headers_mut(&mut request)) {
         return Ok(sender.send(request).await?.0);
     }
     let (header, report, cached_before) = match cache.usable_header() {
@@ -104,15 +150,13 @@ pub(crate) async fn send_authenticated<X: Sender, P: TokenProvider>(
     };
     let method = X::method(&request).clone();
     let replay = if retry_once && cached_before && may_replay(&method, sender.visibility()) {
-        X::try_copy(&request)
+        sender.try_copy(&request)
     } else {
         None
     };
     X::headers_mut(&mut request).insert(AUTHORIZATION, header.clone());
     let (response, redirects) = sender.send(request).await?;
-    // After a followed redirect the 401 may come from another page (or another origin, which
-    // never saw the token): it judges neither the token nor the request.
-    if redirects == Redirects::Followed || !X::rejects(&response) {
+    if !refuses_token(X::rejects(&response), redirects) {
         return Ok(response);
     }
     report.rejected();
@@ -129,7 +173,7 @@ pub(crate) async fn send_authenticated<X: Sender, P: TokenProvider>(
     );
     X::headers_mut(&mut replay).insert(AUTHORIZATION, fresh);
     let (retried, redirects) = sender.send(replay).await?;
-    if redirects != Redirects::Followed && X::rejects(&retried) {
+    if refuses_token(X::rejects(&retried), redirects) {
         fresh_report.rejected();
     }
     Ok(retried)

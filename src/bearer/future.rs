@@ -7,6 +7,7 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use pin_project_lite::pin_project;
 
+use super::attempt::{Redirects, is_rejection, refuses_token};
 use crate::error::BoxError;
 use crate::redirect::SentTo;
 use crate::token::TokenProvider;
@@ -61,16 +62,11 @@ impl<F, P, ResBody> ResponseFuture<F, P, ResBody> {
     }
 }
 
-/// Whether the server rejected the token (see [`crate::token::rejects_token`]).
-pub(super) fn is_rejection<B>(response: &Response<B>) -> bool {
-    crate::token::rejects_token(response.status(), response.headers())
-}
-
-/// Whether the answer to a request sent to `sent` rejects the token it carried: a rejection,
-/// from the URL asked (after a followed redirect it may come from another page, or from another
-/// origin that never saw the token).
-pub(super) fn rejects_our_token<B>(sent: &SentTo, response: &Response<B>) -> bool {
-    is_rejection(response) && !sent.redirected(response)
+/// Whether the answer to a request sent to `sent` refuses the token it carried (the rule in
+/// `attempt.rs`; the plain layer cannot see redirects beyond tower-http's `RequestUri`).
+fn rejects_our_token<B>(sent: &SentTo, response: &Response<B>) -> bool {
+    let redirects = Redirects::over_tower(sent, response, Redirects::Unknown);
+    refuses_token(is_rejection(response), redirects)
 }
 
 impl<F, E, P, ResBody> Future for ResponseFuture<F, P, ResBody>

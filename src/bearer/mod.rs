@@ -21,8 +21,9 @@
 //!
 //! # Retry once
 //!
-//! [`RetryingBearerTokenLayer`] and the reqwest `BearerTokenMiddleware` share one implementation
-//! of an authenticated attempt (`bearer/attempt.rs`):
+//! [`BearerTokenLayer`], [`RetryingBearerTokenLayer`] and the reqwest `BearerTokenMiddleware`
+//! share one implementation of an authenticated attempt (`bearer/attempt.rs`; the plain layer
+//! follows the first two rows and never replays):
 //!
 //! | Step | Rule |
 //! |------|------|
@@ -78,6 +79,7 @@
 
 pub(crate) mod attempt;
 mod future;
+mod inner;
 mod retry;
 mod service;
 
@@ -87,7 +89,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::token::cache::InstanceHandle;
-use crate::token::{TokenCache, TokenProvider};
+use crate::token::{CredentialsRotator, RotatableProvider, TokenCache, TokenProvider};
 
 pub use future::ResponseFuture;
 pub use retry::{RetryingBearerTokenLayer, RetryingBearerTokenService};
@@ -129,10 +131,10 @@ impl<P: TokenProvider> BearerTokenLayer<P> {
     }
 }
 
-impl<C: Send + Sync + 'static> BearerTokenLayer<crate::AxraTokenProvider<C>> {
+impl<P: RotatableProvider> BearerTokenLayer<P> {
     /// A handle that replaces the key and secret and drops the cached token (see
     /// [`TokenCache::credentials_rotator`]).
-    pub fn credentials_rotator(&self) -> crate::CredentialsRotator {
+    pub fn credentials_rotator(&self) -> CredentialsRotator {
         self.cache.credentials_rotator()
     }
 }

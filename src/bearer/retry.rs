@@ -2,8 +2,7 @@
 //! 401, for request bodies that can be cloned (`Full<Bytes>`, `String`, `()`).
 
 use std::fmt;
-use std::future::{Future, poll_fn};
-use std::marker::PhantomData;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,10 +11,9 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::attempt::{Redirects, Sender, send_authenticated};
-use super::future::is_rejection;
+use super::attempt::send_authenticated;
+use super::inner::{InnerService, copy_request};
 use crate::error::BoxError;
-use crate::redirect::SentTo;
 use crate::token::{TokenCache, TokenProvider};
 
 /// Layer that authenticates requests with a cached bearer token and sends a request refused
@@ -129,17 +127,6 @@ impl<S: fmt::Debug, P> fmt::Debug for RetryingBearerTokenService<S, P> {
     }
 }
 
-/// A copy of a request, to send again.
-fn copy_request<B: Clone>(req: &Request<B>) -> Request<B> {
-    let mut copy = Request::new(req.body().clone());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    *copy.extensions_mut() = req.extensions().clone();
-    copy
-}
-
 impl<S, P, B, ResBody> Service<Request<B>> for RetryingBearerTokenService<S, P>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -162,83 +149,8 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let cache = Arc::clone(&self.cache);
-        let mut sender = InnerService {
-            inner,
-            polled_ready: true,
-            inner_never_redirects: self.inner_never_redirects,
-            _body: PhantomData,
-        };
+        let mut sender =
+            InnerService::polled(inner, self.inner_never_redirects, Some(copy_request));
         Box::pin(async move { send_authenticated(&cache, true, &mut sender, req).await })
-    }
-}
-
-/// The inner service as an attempt [`Sender`].
-struct InnerService<S, B> {
-    inner: S,
-    /// The first attempt goes to the service `poll_ready` was called on; a replay polls again.
-    polled_ready: bool,
-    inner_never_redirects: bool,
-    _body: PhantomData<fn(B)>,
-}
-
-impl<S, B, ResBody> Sender for InnerService<S, B>
-where
-    S: Service<Request<B>, Response = Response<ResBody>> + Send,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    B: Clone + Send + 'static,
-    ResBody: Send,
-{
-    type Request = Request<B>;
-    type Response = Response<ResBody>;
-    type Error = BoxError;
-
-    fn method(request: &Request<B>) -> &http::Method {
-        request.method()
-    }
-
-    fn headers_mut(request: &mut Request<B>) -> &mut http::HeaderMap {
-        request.headers_mut()
-    }
-
-    fn try_copy(request: &Request<B>) -> Option<Request<B>> {
-        Some(copy_request(request))
-    }
-
-    fn rejects(response: &Response<ResBody>) -> bool {
-        is_rejection(response)
-    }
-
-    fn token_error(error: crate::TokenError) -> BoxError {
-        error.into()
-    }
-
-    fn visibility(&self) -> Redirects {
-        if self.inner_never_redirects {
-            Redirects::NoneFollowed
-        } else {
-            Redirects::Unknown
-        }
-    }
-
-    async fn send(
-        &mut self,
-        request: Request<B>,
-    ) -> Result<(Response<ResBody>, Redirects), BoxError> {
-        if !std::mem::take(&mut self.polled_ready) {
-            poll_fn(|cx| self.inner.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-        }
-        let sent = SentTo::of(&request);
-        let response = self.inner.call(request).await.map_err(Into::into)?;
-        // tower-http's `FollowRedirect` says which URL answered (feature `tower-http`): another
-        // one than asked proves a redirect; the same one proves nothing (a chain back to it).
-        let redirects = if sent.redirected(&response) {
-            Redirects::Followed
-        } else {
-            self.visibility()
-        };
-        Ok((response, redirects))
     }
 }

@@ -4,11 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response};
 use tower_service::Service;
 
-use super::future::{ResponseFuture, rejects_our_token};
+use super::attempt::{brings_own_authorization, send_authenticated};
+use super::future::ResponseFuture;
+use super::inner::InnerService;
 use crate::error::BoxError;
 use crate::redirect::SentTo;
 use crate::token::cache::{InstanceHandle, RejectionReport};
@@ -85,7 +86,7 @@ impl<S, P: TokenProvider> BearerTokenService<S, P> {
     /// `None` when the request must wait for a token. No lock, no await, no allocation.
     #[inline]
     fn authorize(&mut self, headers: &mut HeaderMap) -> Option<Option<RejectionReport<P>>> {
-        if headers.contains_key(AUTHORIZATION) {
+        if brings_own_authorization(headers) {
             return Some(None);
         }
         self.handle.authorize(headers).map(Some)
@@ -93,11 +94,11 @@ impl<S, P: TokenProvider> BearerTokenService<S, P> {
 }
 
 impl<S, P> BearerTokenService<S, P> {
-    /// Cold path: take the service that was polled ready, leave a clone behind, and wait for
-    /// the one fetch.
+    /// Cold path: take the service that was polled ready, leave a clone behind, and send one
+    /// attempt (no replay) once the one fetch brought a token.
     fn wait_for_token<B, ResBody>(
         &mut self,
-        mut req: Request<B>,
+        req: Request<B>,
     ) -> ResponseFuture<S::Future, P, ResBody>
     where
         S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -108,17 +109,11 @@ impl<S, P> BearerTokenService<S, P> {
         ResBody: Send + 'static,
     {
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         let cache = Arc::clone(self.handle.cache());
-        ResponseFuture::waiting(async move {
-            let (header, report) = cache.wait_for_header().await?;
-            req.headers_mut().insert(AUTHORIZATION, header);
-            let sent = SentTo::of(&req);
-            let response = inner.call(req).await.map_err(Into::into)?;
-            if rejects_our_token(&sent, &response) {
-                report.rejected();
-            }
-            Ok(response)
-        })
+        let mut sender = InnerService::polled(inner, false, None);
+        ResponseFuture::waiting(
+            async move { send_authenticated(&cache, false, &mut sender, req).await },
+        )
     }
 }

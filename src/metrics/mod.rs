@@ -62,7 +62,7 @@ pub const TOKEN_EXCHANGE_DURATION: &str = "axra_auth_token_exchange_duration_sec
 ///
 /// Label `result`: `hit` (a usable token was cached: no wait), `wait` (none was: the request
 /// waited for a fetch, or got the last error during a backoff; the same count as
-/// [`CacheStats::waits`](crate::CacheStats::waits)).
+/// [`TokenCacheStats::waits`](crate::TokenCacheStats::waits)).
 pub const TOKEN_CACHE_REQUESTS: &str = "axra_auth_token_cache_requests_total";
 
 /// Counter: fetches started to replace a token the cache still held (the refresh ahead of
@@ -77,7 +77,7 @@ pub const TOKEN_REFRESHES: &str = "axra_auth_token_refreshes_total";
 pub const CLIENT_REJECTIONS: &str = "axra_auth_client_rejections_total";
 
 /// Counter: cached tokens dropped after a rejection (the same count as
-/// [`CacheStats::invalidations`](crate::CacheStats::invalidations); a rejection the backoff
+/// [`TokenCacheStats::invalidations`](crate::TokenCacheStats::invalidations); a rejection the backoff
 /// defers drops nothing). No labels.
 pub const TOKEN_INVALIDATIONS: &str = "axra_auth_token_invalidations_total";
 

@@ -30,8 +30,12 @@
 //! ```
 
 pub mod axra;
-pub(crate) mod base_url;
 pub mod cache;
+mod rotate;
+
+// The JWKS client checks its URL as the exchange checks its base URL.
+#[cfg(feature = "server")]
+pub(crate) use axra::base_url;
 
 use std::fmt;
 use std::future::Future;
@@ -43,11 +47,13 @@ use tokio::time::Instant;
 
 use crate::error::TokenError;
 
-pub use axra::{AxraTokenProvider, CredentialsRotator, MAX_TOKEN_RESPONSE_BYTES, TOKEN_PATH};
+pub use axra::{AxraTokenProvider, MAX_TOKEN_RESPONSE_BYTES, TOKEN_PATH};
 pub use cache::{
-    CacheHealth, CacheStats, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXPIRY_MARGIN,
-    DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD, FailureHealth, TokenCache, TokenCacheBuilder,
+    DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXPIRY_MARGIN, DEFAULT_FETCH_TIMEOUT,
+    DEFAULT_REFRESH_AHEAD, LastFetchFailure, TokenCache, TokenCacheBuilder, TokenCacheHealth,
+    TokenCacheStats,
 };
+pub use rotate::{CredentialsRotator, RotatableProvider};
 
 /// A bearer access token: the secret value, when it expires, and who it was issued to.
 ///

@@ -51,7 +51,7 @@ pub(crate) struct Entry {
     pub(crate) header: HeaderValue,
     /// Increases with every token the cache installs; a rejection names the token it refused
     /// by it.
-    pub(crate) generation: u64,
+    pub(crate) sequence: u64,
     /// When the fetch that produced it started: its age decides whether a rejection may drop it.
     pub(crate) fetched_at: Instant,
     pub(crate) refresh_at: Instant,
@@ -67,14 +67,14 @@ impl Entry {
     pub(crate) fn start(
         token: AccessToken,
         header: HeaderValue,
-        generation: u64,
+        sequence: u64,
         fetched_at: Instant,
         (refresh_at, usable_until): (Instant, Instant),
     ) -> Arc<Entry> {
         let entry = Arc::new(Entry {
             token,
             header,
-            generation,
+            sequence,
             fetched_at,
             refresh_at,
             usable_until,

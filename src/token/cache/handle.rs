@@ -1,5 +1,7 @@
 //! How a client layer holds a shared [`TokenCache`]: the header of a usable token, and a
-//! [`RejectionReport`] that drops that very token if the server refuses it.
+//! [`RejectionReport`] that invalidates that very token if the server refuses it. The client
+//! layers (`bearer/`, `reqwest.rs`) reach the cache only through this file, which goes straight
+//! to the core.
 //!
 //! [`InstanceHandle`] is the tower layer's per-service-instance view. While the token it last
 //! used stays usable, a request reads one atomic (the token's phase, see `entry.rs`) and clones
@@ -20,6 +22,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::TokenCache;
 use super::entry::{Entry, Phase};
+use crate::error::TokenError;
 use crate::token::TokenProvider;
 
 /// After this many requests an instance makes its own copies (see the module docs).
@@ -36,18 +39,18 @@ enum CacheRef<P> {
 /// A service instance's own reference to the shared cache.
 struct PrivateCache<P>(Arc<TokenCache<P>>);
 
-/// Drops the token a request used if the server refused it (see
+/// Invalidates the token a request used if the server refused it (see
 /// [`TokenCache::invalidate`] for the pace at which rejections are honoured).
 pub(crate) struct RejectionReport<P> {
     cache: CacheRef<P>,
-    generation: u64,
+    sequence: u64,
 }
 
 impl<P: TokenProvider> RejectionReport<P> {
-    pub(super) fn shared(cache: Arc<TokenCache<P>>, generation: u64) -> Self {
+    fn shared(cache: Arc<TokenCache<P>>, sequence: u64) -> Self {
         RejectionReport {
             cache: CacheRef::Shared(cache),
-            generation,
+            sequence,
         }
     }
 
@@ -58,7 +61,8 @@ impl<P: TokenProvider> RejectionReport<P> {
             CacheRef::Shared(cache) => cache,
             CacheRef::Private(private) => &private.0,
         };
-        cache.invalidate_generation(self.generation);
+        let sequence = self.sequence;
+        cache.core.invalidate(|entry| entry.sequence == sequence);
     }
 }
 
@@ -132,13 +136,13 @@ impl<P: TokenProvider> InstanceHandle<P> {
         let still_usable = match &self.lease {
             Some(lease) => match lease.entry.phase() {
                 Phase::Fresh => true,
-                Phase::RefreshDue => self.cache.core().still_usable(&lease.entry),
+                Phase::RefreshDue => self.cache.core.still_usable(&lease.entry),
                 Phase::Expired => false,
             },
             None => false,
         };
         if !still_usable {
-            self.lease = self.cache.core().usable().map(Lease::new);
+            self.lease = self.cache.core.usable().map(Lease::new);
         }
         let lease = self.lease.as_mut()?;
         crate::metrics::token_cache_hit();
@@ -147,7 +151,7 @@ impl<P: TokenProvider> InstanceHandle<P> {
             lease.private_header = true;
         }
         headers.insert(AUTHORIZATION, lease.header.clone());
-        let generation = lease.entry.generation;
+        let sequence = lease.entry.sequence;
         let cache = if reused {
             let cache = &self.cache;
             let private = self
@@ -157,7 +161,27 @@ impl<P: TokenProvider> InstanceHandle<P> {
         } else {
             CacheRef::Shared(Arc::clone(&self.cache))
         };
-        Some(RejectionReport { cache, generation })
+        Some(RejectionReport { cache, sequence })
+    }
+}
+
+impl<P: TokenProvider> TokenCache<P> {
+    /// The header of the usable cached token and the report of its rejection; `None` when no
+    /// token is usable. No lock.
+    pub(crate) fn usable_header(self: &Arc<Self>) -> Option<(HeaderValue, RejectionReport<P>)> {
+        let entry = self.core.usable()?;
+        crate::metrics::token_cache_hit();
+        let report = RejectionReport::shared(Arc::clone(self), entry.sequence);
+        Some((entry.header.clone(), report))
+    }
+
+    /// As [`usable_header`](Self::usable_header), waiting for a fetch when no token is usable.
+    pub(crate) async fn wait_for_header(
+        self: &Arc<Self>,
+    ) -> Result<(HeaderValue, RejectionReport<P>), TokenError> {
+        let entry = self.core.wait().await?;
+        let report = RejectionReport::shared(Arc::clone(self), entry.sequence);
+        Ok((entry.header.clone(), report))
     }
 }
 

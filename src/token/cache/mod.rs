@@ -1,11 +1,18 @@
 //! [`TokenCache`]: expiry, refresh-ahead, single-flight, timeout, backoff and invalidation.
 //!
-//! The cache is four small parts: `core.rs`, the primitive (the current token, the one
-//! fetch that replaces it, and the background refresher that starts that fetch when no request
-//! does); `policy.rs`, the settings and the arithmetic of deadlines, backoff,
-//! rejections and jitter; `entry.rs`, a token's phase as a timer-driven state machine; and
-//! `handle.rs`, how the client layers hold the cache (a usable token's header and the report of
-//! its rejection). This file is the public face.
+//! The cache knows no particular provider: any [`TokenProvider`]; credential rotation is offered
+//! for any [`RotatableProvider`] (see `token/rotate.rs`). Its parts:
+//!
+//! - this file: [`TokenCache`], the public face (tokens, invalidation, rotation);
+//! - `builder.rs`: [`TokenCacheBuilder`], the settings; `policy.rs`, the arithmetic of
+//!   deadlines, backoff, rejection holds and jitter;
+//! - `health.rs`: [`TokenCacheStats`] and [`TokenCacheHealth`];
+//! - `core/`: the private primitive (the current token, the one fetch that replaces it in
+//!   `fetch.rs`, and the background refresher in `refresher.rs`); reached only through
+//!   `TokenCache`;
+//! - `entry.rs`: a cached token's phase, a timer-driven state machine;
+//! - `handle.rs`: the client layers' door: a usable token's header and the report that
+//!   invalidates that very token if the server refuses it.
 //!
 //! # Example
 //!
@@ -34,124 +41,28 @@
 //! # }
 //! ```
 
-use std::fmt;
-
-pub(crate) mod core;
+mod builder;
+mod core;
 mod entry;
 mod handle;
+mod health;
 mod policy;
 
+use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use http::HeaderValue;
-
-use tokio::time::Instant;
-
-use crate::error::{TokenError, TokenErrorKind};
+use crate::error::TokenError;
+use crate::token::rotate::{CredentialsRotator, RotatableProvider};
 use crate::token::{AccessToken, TokenProvider};
 
-pub(crate) use self::core::CacheCore;
+pub use builder::TokenCacheBuilder;
 pub(crate) use handle::{InstanceHandle, RejectionReport};
-use policy::{Config, Jitter, MAX_SETTING};
+pub use health::{LastFetchFailure, TokenCacheHealth, TokenCacheStats};
+use policy::Config;
 pub use policy::{
     DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXPIRY_MARGIN, DEFAULT_FETCH_TIMEOUT,
     DEFAULT_REFRESH_AHEAD,
 };
-
-/// Counters of a [`TokenCache`], for tests and metrics.
-///
-/// Every fetch ends exactly once, as succeeded or failed: whenever no fetch is in flight,
-/// `fetches_started == fetches_succeeded + fetches_failed`. (While one runs, it is counted
-/// started only.)
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CacheStats {
-    /// Fetches (exchanges) started, by callers or by the cache's background refresher.
-    pub fetches_started: u64,
-    /// Fetches that produced a token (including superseded ones).
-    pub fetches_succeeded: u64,
-    /// Fetches that failed: an error, a timeout, a provider that panicked, or a fetch whose
-    /// runtime shut down under it (including superseded ones).
-    pub fetches_failed: u64,
-    /// Of the fetches above, those that ended after a credential rotation they started before
-    /// (see [`TokenCache::credentials_rotator`]): their token or error went to the callers that
-    /// were waiting for them, but the cache neither kept the token nor backed off for the error.
-    pub fetches_superseded: u64,
-    /// Times a caller found no usable token and had to wait for a fetch (or got the last error).
-    pub waits: u64,
-    /// Tokens dropped because they were rejected (a `401` or gRPC `UNAUTHENTICATED` answer to a
-    /// request that used them, or [`TokenCache::invalidate`]).
-    pub invalidations: u64,
-    /// Rejections that did not drop the token because it was fetched too recently: a server
-    /// that refuses every token gets a new one only after a doubling backoff, not on every
-    /// request.
-    pub rejections_deferred: u64,
-}
-
-/// What a [`TokenCache`] can say about itself to a readiness probe or a dashboard: whether a
-/// usable token is held and until when, when its refresh is due, and how the last fetch failed.
-/// Never a secret. From [`TokenCache::health`].
-///
-/// # Example: an axum `/ready` route
-///
-/// ```
-/// use axra_auth::{AccessToken, TokenCache, TokenError};
-/// use axum::{extract::State, http::StatusCode, routing::get, Router};
-/// use std::{sync::Arc, time::Duration};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let cache = Arc::new(TokenCache::new(|| async {
-///     Ok::<_, TokenError>(AccessToken::new("t", Duration::from_secs(3600)))
-/// }));
-/// async fn ready<P: axra_auth::TokenProvider>(State(cache): State<Arc<TokenCache<P>>>) -> (StatusCode, String) {
-///     let health = cache.health();
-///     let status = if health.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-///     (status, format!("{health:?}"))
-/// }
-/// let app: Router = Router::new().route("/ready", get(ready)).with_state(Arc::clone(&cache));
-/// # let _ = app;
-/// assert!(!cache.health().is_ready()); // no token yet
-/// cache.token().await.unwrap();
-/// let health = cache.health();
-/// assert!(health.is_ready() && health.last_failure.is_none());
-/// # }
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CacheHealth {
-    /// Whether a token is cached, usable or not.
-    pub token_held: bool,
-    /// Until when the cached token is used; `None` when no usable token is held.
-    pub usable_until: Option<Instant>,
-    /// When the background refresh of the usable token is due (it may be under way).
-    pub refresh_at: Option<Instant>,
-    /// How the last fetch failed; `None` when it succeeded (or none ran yet).
-    pub last_failure: Option<FailureHealth>,
-}
-
-impl CacheHealth {
-    /// Whether requests can be authenticated now without waiting: a usable token is held.
-    pub fn is_ready(&self) -> bool {
-        self.usable_until.is_some()
-    }
-}
-
-/// How the last token fetch failed, in a [`CacheHealth`]. Never a secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FailureHealth {
-    /// What kind of failure it was.
-    pub kind: TokenErrorKind,
-    /// Whether it is expected to pass on its own.
-    pub transient: bool,
-    /// Failed fetches in a row.
-    pub consecutive: u32,
-    /// When the next fetch may start (the backoff's end).
-    pub next_attempt: Instant,
-}
 
 /// A shared, single-flight cache in front of a [`TokenProvider`].
 ///
@@ -212,95 +123,7 @@ pub struct FailureHealth {
 /// # }
 /// ```
 pub struct TokenCache<P> {
-    core: Arc<CacheCore<P>>,
-}
-
-/// Builder of a [`TokenCache`], from [`TokenCache::builder`].
-pub struct TokenCacheBuilder<P> {
-    provider: P,
-    config: Config,
-}
-
-impl<P> fmt::Debug for TokenCacheBuilder<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenCacheBuilder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<P: TokenProvider> TokenCacheBuilder<P> {
-    /// How long before expiry a token stops being used (default 30 s, at most a quarter of the
-    /// token's lifetime). For example, with 10 s a one-hour token is last sent at 59 min 50 s.
-    pub fn with_expiry_margin(mut self, margin: Duration) -> Self {
-        self.config.expiry_margin = margin;
-        self
-    }
-
-    /// How long before a token stops being usable a background refresh starts (default 5 min),
-    /// up to a tenth of it later (jitter), and never before half of the token's lifetime. For
-    /// example, with 10 min and the default margin, a one-hour token refreshes between
-    /// 49 min 30 s and 50 min 30 s, while every request keeps using it.
-    pub fn with_refresh_ahead(mut self, window: Duration) -> Self {
-        self.config.refresh_ahead = window;
-        self
-    }
-
-    /// The hard limit on one fetch (default 10 s, at most a day).
-    pub fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.config.fetch_timeout = timeout.min(MAX_SETTING);
-        self
-    }
-
-    /// The backoff after failed fetches: `initial` doubling up to `max` (defaults 1 s and 30 s,
-    /// each at most a day), each wait jittered between half and all of its value. The same
-    /// doubling, without jitter, spaces out the tokens dropped after rejections (see
-    /// [`TokenCache::invalidate`]). For example, `(1 s, 30 s)` waits about 1, 2, 4, 8, 16, 30,
-    /// 30 ... seconds after each failure in a row.
-    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.config.backoff_initial = initial.min(MAX_SETTING);
-        self.config.backoff_max = max.min(MAX_SETTING).max(self.config.backoff_initial);
-        self
-    }
-
-    /// The source of the jitter (a fraction in `[0, 1)`, default random). Tests pass a constant
-    /// so that refresh times and backoffs are exact: `|| 0.0` refreshes a one-hour token at
-    /// exactly 54 min 30 s and waits exactly half of each backoff step.
-    pub fn with_jitter(mut self, source: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
-        self.config.jitter = Jitter::new(source);
-        self
-    }
-
-    /// Renamed [`with_expiry_margin`](Self::with_expiry_margin).
-    #[deprecated(since = "0.2.0", note = "use `with_expiry_margin`")]
-    pub fn expiry_margin(self, margin: Duration) -> Self {
-        self.with_expiry_margin(margin)
-    }
-
-    /// Renamed [`with_refresh_ahead`](Self::with_refresh_ahead).
-    #[deprecated(since = "0.2.0", note = "use `with_refresh_ahead`")]
-    pub fn refresh_ahead(self, window: Duration) -> Self {
-        self.with_refresh_ahead(window)
-    }
-
-    /// Renamed [`with_fetch_timeout`](Self::with_fetch_timeout).
-    #[deprecated(since = "0.2.0", note = "use `with_fetch_timeout`")]
-    pub fn fetch_timeout(self, timeout: Duration) -> Self {
-        self.with_fetch_timeout(timeout)
-    }
-
-    /// Renamed [`with_backoff`](Self::with_backoff).
-    #[deprecated(since = "0.2.0", note = "use `with_backoff`")]
-    pub fn backoff(self, initial: Duration, max: Duration) -> Self {
-        self.with_backoff(initial, max)
-    }
-
-    /// Builds the cache. Needs no runtime.
-    pub fn build(self) -> TokenCache<P> {
-        TokenCache {
-            core: Arc::new(CacheCore::new(self.provider, self.config)),
-        }
-    }
+    core: Arc<core::CacheCore<P>>,
 }
 
 impl<P> fmt::Debug for TokenCache<P> {
@@ -316,48 +139,9 @@ impl<P> fmt::Debug for TokenCache<P> {
 }
 
 impl<P> TokenCache<P> {
-    /// The counters.
-    pub fn stats(&self) -> CacheStats {
-        let c = &self.core.counters;
-        CacheStats {
-            fetches_started: c.started.load(Ordering::Relaxed),
-            fetches_succeeded: c.succeeded.load(Ordering::Relaxed),
-            fetches_failed: c.failed.load(Ordering::Relaxed),
-            fetches_superseded: c.superseded.load(Ordering::Relaxed),
-            waits: c.waits.load(Ordering::Relaxed),
-            invalidations: c.invalidations.load(Ordering::Relaxed),
-            rejections_deferred: c.rejections_deferred.load(Ordering::Relaxed),
-        }
-    }
-
     /// The provider.
     pub fn provider(&self) -> &P {
         self.core.provider()
-    }
-
-    /// A snapshot for probes and dashboards (see [`CacheHealth`]). Cheap: no await, no lock
-    /// shared with requests on their hot path.
-    ///
-    /// Called inside a tokio runtime, it also starts the cache's background refresher if it is
-    /// not running yet: a readiness probe on a cache no request has used yet gets it its first
-    /// token (the snapshot itself is taken before, so it still says "not ready"), and from
-    /// then on the cache keeps a usable token with or without traffic.
-    pub fn health(&self) -> CacheHealth {
-        self.core.start_refresher();
-        let current = self.core.current();
-        let usable = current
-            .as_ref()
-            .filter(|entry| entry.phase() != entry::Phase::Expired);
-        CacheHealth {
-            token_held: current.is_some(),
-            usable_until: usable.map(|entry| entry.usable_until),
-            refresh_at: usable.map(|entry| entry.refresh_at),
-            last_failure: self.core.last_failure(),
-        }
-    }
-
-    pub(crate) fn core(&self) -> &Arc<CacheCore<P>> {
-        &self.core
     }
 }
 
@@ -394,8 +178,8 @@ impl<P: TokenProvider> TokenCache<P> {
     /// secret: the first rejection drops the token at once; a token fetched to replace a
     /// rejected one is dropped in its turn only once it is older than the backoff (the same
     /// doubling as after failed fetches: 1 s, 2 s, 4 s ... up to 30 s by default). Until then
-    /// the rejection is counted in [`CacheStats::rejections_deferred`] and the token is kept. A
-    /// token that served for twice the backoff ceiling (60 s by default) before it was rejected
+    /// the rejection is counted in [`TokenCacheStats::rejections_deferred`] and the token is
+    /// kept. A token that served for twice the backoff ceiling (60 s by default) before it was rejected
     /// starts the count afresh. N requests refused in a row thus cost O(log N) exchanges, then
     /// at most one per backoff ceiling.
     ///
@@ -406,40 +190,20 @@ impl<P: TokenProvider> TokenCache<P> {
     /// rejection read new credentials before an exchange is spent on the old ones. A request
     /// arriving meanwhile fetches at once, and the refresher joins its fetch (one exchange).
     pub fn invalidate(&self, rejected: &AccessToken) {
-        self.core.reject(|entry| entry.token.same_token(rejected));
-    }
-
-    /// [`invalidate`](Self::invalidate) by the token's generation (what a layer remembers of the
-    /// token a request carried).
-    pub(crate) fn invalidate_generation(&self, generation: u64) {
-        self.core.reject(|entry| entry.generation == generation);
-    }
-
-    /// The header of the usable cached token and the report of its rejection; `None` when no
-    /// token is usable. No lock.
-    pub(crate) fn usable_header(self: &Arc<Self>) -> Option<(HeaderValue, RejectionReport<P>)> {
-        let entry = self.core.usable()?;
-        crate::metrics::token_cache_hit();
-        let report = RejectionReport::shared(Arc::clone(self), entry.generation);
-        Some((entry.header.clone(), report))
-    }
-
-    /// As [`usable_header`](Self::usable_header), waiting for a fetch when no token is usable.
-    pub(crate) async fn wait_for_header(
-        self: &Arc<Self>,
-    ) -> Result<(HeaderValue, RejectionReport<P>), TokenError> {
-        let entry = self.core.wait().await?;
-        let report = RejectionReport::shared(Arc::clone(self), entry.generation);
-        Ok((entry.header.clone(), report))
+        self.core
+            .invalidate(|entry| entry.token.same_token(rejected));
     }
 }
 
-impl<C: Send + Sync + 'static> TokenCache<crate::token::AxraTokenProvider<C>> {
+impl<P: RotatableProvider> TokenCache<P> {
     /// A handle that replaces the key and secret this cache's provider exchanges, and drops the
     /// cached token with them: the next request exchanges the new credentials at once,
     /// single-flight, whatever backoff the old ones had earned (a fetch still running with the
     /// old ones answers only the requests that were waiting for it). For a key regenerated in
     /// Axra's dashboard, fed from a secret store or a mounted file.
+    ///
+    /// Offered for every [`RotatableProvider`], such as
+    /// [`AxraTokenProvider`](crate::AxraTokenProvider).
     ///
     /// ```
     /// use axra_auth::{ApiKey, ApiSecret, AxraTokenProvider, Credentials, TokenCache};
@@ -456,13 +220,13 @@ impl<C: Send + Sync + 'static> TokenCache<crate::token::AxraTokenProvider<C>> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn credentials_rotator(&self) -> crate::token::CredentialsRotator {
+    pub fn credentials_rotator(&self) -> CredentialsRotator {
         let core = Arc::downgrade(&self.core);
         let listeners = Arc::clone(&self.core.listeners);
         self.core.provider().rotator().with_cache_hooks(
             move || {
                 if let Some(core) = core.upgrade() {
-                    core.forget();
+                    core.credentials_rotated();
                 }
             },
             listeners,
@@ -472,9 +236,12 @@ impl<C: Send + Sync + 'static> TokenCache<crate::token::AxraTokenProvider<C>> {
 
 #[cfg(test)]
 mod tests {
+    use super::policy::MAX_SETTING;
     use super::*;
     use crate::error::TokenErrorKind;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
     use tokio::time::Instant;
 
     #[tokio::test(start_paused = true)]

@@ -5,7 +5,7 @@
 
 use http::Uri;
 
-use super::axra::TOKEN_PATH;
+use super::TOKEN_PATH;
 use crate::error::InvalidBaseUrl;
 
 /// Whether plain `http://` is accepted for a base URL's host.
