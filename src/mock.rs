@@ -52,7 +52,7 @@ use axum::routing::{any, get, post};
 use serde_json::json;
 
 use crate::credentials::{Credentials, Environment};
-use crate::error::CredentialError;
+use crate::credentials::CredentialError;
 use crate::server::{
     AuthMethod, AuthenticatedBusiness, JWKS_PATH, JwksEndpoint, MemoryKeyStore,
     RequireAxraAuthLayer, SigningKey, StoreError, TokenEndpoint, TokenIssuer,
