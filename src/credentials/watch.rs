@@ -187,16 +187,6 @@ pub(crate) mod sealed {
     }
 }
 
-impl sealed::Sealed for crate::token::CredentialsRotator {
-    fn listen(&self, listener: &Arc<Notify>) {
-        if let Some(listeners) = self.rejections() {
-            listeners.add(listener);
-        }
-    }
-}
-
-impl RejectionSource for crate::token::CredentialsRotator {}
-
 impl Drop for CredentialWatcher {
     fn drop(&mut self) {
         self.task.abort();

@@ -46,7 +46,7 @@ use tower_service::Service;
 use super::base_url::{PlainHttp, token_uri};
 use super::cache::core::RejectionListeners;
 use super::{AccessToken, TokenProvider};
-use crate::credentials::{Credentials, DEFAULT_BASE_URL, Environment};
+use crate::credentials::{Credentials, DEFAULT_BASE_URL, Environment, same_credentials};
 use crate::error::{BoxError, InvalidBaseUrl, TokenError, TokenErrorKind};
 
 /// The token endpoint's path below the base URL.
@@ -171,21 +171,15 @@ impl CredentialsRotator {
     }
 }
 
-/// Whether two credentials are equal, compared in constant time.
-pub(crate) fn same_credentials(a: &Credentials, b: &Credentials) -> bool {
-    use subtle::ConstantTimeEq;
-    let key = a
-        .api_key()
-        .expose_secret()
-        .as_bytes()
-        .ct_eq(b.api_key().expose_secret().as_bytes());
-    let secret = a
-        .api_secret()
-        .expose_secret()
-        .as_bytes()
-        .ct_eq(b.api_secret().expose_secret().as_bytes());
-    bool::from(key & secret)
+impl crate::credentials::sealed::Sealed for CredentialsRotator {
+    fn listen(&self, listener: &Arc<tokio::sync::Notify>) {
+        if let Some(listeners) = self.rejections() {
+            listeners.add(listener);
+        }
+    }
 }
+
+impl crate::credentials::RejectionSource for CredentialsRotator {}
 
 impl fmt::Debug for CredentialsRotator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
