@@ -210,5 +210,4 @@ mod tests {
         );
         check_parsed_files(b"bk_live_~~zebra~~", b"bs_test_x");
     }
-
 }

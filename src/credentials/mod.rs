@@ -1,9 +1,9 @@
 //! Axra credentials: [`ApiKey`], [`ApiSecret`], [`Credentials`] and the [`Environment`] they belong to.
 //!
-//! Both are secrets: their values are zeroed when dropped (copies made for a header or a request
-//! body are not; see the [crate docs](crate#secrets)), their `Debug` shows at most the non-secret
-//! prefix (`bk_live_…`), they have no `Display`, and reading the value takes an explicit
-//! [`expose_secret`](ApiKey::expose_secret).
+//! [`ApiKey`] and [`ApiSecret`] are secrets: their values are zeroed when dropped (copies made
+//! for a header or a request body are not; see the [crate docs](crate#secrets)), their `Debug`
+//! shows at most the non-secret prefix (`bk_live_…`), they have no `Display`, and reading the
+//! value takes an explicit [`expose_secret`](ApiKey::expose_secret).
 //!
 //! # Example
 //!
@@ -62,13 +62,13 @@ mod watch;
 
 pub use environment::{DEFAULT_BASE_URL, Environment, PRODUCTION_BASE_URL, SANDBOX_BASE_URL};
 pub use error::{CredentialError, CredentialKind};
+pub use files::CredentialFiles;
 #[cfg(fuzzing)]
 pub use files::fuzz_credential_files;
-pub use files::CredentialFiles;
 pub(crate) use files::read_credential_file;
 pub use secret::{ApiKey, ApiSecret};
-pub use watch::{CredentialWatcher, DEFAULT_POLL_INTERVAL, RejectionSource};
 pub(crate) use watch::sealed;
+pub use watch::{CredentialWatcher, DEFAULT_POLL_INTERVAL, RejectionSource};
 
 /// The longest credential accepted, in bytes. Axra's keys are a few dozen bytes; the bound only
 /// keeps absurd input (a whole file pasted into a variable) out of every request header.
