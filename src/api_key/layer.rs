@@ -8,7 +8,7 @@ use tower_layer::Layer;
 use super::{ApiKeyRotator, ApiKeyService, KeySlot};
 use crate::credentials::ApiKey;
 
-/// Layer that sets `x-api-key` on every request. See the [module docs](self).
+/// Layer that sets `x-api-key` on every request. See the [module docs](super).
 #[derive(Clone)]
 pub struct ApiKeyLayer {
     slot: Arc<KeySlot>,
