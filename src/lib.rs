@@ -227,12 +227,10 @@ pub struct ReadmeDoctests;
 pub use api_key::{API_KEY_HEADER, ApiKeyLayer, ApiKeyRotator, ApiKeyService};
 pub use bearer::{BearerTokenLayer, BearerTokenService};
 pub use credentials::{
-    ApiKey, ApiSecret, Credentials, DEFAULT_BASE_URL, Environment, PRODUCTION_BASE_URL,
-    SANDBOX_BASE_URL,
+    ApiKey, ApiSecret, CredentialError, CredentialKind, Credentials, DEFAULT_BASE_URL, Environment,
+    PRODUCTION_BASE_URL, SANDBOX_BASE_URL,
 };
-pub use error::{
-    BoxError, CredentialError, CredentialKind, InvalidBaseUrl, TokenError, TokenErrorKind,
-};
+pub use error::{BoxError, InvalidBaseUrl, TokenError, TokenErrorKind};
 pub use token::{
     AccessToken, AxraTokenProvider, CredentialsRotator, LastFetchFailure, RotatableProvider,
     TokenCache, TokenCacheBuilder, TokenCacheHealth, TokenCacheStats, TokenProvider,

@@ -51,8 +51,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde_json::json;
 
+use crate::credentials::CredentialError;
 use crate::credentials::{Credentials, Environment};
-use crate::error::CredentialError;
 use crate::server::{
     AuthMethod, AuthenticatedBusiness, JWKS_PATH, JwksEndpoint, MemoryKeyStore,
     RequireAxraAuthLayer, SigningKey, StoreError, TokenEndpoint, TokenIssuer,

@@ -56,7 +56,7 @@ use http::Uri;
 use http::header::{AUTHORIZATION, COOKIE, HeaderName, PROXY_AUTHORIZATION};
 
 #[cfg(feature = "tower-http")]
-use crate::api_key::API_KEY_HEADER;
+use crate::credentials::API_KEY_HEADER;
 
 /// A request sent with `x-api-key` over a client that followed a redirect to another origin
 /// (scheme, host or port): the key has reached that origin, and the api-key layer

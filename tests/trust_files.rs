@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use axra_auth::credentials::CredentialFiles;
-use axra_auth::error::{CredentialError, CredentialKind};
+use axra_auth::{CredentialError, CredentialKind};
 use axra_auth::{Credentials, server::KeyError, server::SigningKey};
 
 /// Generous: a regression fails the test here rather than hanging the suite.

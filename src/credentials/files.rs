@@ -1,22 +1,75 @@
-//! Credential files and their watcher; documented in the parent module.
+//! Credentials kept in files (`AXRA_API_KEY_FILE`, Docker and Kubernetes secrets): each read
+//! bounded, from regular files only, and checked before it is passed on. The watcher that
+//! follows such files is in `watch.rs`; both are documented in the parent module.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+use super::{
+    ApiKey, ApiSecret, CredentialError, CredentialKind, Credentials, ENV_API_KEY_FILE,
+    ENV_API_SECRET_FILE, MAX_CREDENTIAL_LEN,
+};
 
-use super::{ApiKey, ApiSecret, Credentials, ENV_API_KEY_FILE, ENV_API_SECRET_FILE};
-use crate::error::{CredentialError, CredentialKind};
+/// The longest credential file read: a credential of [`MAX_CREDENTIAL_LEN`] bytes and room for
+/// the white space around it. A longer file is refused as [`CredentialError::TooLong`] unread.
+const MAX_CREDENTIAL_FILE_LEN: u64 = MAX_CREDENTIAL_LEN as u64 + 64;
 
-/// How often a watcher reads the files by default: a regenerated key reaches the service within
-/// about this long after the files change, for two small reads.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Reads a credential file through [`crate::fs::read_regular_file`]: a regular file (a FIFO,
+/// socket, device or directory is refused by its opened handle, before any read, and without
+/// the open blocking), at most [`MAX_CREDENTIAL_FILE_LEN`] bytes, within
+/// [`crate::fs::READ_TIMEOUT`]. The buffer is zeroed after use. The typed error names the
+/// credential; a `tracing` warning names the path (never the content).
+pub(crate) fn read_credential_file(
+    path: &std::ffi::OsStr,
+    kind: CredentialKind,
+) -> Result<String, CredentialError> {
+    let bytes = crate::fs::read_regular_file(std::path::Path::new(path), MAX_CREDENTIAL_FILE_LEN)
+        .map_err(|error| {
+        trace_event!(
+            tracing::Level::WARN,
+            error = %error,
+            "axra_auth: a credential file could not be read"
+        );
+        match error.problem() {
+            crate::fs::FileProblem::TooLarge { len } => CredentialError::TooLong {
+                kind,
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+            },
+            _ => CredentialError::UnreadableFile {
+                kind,
+                error: error.io_kind(),
+            },
+        }
+    })?;
+    credential_text(&bytes, kind)
+}
 
-/// How long a read waits before reading again to check that no writer is mid-way.
-const SETTLE: Duration = Duration::from_millis(50);
+/// A credential file's content as text, without surrounding white space (a trailing newline is
+/// usual). Not yet validated as a credential.
+fn credential_text(bytes: &[u8], kind: CredentialKind) -> Result<String, CredentialError> {
+    std::str::from_utf8(bytes)
+        .map(|text| text.trim().to_owned())
+        .map_err(|_| CredentialError::UnreadableFile {
+            kind,
+            error: std::io::ErrorKind::InvalidData,
+        })
+}
+
+/// The credential-file parser: the credentials that files holding `key` and `secret` give
+/// [`CredentialFiles::read`] (text, trimmed, validated, prefixes agreeing).
+#[cfg(any(test, fuzzing))]
+fn parse_credential_files(key: &[u8], secret: &[u8]) -> Result<Credentials, CredentialError> {
+    let key = ApiKey::new(credential_text(key, CredentialKind::ApiKey)?)?;
+    let secret = ApiSecret::new(credential_text(secret, CredentialKind::ApiSecret)?)?;
+    pair_files(key, secret)
+}
+
+/// The fuzzing hook for the credential-file parser (`fuzz/fuzz_targets/credential_files.rs`).
+/// Built only under `cfg(fuzzing)`; not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_credential_files(key: &[u8], secret: &[u8]) -> Result<Credentials, CredentialError> {
+    parse_credential_files(key, secret)
+}
 
 /// The two files holding an API key and its secret: read once with [`read`](Self::read), or
 /// followed with [`watch`](Self::watch). A read never passes on half-written, missing or
@@ -35,7 +88,7 @@ fn read_file(path: &std::path::Path, kind: CredentialKind) -> Result<String, Cre
 
 /// The credentials a key and a secret read from files make: the key has a documented prefix
 /// and the secret the same environment.
-pub(super) fn pair_files(key: ApiKey, secret: ApiSecret) -> Result<Credentials, CredentialError> {
+fn pair_files(key: ApiKey, secret: ApiSecret) -> Result<Credentials, CredentialError> {
     if key.environment().is_none() {
         return Err(CredentialError::UnknownPrefix {
             kind: CredentialKind::ApiKey,
@@ -83,206 +136,78 @@ impl CredentialFiles {
         let secret = ApiSecret::new(read_file(&self.secret, CredentialKind::ApiSecret)?)?;
         pair_files(key, secret)
     }
+}
 
-    /// [`read`](Self::read) on tokio's blocking pool, so no worker waits on a file. A FIFO or
-    /// device is refused at once (opened without blocking), and each file's read is bounded by
-    /// [`READ_TIMEOUT`](crate::fs::READ_TIMEOUT), so this blocking task always ends: the
-    /// next poll runs, and dropping the runtime (which waits for running blocking tasks) never
-    /// waits on a file for more than that bound.
-    async fn read_off_runtime(&self) -> Result<Credentials, CredentialError> {
-        let files = self.clone();
-        tokio::task::spawn_blocking(move || files.read())
-            .await
-            .unwrap_or(Err(CredentialError::Unsettled))
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Reads both files twice, a moment apart, and answers only when both reads agree.
-    async fn read_settled(&self) -> Result<Credentials, CredentialError> {
-        let first = self.read_off_runtime().await?;
-        tokio::time::sleep(SETTLE).await;
-        let second = self.read_off_runtime().await?;
-        if same(&first, &second) {
-            Ok(second)
-        } else {
-            Err(CredentialError::Unsettled)
-        }
-    }
+    use proptest::strategy::Strategy as _;
 
-    /// Watches the files every [`DEFAULT_POLL_INTERVAL`]; see [`watch_every`](Self::watch_every).
-    pub fn watch(
-        self,
-        on_change: impl Fn(Credentials) + Send + Sync + 'static,
-    ) -> CredentialWatcher {
-        self.watch_every(DEFAULT_POLL_INTERVAL, on_change)
-    }
-
-    /// Reads the files every `interval` (and on [`CredentialWatcher::check_now`]) and calls
-    /// `on_change` with the credentials they hold: after the first interval, then whenever they
-    /// differ from the last good ones. The first call lets nothing slip between the read that
-    /// built the client and the watch; the rotators ignore credentials they already hold. A
-    /// read that fails keeps the last good credentials, and the next poll reads again: a FIFO,
-    /// device or directory swapped in is refused at once (see [`read`](Self::read)), and a read
-    /// stuck on a hung file system is given up after a few seconds, so a later valid swap is
-    /// always passed on. Runs in a tokio task until the watcher drops; dropping the watcher or
-    /// the runtime never waits on a FIFO.
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
-    pub fn watch_every(
-        self,
-        interval: Duration,
-        on_change: impl Fn(Credentials) + Send + Sync + 'static,
-    ) -> CredentialWatcher {
-        let wake = Arc::new(Notify::new());
-        let woken = Arc::clone(&wake);
-        let task = tokio::spawn(async move {
-            let mut known: Option<Credentials> = None;
-            loop {
-                // The interval, or a `check_now` before it.
-                let _ = tokio::time::timeout(interval, woken.notified()).await;
-                match self.read_settled().await {
-                    Ok(read) if known.as_ref().is_some_and(|known| same(known, &read)) => {}
-                    Ok(read) => {
-                        known = Some(read.clone());
-                        trace_event!(
-                            tracing::Level::INFO,
-                            "axra_auth: credential files changed, rotating"
-                        );
-                        on_change(read);
-                    }
-                    Err(error) => {
-                        trace_event!(
-                            tracing::Level::WARN,
-                            error = %error,
-                            "axra_auth: credential files unusable, keeping the last good credentials"
-                        );
+    /// The property `fuzz/fuzz_targets/credential_files.rs` checks, on proptest's inputs.
+    fn check_parsed_files(key: &[u8], secret: &[u8]) {
+        match parse_credential_files(key, secret) {
+            Ok(credentials) => {
+                let (key, secret) = (
+                    credentials.api_key().expose_secret(),
+                    credentials.api_secret().expose_secret(),
+                );
+                for value in [key, secret] {
+                    assert!(!value.is_empty() && value.len() <= MAX_CREDENTIAL_LEN);
+                    assert!(value.bytes().all(|b| b.is_ascii_graphic()));
+                }
+                let live = key.starts_with("bk_live_") && secret.starts_with("bs_live_");
+                let test = key.starts_with("bk_test_") && secret.starts_with("bs_test_");
+                assert!(live || test, "{key:?} {secret:?}");
+            }
+            Err(error) => {
+                let text = format!("{error} {error:?}");
+                for value in [key, secret] {
+                    if let Ok(value) = std::str::from_utf8(value) {
+                        let value = value.trim();
+                        if value.len() >= 2 && value.contains('~') {
+                            assert!(!text.contains(value), "{text}");
+                        }
                     }
                 }
             }
-        });
-        CredentialWatcher {
-            task: task.abort_handle(),
-            wake,
         }
     }
-}
 
-use crate::token::axra::same_credentials as same;
-
-/// A running watch of credential files (see [`CredentialFiles::watch_every`]). Dropping it
-/// stops the watch.
-#[must_use = "dropping the watcher stops it at once: keep it as long as the credentials are used"]
-pub struct CredentialWatcher {
-    task: AbortHandle,
-    wake: Arc<Notify>,
-}
-
-impl CredentialWatcher {
-    /// Reads the files now rather than at the next interval: say, after the API or the token
-    /// endpoint answered 401.
-    pub fn check_now(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Reads the files at once whenever the client behind `rotator` is refused, rather than at
-    /// the next poll:
-    ///
-    /// - a [`CredentialsRotator`](crate::CredentialsRotator) from a bearer layer, middleware or
-    ///   [`TokenCache`](crate::TokenCache): the API rejected its token (and the cache dropped
-    ///   it), or the token endpoint answered 401 to the key and secret. Both are paced by the
-    ///   cache's backoffs, so a peer that answers 401 forever costs a file read per backoff
-    ///   step, not per request. A rotator from
-    ///   [`AxraTokenProvider::rotator`](crate::AxraTokenProvider::rotator) has no cache:
-    ///   nothing happens.
-    /// - an [`ApiKeyRotator`](crate::ApiKeyRotator) from [`ApiKeyLayer::rotator`](crate::ApiKeyLayer::rotator)
-    ///   or `ApiKeyMiddleware::rotator` (feature `reqwest`): the API answered 401 to a request
-    ///   that carried the layer's key. Paced: the first refusal of a key at once, then at most
-    ///   one read per 1 s, 2 s, 4 s, ... up to a minute while that key keeps being refused.
-    ///
-    /// Lasts as long as the watcher; several rotators may be given.
-    ///
-    /// ```no_run
-    /// # use axra_auth::{AxraTokenProvider, BearerTokenLayer, credentials::CredentialFiles};
-    /// # async fn run(http: axra_auth::https::HttpsClient) -> Result<(), axra_auth::CredentialError> {
-    /// let files = CredentialFiles::new("/run/secrets/axra_api_key", "/run/secrets/axra_api_secret");
-    /// let layer = BearerTokenLayer::new(AxraTokenProvider::new(http, files.read()?));
-    /// let rotator = layer.credentials_rotator();
-    /// let watcher = files.watch({
-    ///     let rotator = rotator.clone();
-    ///     move |credentials| rotator.rotate(credentials)
-    /// });
-    /// watcher.check_on_rejection(&rotator); // a 401 re-reads the files before the next poll
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// The same for the `x-api-key` header:
-    ///
-    /// ```no_run
-    /// # use axra_auth::{ApiKeyLayer, credentials::CredentialFiles};
-    /// # fn run() -> Result<(), axra_auth::CredentialError> {
-    /// let files = CredentialFiles::new("/run/secrets/axra_api_key", "/run/secrets/axra_api_secret");
-    /// let layer = ApiKeyLayer::new(files.read()?.api_key().clone());
-    /// let rotator = layer.rotator();
-    /// let watcher = files.watch({
-    ///     let rotator = rotator.clone();
-    ///     move |credentials| rotator.rotate(credentials.api_key().clone())
-    /// });
-    /// watcher.check_on_rejection(&rotator);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn check_on_rejection(&self, rotator: &impl RejectionSource) {
-        rotator.listen(&self.wake);
-    }
-}
-
-/// A rotator whose client tells of refusals, for
-/// [`CredentialWatcher::check_on_rejection`]: a [`CredentialsRotator`](crate::CredentialsRotator)
-/// (bearer clients) or an [`ApiKeyRotator`](crate::ApiKeyRotator) (API-key clients). Sealed:
-/// implemented by this crate's rotators only.
-pub trait RejectionSource: sealed::Sealed {}
-
-pub(crate) mod sealed {
-    use std::sync::Arc;
-
-    use tokio::sync::Notify;
-
-    /// Wakes `listener` when the client behind the rotator is refused.
-    pub trait Sealed {
-        fn listen(&self, listener: &Arc<Notify>);
-    }
-}
-
-impl sealed::Sealed for crate::token::CredentialsRotator {
-    fn listen(&self, listener: &Arc<Notify>) {
-        if let Some(listeners) = self.rejections() {
-            listeners.add(listener);
+    proptest::proptest! {
+        #[test]
+        fn credential_files_parse_to_well_formed_pairs_or_errors_without_content(
+            key in proptest::prop_oneof![
+                proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                "[ \t\n]{0,2}bk_(live|test)_[ -~]{0,12}[ \t\r\n]{0,3}".prop_map(String::into_bytes),
+            ],
+            secret in proptest::prop_oneof![
+                proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                "[ \t\n]{0,2}bs_(live|test)_[ -~]{0,12}[ \t\r\n]{0,3}".prop_map(String::into_bytes),
+            ],
+        ) {
+            check_parsed_files(&key, &secret);
         }
     }
-}
 
-impl RejectionSource for crate::token::CredentialsRotator {}
-
-impl sealed::Sealed for crate::api_key::ApiKeyRotator {
-    fn listen(&self, listener: &Arc<Notify>) {
-        self.slot().add_listener(listener);
-    }
-}
-
-impl RejectionSource for crate::api_key::ApiKeyRotator {}
-
-impl Drop for CredentialWatcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl fmt::Debug for CredentialWatcher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CredentialWatcher")
-            .field("running", &!self.task.is_finished())
-            .finish()
+    #[test]
+    fn credential_file_contents_are_trimmed_and_paired() {
+        let ok = parse_credential_files(b" bk_live_k1\n", b"bs_live_s1\r\n").unwrap();
+        assert_eq!(ok.api_key().expose_secret(), "bk_live_k1");
+        assert_eq!(ok.api_secret().expose_secret(), "bs_live_s1");
+        assert_eq!(
+            parse_credential_files(b"bk_live_k1", b"bs_test_s1").unwrap_err(),
+            CredentialError::UnknownPrefix {
+                kind: CredentialKind::ApiSecret
+            }
+        );
+        assert_eq!(
+            parse_credential_files(b"\xffbk_live_k1", b"bs_live_s1").unwrap_err(),
+            CredentialError::UnreadableFile {
+                kind: CredentialKind::ApiKey,
+                error: std::io::ErrorKind::InvalidData
+            }
+        );
+        check_parsed_files(b"bk_live_~~zebra~~", b"bs_test_x");
     }
 }

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, same_credentials};
 
 /// A token provider whose credentials can be replaced while it runs. With it, a
 /// [`TokenCache`](crate::TokenCache), a [`BearerTokenLayer`](crate::BearerTokenLayer) and the
@@ -106,21 +106,15 @@ impl CredentialsRotator {
     }
 }
 
-/// Whether two credentials are equal, compared in constant time.
-pub(crate) fn same_credentials(a: &Credentials, b: &Credentials) -> bool {
-    use subtle::ConstantTimeEq;
-    let key = a
-        .api_key()
-        .expose_secret()
-        .as_bytes()
-        .ct_eq(b.api_key().expose_secret().as_bytes());
-    let secret = a
-        .api_secret()
-        .expose_secret()
-        .as_bytes()
-        .ct_eq(b.api_secret().expose_secret().as_bytes());
-    bool::from(key & secret)
+impl crate::credentials::sealed::Sealed for CredentialsRotator {
+    fn listen(&self, listener: &Arc<tokio::sync::Notify>) {
+        if let Some(listeners) = self.rejections() {
+            listeners.add(listener);
+        }
+    }
 }
+
+impl crate::credentials::RejectionSource for CredentialsRotator {}
 
 impl fmt::Debug for CredentialsRotator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -55,8 +55,6 @@ pub(crate) use request::RedirectRefused;
 // The JWKS client classifies its transport errors as the exchange does.
 #[cfg(feature = "server")]
 pub(crate) use request::is_tls_failure;
-// `credentials/files.rs` compares credentials through this path; the function is rotation's.
-pub(crate) use super::rotate::same_credentials;
 
 /// The token endpoint's path below the base URL.
 pub const TOKEN_PATH: &str = "/business/auth/token";
