@@ -42,7 +42,7 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let store = MemoryKeyStore::new();
-    if std::env::var_os(axra_auth::credentials::ENV_API_KEY).is_some() {
+    if std::env::var_os(axra_auth::ENV_API_KEY).is_some() {
         // Fixed credentials: the store keeps their digests; nothing is printed.
         let credentials = Credentials::from_env()?;
         let id = store.add_business("Mock Business", &credentials)?;

@@ -1,21 +1,5 @@
 //! Errors of the client at run time: [`TokenError`] when getting a token, [`InvalidBaseUrl`] for
 //! a base URL that cannot be used, and [`BoxError`], what the client layers return.
-//!
-//! Construction errors of credentials (a malformed key, a missing environment variable) are
-//! [`CredentialError`](crate::CredentialError)s, kept with the credentials. A [`TokenError`]
-//! says whether it is transient, so callers know whether trying again later can help. No error
-//! ever carries a secret: messages name the problem, never the value.
-//!
-//! # Example
-//!
-//! ```
-//! use std::time::Duration;
-//! use axra_auth::{TokenError, TokenErrorKind};
-//!
-//! let err = TokenError::new(TokenErrorKind::RateLimited).with_retry_after(Duration::from_secs(2));
-//! assert!(err.is_transient());
-//! assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
-//! ```
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -143,6 +127,25 @@ impl TokenErrorKind {
 /// let boxed: BoxError = TokenError::new(TokenErrorKind::Timeout).into();
 /// let err = boxed.downcast_ref::<TokenError>().unwrap();
 /// assert!(err.is_transient());
+/// ```
+///
+/// Errors of the client at run time: [`TokenError`] when getting a token, [`InvalidBaseUrl`] for
+/// a base URL that cannot be used, and [`BoxError`], what the client layers return.
+///
+/// Construction errors of credentials (a malformed key, a missing environment variable) are
+/// [`CredentialError`](crate::CredentialError)s, kept with the credentials. A [`TokenError`]
+/// says whether it is transient, so callers know whether trying again later can help. No error
+/// ever carries a secret: messages name the problem, never the value.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use axra_auth::{TokenError, TokenErrorKind};
+///
+/// let err = TokenError::new(TokenErrorKind::RateLimited).with_retry_after(Duration::from_secs(2));
+/// assert!(err.is_transient());
+/// assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
 /// ```
 #[derive(Clone)]
 pub struct TokenError {

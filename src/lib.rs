@@ -81,7 +81,7 @@
 //! (feature `reqwest`) hands a cross-origin redirect back instead of following it. reqwest
 //! follows redirects inside the client, after every middleware, so over a client built
 //! otherwise (`reqwest::Client::new()`) the `x-api-key` middleware can only refuse the other
-//! origin's answer (`reqwest::CrossOriginRedirect`) once the key has reached it; the bearer
+//! origin's answer (`redirect::CrossOriginRedirect`) once the key has reached it; the bearer
 //! token is safe there (reqwest drops `Authorization` itself). Over tower-http's
 //! `FollowRedirect`, give it `redirect::SameOriginPolicy` (feature `tower-http`), which keeps
 //! every credential within its origin; with any other policy `x-api-key` follows a cross-origin
@@ -137,6 +137,7 @@
 //!
 //! [tower]: https://docs.rs/tower
 #![deny(missing_docs)]
+#![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -185,10 +186,10 @@ macro_rules! inner_service_accessors {
     };
 }
 
-pub mod api_key;
-pub mod bearer;
-pub mod credentials;
-pub mod error;
+mod api_key;
+mod bearer;
+mod credentials;
+mod error;
 mod fs;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
@@ -207,7 +208,7 @@ pub mod reqwest;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
-pub mod token;
+mod token;
 
 /// The README's code blocks, compiled (and, unless marked `no_run`, run) as doctests by
 /// `cargo test --all-features`, so a snippet that stops compiling fails CI. Each block states
@@ -224,14 +225,39 @@ pub mod token;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use api_key::{API_KEY_HEADER, ApiKeyLayer, ApiKeyRotator, ApiKeyService};
-pub use bearer::{BearerTokenLayer, BearerTokenService};
-pub use credentials::{
-    ApiKey, ApiSecret, CredentialError, CredentialKind, Credentials, DEFAULT_BASE_URL, Environment,
-    PRODUCTION_BASE_URL, SANDBOX_BASE_URL,
+// The crate root, by role. Each item has this one public path.
+
+// Client: the layers, the token cache and the token exchange.
+#[doc(inline)]
+pub use api_key::{ApiKeyLayer, ApiKeyResponseFuture, ApiKeyRotator, ApiKeyService};
+#[doc(inline)]
+pub use bearer::{
+    BearerTokenLayer, BearerTokenResponseFuture, BearerTokenService, RetryingBearerTokenLayer,
+    RetryingBearerTokenService,
 };
-pub use error::{BoxError, InvalidBaseUrl, TokenError, TokenErrorKind};
+#[doc(inline)]
 pub use token::{
-    AccessToken, AxraTokenProvider, CredentialsRotator, LastFetchFailure, RotatableProvider,
-    TokenCache, TokenCacheBuilder, TokenCacheHealth, TokenCacheStats, TokenProvider,
+    AccessToken, AxraTokenProvider, CredentialsRotator, DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX, DEFAULT_EXPIRY_MARGIN, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
+    LastFetchFailure, MAX_TOKEN_RESPONSE_BYTES, RotatableProvider, TOKEN_PATH, TokenCache,
+    TokenCacheBuilder, TokenCacheHealth, TokenCacheStats, TokenProvider,
 };
+
+// Credentials: the secrets, where they come from, and which environment they belong to.
+#[doc(inline)]
+pub use credentials::{
+    API_KEY_HEADER, ApiKey, ApiSecret, CredentialFiles, CredentialWatcher, Credentials,
+    DEFAULT_BASE_URL, DEFAULT_POLL_INTERVAL, ENV_API_KEY, ENV_API_KEY_FILE, ENV_API_SECRET,
+    ENV_API_SECRET_FILE, ENV_WEBHOOK_SECRET, Environment, MAX_CREDENTIAL_LEN, PRODUCTION_BASE_URL,
+    RejectionSource, SANDBOX_BASE_URL,
+};
+
+// Errors.
+#[doc(inline)]
+pub use credentials::{CredentialError, CredentialKind};
+#[doc(inline)]
+pub use error::{BoxError, InvalidBaseUrl, TokenError, TokenErrorKind};
+
+/// Fuzzing hook (`cfg(fuzzing)` only): parses a key and a secret as credential files do.
+#[cfg(fuzzing)]
+pub use credentials::fuzz_credential_files;

@@ -147,7 +147,7 @@ async fn same_origin_policy_keeps_the_api_key_home_and_hands_the_redirect_back()
 /// `send_authenticated`, ignores a 401 after a followed redirect; the tower path cannot tell
 /// (`Redirects::Unknown`) and counts it.
 ///
-/// Fix at the cause: in `BearerTokenService`/`ResponseFuture` (and `attempt.rs` for tower),
+/// Fix at the cause: in `BearerTokenService`/`BearerTokenResponseFuture` (and `attempt.rs` for tower),
 /// treat a 401 as a rejection only when the request that got it still carried our token: with
 /// `FollowRedirect`, compare the response's `RequestUri` extension to the request's URI (or its
 /// origin), and when it moved, report nothing (as `Redirects::Followed`).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axra_auth::credentials::CredentialFiles;
+use axra_auth::CredentialFiles;
 use axra_auth::{AxraTokenProvider, BearerTokenLayer, Credentials};
 use bytes::Bytes;
 use common::{AxraServer, HyperClient, hyper_client};
@@ -387,7 +387,7 @@ fn watch_for_key(
     files: CredentialFiles,
     rotator: axra_auth::ApiKeyRotator,
 ) -> (
-    axra_auth::credentials::CredentialWatcher,
+    axra_auth::CredentialWatcher,
     Arc<Mutex<Vec<String>>>,
     Arc<tokio::sync::Notify>,
 ) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use axra_auth::credentials::CredentialFiles;
+use axra_auth::CredentialFiles;
 use axra_auth::{CredentialError, CredentialKind};
 use axra_auth::{Credentials, server::KeyError, server::SigningKey};
 

@@ -3,10 +3,10 @@
 //! secret of one environment, and no error repeats a file's content.
 //!
 //! Needs `cfg(fuzzing)` (set by cargo-fuzz), which exposes the crate-private parser as
-//! `axra_auth::credentials::fuzz_credential_files`.
+//! `axra_auth::fuzz_credential_files`.
 #![no_main]
 
-use axra_auth::credentials::{MAX_CREDENTIAL_LEN, fuzz_credential_files};
+use axra_auth::{MAX_CREDENTIAL_LEN, fuzz_credential_files};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(kids) = axra_auth::server::jwks::fuzz_parse_jwks(data) {
+    if let Ok(kids) = axra_auth::server::fuzz_parse_jwks(data) {
         assert!(!kids.is_empty());
         assert!(kids.len() <= axra_auth::server::MAX_JWKS_KEYS);
         let mut sorted = kids.clone();

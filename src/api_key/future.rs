@@ -18,7 +18,7 @@ pin_project! {
     /// [`CrossOriginRedirect`](crate::redirect::CrossOriginRedirect) error; a `401` answered to
     /// a request that carried the layer's key (at the URL asked) tells the credential watchers
     /// listening on its rotator (see the [module docs](super)).
-    pub struct ResponseFuture<F> {
+    pub struct ApiKeyResponseFuture<F> {
         #[pin]
         inner: F,
         // The slot and the key version the request was sent with, when a watcher listens.
@@ -27,13 +27,13 @@ pin_project! {
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F> ApiKeyResponseFuture<F> {
     pub(super) fn new(inner: F, watch: Option<(Arc<KeySlot>, u64)>, sent: SentTo) -> Self {
-        ResponseFuture { inner, watch, sent }
+        ApiKeyResponseFuture { inner, watch, sent }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E> Future for ApiKeyResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
@@ -58,8 +58,9 @@ where
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F> std::fmt::Debug for ApiKeyResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("ApiKeyResponseFuture")
+            .finish_non_exhaustive()
     }
 }

@@ -128,9 +128,9 @@ impl KeySlot {
     }
 }
 
-/// Replaces the API key that every service of an [`ApiKeyLayer`] (or an
+/// Replaces the API key that every service of an [`ApiKeyLayer`](crate::ApiKeyLayer) (or an
 /// `ApiKeyMiddleware`) sends, from their next request on; no restart. Cheap to clone; from
-/// [`ApiKeyLayer::rotator`].
+/// [`ApiKeyLayer::rotator`](crate::ApiKeyLayer::rotator).
 ///
 /// Axra's keys live until they are regenerated, and a regenerated key stops working at once: feed
 /// the new key here from your secret store, or from a

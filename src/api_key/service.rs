@@ -1,5 +1,5 @@
 //! [`ApiKeyService`]: sets `x-api-key` on each request and hands the inner future to
-//! [`ResponseFuture`].
+//! [`ApiKeyResponseFuture`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,12 +9,12 @@ use http::{HeaderValue, Request, Response};
 use tower_service::Service;
 
 use super::KeySlot;
-use super::future::ResponseFuture;
+use super::future::ApiKeyResponseFuture;
 use crate::credentials::{API_KEY_HEADER, ApiKey};
 use crate::error::BoxError;
 use crate::redirect::SentTo;
 
-/// Service that sets `x-api-key` on every request, built by [`ApiKeyLayer`].
+/// Service that sets `x-api-key` on every request, built by [`ApiKeyLayer`](crate::ApiKeyLayer).
 #[derive(Clone)]
 pub struct ApiKeyService<S> {
     inner: S,
@@ -59,7 +59,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ApiKeyResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -86,6 +86,6 @@ where
             }
         }
         let sent = SentTo::of(&req);
-        ResponseFuture::new(self.inner.call(req), watch, sent)
+        ApiKeyResponseFuture::new(self.inner.call(req), watch, sent)
     }
 }

@@ -22,7 +22,7 @@ pin_project! {
     /// had to wait for a token it is boxed. A `401` answered from another URL than the one asked
     /// (a redirect tower-http's `FollowRedirect` followed, seen in its `RequestUri` with the
     /// `tower-http` feature) judges no token.
-    pub struct ResponseFuture<F, P, ResBody> {
+    pub struct BearerTokenResponseFuture<F, P, ResBody> {
         #[pin]
         kind: Kind<F, P, ResBody>,
     }
@@ -43,10 +43,10 @@ pin_project! {
     }
 }
 
-impl<F, P, ResBody> ResponseFuture<F, P, ResBody> {
+impl<F, P, ResBody> BearerTokenResponseFuture<F, P, ResBody> {
     #[inline(always)]
     pub(super) fn direct(future: F, used: Option<RejectionReport<P>>, sent: SentTo) -> Self {
-        ResponseFuture {
+        BearerTokenResponseFuture {
             kind: Kind::Direct { future, used, sent },
         }
     }
@@ -54,7 +54,7 @@ impl<F, P, ResBody> ResponseFuture<F, P, ResBody> {
     pub(super) fn waiting(
         future: impl Future<Output = Result<Response<ResBody>, BoxError>> + Send + 'static,
     ) -> Self {
-        ResponseFuture {
+        BearerTokenResponseFuture {
             kind: Kind::Waiting {
                 future: Box::pin(future),
             },
@@ -69,7 +69,7 @@ fn rejects_our_token<B>(sent: &SentTo, response: &Response<B>) -> bool {
     refuses_token(is_rejection(response), redirects)
 }
 
-impl<F, E, P, ResBody> Future for ResponseFuture<F, P, ResBody>
+impl<F, E, P, ResBody> Future for BearerTokenResponseFuture<F, P, ResBody>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
     E: Into<BoxError>,

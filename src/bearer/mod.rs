@@ -1,81 +1,4 @@
 //! Authenticate every request with `Authorization: Bearer <token>` (Axra's JWT method).
-//!
-//! [`BearerTokenLayer`] takes its tokens from a shared [`TokenCache`] in front of a
-//! [`TokenProvider`] (most users plug in [`AxraTokenProvider`](crate::AxraTokenProvider)).
-//!
-//! - While the cached token is usable the service inserts its pre-built, sensitive header and
-//!   calls the inner service directly: no lock, no boxing, no extra await.
-//! - When no usable token exists the request waits for the one fetch in flight, then goes on; the
-//!   inner service that was polled ready travels with it and a clone stays behind.
-//! - A token failure is returned as a [`BoxError`](crate::BoxError) that downcasts to
-//!   [`TokenError`](crate::TokenError).
-//! - An `Authorization` header already on the request wins and skips the cache.
-//! - A `401` answer (or a gRPC `UNAUTHENTICATED` status in the headers) to a request that used the
-//!   cached token invalidates that token, so the next request fetches a new one. The rejected
-//!   request itself is not retried, since its body is generic and may not be replayable; for
-//!   bodies that can be cloned, [`BearerTokenLayer::with_retry_once`] sends it once more with a
-//!   new token, under the rules below.
-//!
-//! Several clients (say a hyper client and a tonic channel) share one token through
-//! [`BearerTokenLayer::from_cache`].
-//!
-//! # Retry once
-//!
-//! [`BearerTokenLayer`], [`RetryingBearerTokenLayer`] and the reqwest `BearerTokenMiddleware`
-//! share one implementation of an authenticated attempt (`bearer/attempt.rs`; the plain layer
-//! follows the first two rows and never replays):
-//!
-//! | Step | Rule |
-//! |------|------|
-//! | before | An `Authorization` already on the request wins: sent as is, the cache untouched. |
-//! | answer | A `401` (or gRPC `UNAUTHENTICATED`) invalidates the token it used, unless a redirect is known to have been followed (the 401 then came from another page): the reqwest client from `client_builder` records every hop; over tower-http's `FollowRedirect`, its `RequestUri` naming another URL proves one (feature `tower-http`). |
-//! | replay | Once, with another token, when the refused token was cached before the request started and the body can be copied, and: no redirect was followed, **proven** (the reqwest client from `axra_auth::reqwest::client_builder` records every hop; [`RetryingBearerTokenLayer::inner_never_redirects`] declares it), or the method is idempotent (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE). |
-//!
-//! Nothing the server may have handled is sent twice: a POST answered `303` and then `401`
-//! (Post/Redirect/Get, even back to the same URL, or A -> B -> A) was handled, and the layer over
-//! a service that follows redirects only sees the last answer. When it cannot tell, a POST or
-//! PATCH is not replayed.
-//!
-//! # Redirects (tower-http `FollowRedirect`)
-//!
-//! tower-http drops `Authorization` on a cross-origin hop, so the token does not leave its
-//! origin; give `FollowRedirect` [`redirect::SameOriginPolicy`](crate::redirect) (feature
-//! `tower-http`) anyway, so that the `3xx` to another origin is handed back instead of that
-//! origin's answer. With the `tower-http` feature both bearer layers read `FollowRedirect`'s
-//! `RequestUri` on a `401`: an answer from another URL than the one asked is known to follow a
-//! redirect, judges no token (it is not invalidated, no watcher is told) and is never replayed.
-//! Without the feature (or for a request with a relative URI, or a chain back to the very URL
-//! asked) the layer cannot tell: such a 401 counts as a rejection of the token (the rejection
-//! backoff bounds what that costs), and only idempotent methods are replayed. See
-//! [`crate::redirect`].
-//!
-//! # Example
-//!
-//! ```
-//! use axra_auth::{AccessToken, BearerTokenLayer, TokenError};
-//! use http::{header::AUTHORIZATION, Request, Response};
-//! use std::{convert::Infallible, time::Duration};
-//! use tower::{ServiceBuilder, ServiceExt};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), axra_auth::BoxError> {
-//! let provider = || async {
-//!     Ok::<_, TokenError>(AccessToken::new("eyJ.token.value", Duration::from_secs(3600)))
-//! };
-//! let client = ServiceBuilder::new()
-//!     .layer(BearerTokenLayer::new(provider))
-//!     .service_fn(|req: Request<()>| async move {
-//!         // Stands in for a real HTTP client (hyper, a tonic Channel).
-//!         let header = req.headers()[AUTHORIZATION].clone();
-//!         assert!(header.is_sensitive());
-//!         Ok::<_, Infallible>(Response::new(header.to_str().unwrap().to_owned()))
-//!     });
-//!
-//! let response = client.oneshot(Request::new(())).await?;
-//! assert_eq!(response.body(), "Bearer eyJ.token.value");
-//! # Ok(())
-//! # }
-//! ```
 
 pub(crate) mod attempt;
 mod future;
@@ -91,11 +14,90 @@ use tower_layer::Layer;
 use crate::token::cache::InstanceHandle;
 use crate::token::{CredentialsRotator, RotatableProvider, TokenCache, TokenProvider};
 
-pub use future::ResponseFuture;
+pub use future::BearerTokenResponseFuture;
 pub use retry::{RetryingBearerTokenLayer, RetryingBearerTokenService};
 pub use service::BearerTokenService;
 
-/// Layer that authenticates requests with a cached bearer token. See the [module docs](self).
+/// Layer that authenticates requests with a cached bearer token.
+///
+/// Authenticate every request with `Authorization: Bearer <token>` (Axra's JWT method).
+///
+/// [`BearerTokenLayer`] takes its tokens from a shared [`TokenCache`] in front of a
+/// [`TokenProvider`] (most users plug in [`AxraTokenProvider`](crate::AxraTokenProvider)).
+///
+/// - While the cached token is usable the service inserts its pre-built, sensitive header and
+///   calls the inner service directly: no lock, no boxing, no extra await.
+/// - When no usable token exists the request waits for the one fetch in flight, then goes on; the
+///   inner service that was polled ready travels with it and a clone stays behind.
+/// - A token failure is returned as a [`BoxError`](crate::BoxError) that downcasts to
+///   [`TokenError`](crate::TokenError).
+/// - An `Authorization` header already on the request wins and skips the cache.
+/// - A `401` answer (or a gRPC `UNAUTHENTICATED` status in the headers) to a request that used the
+///   cached token invalidates that token, so the next request fetches a new one. The rejected
+///   request itself is not retried, since its body is generic and may not be replayable; for
+///   bodies that can be cloned, [`BearerTokenLayer::with_retry_once`] sends it once more with a
+///   new token, under the rules below.
+///
+/// Several clients (say a hyper client and a tonic channel) share one token through
+/// [`BearerTokenLayer::from_cache`].
+///
+/// # Retry once
+///
+/// [`BearerTokenLayer`], [`RetryingBearerTokenLayer`] and the reqwest `BearerTokenMiddleware`
+/// share one implementation of an authenticated attempt (`bearer/attempt.rs`; the plain layer
+/// follows the first two rows and never replays):
+///
+/// | Step | Rule |
+/// |------|------|
+/// | before | An `Authorization` already on the request wins: sent as is, the cache untouched. |
+/// | answer | A `401` (or gRPC `UNAUTHENTICATED`) invalidates the token it used, unless a redirect is known to have been followed (the 401 then came from another page): the reqwest client from `client_builder` records every hop; over tower-http's `FollowRedirect`, its `RequestUri` naming another URL proves one (feature `tower-http`). |
+/// | replay | Once, with another token, when the refused token was cached before the request started and the body can be copied, and: no redirect was followed, **proven** (the reqwest client from `axra_auth::reqwest::client_builder` records every hop; [`RetryingBearerTokenLayer::inner_never_redirects`] declares it), or the method is idempotent (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE). |
+///
+/// Nothing the server may have handled is sent twice: a POST answered `303` and then `401`
+/// (Post/Redirect/Get, even back to the same URL, or A -> B -> A) was handled, and the layer over
+/// a service that follows redirects only sees the last answer. When it cannot tell, a POST or
+/// PATCH is not replayed.
+///
+/// # Redirects (tower-http `FollowRedirect`)
+///
+/// tower-http drops `Authorization` on a cross-origin hop, so the token does not leave its
+/// origin; give `FollowRedirect` [`redirect::SameOriginPolicy`](crate::redirect) (feature
+/// `tower-http`) anyway, so that the `3xx` to another origin is handed back instead of that
+/// origin's answer. With the `tower-http` feature both bearer layers read `FollowRedirect`'s
+/// `RequestUri` on a `401`: an answer from another URL than the one asked is known to follow a
+/// redirect, judges no token (it is not invalidated, no watcher is told) and is never replayed.
+/// Without the feature (or for a request with a relative URI, or a chain back to the very URL
+/// asked) the layer cannot tell: such a 401 counts as a rejection of the token (the rejection
+/// backoff bounds what that costs), and only idempotent methods are replayed. See
+/// [`crate::redirect`].
+///
+/// # Example
+///
+/// ```
+/// use axra_auth::{AccessToken, BearerTokenLayer, TokenError};
+/// use http::{header::AUTHORIZATION, Request, Response};
+/// use std::{convert::Infallible, time::Duration};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), axra_auth::BoxError> {
+/// let provider = || async {
+///     Ok::<_, TokenError>(AccessToken::new("eyJ.token.value", Duration::from_secs(3600)))
+/// };
+/// let client = ServiceBuilder::new()
+///     .layer(BearerTokenLayer::new(provider))
+///     .service_fn(|req: Request<()>| async move {
+///         // Stands in for a real HTTP client (hyper, a tonic Channel).
+///         let header = req.headers()[AUTHORIZATION].clone();
+///         assert!(header.is_sensitive());
+///         Ok::<_, Infallible>(Response::new(header.to_str().unwrap().to_owned()))
+///     });
+///
+/// let response = client.oneshot(Request::new(())).await?;
+/// assert_eq!(response.body(), "Bearer eyJ.token.value");
+/// # Ok(())
+/// # }
+/// ```
 pub struct BearerTokenLayer<P> {
     cache: Arc<TokenCache<P>>,
 }
@@ -119,7 +121,7 @@ impl<P: TokenProvider> BearerTokenLayer<P> {
 
     /// This layer, plus one retry of a request refused with a 401, with a new token, for
     /// request bodies that can be cloned (see [`RetryingBearerTokenLayer`] and
-    /// [the rules](self#retry-once)). Opt-in: the plain layer stays allocation-free and accepts
+    /// [the rules](crate::BearerTokenLayer#retry-once)). Opt-in: the plain layer stays allocation-free and accepts
     /// any body. By default only idempotent methods are replayed; declare
     /// [`inner_never_redirects`](RetryingBearerTokenLayer::inner_never_redirects) to replay a
     /// POST too.

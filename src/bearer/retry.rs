@@ -19,7 +19,7 @@ use crate::token::{TokenCache, TokenProvider};
 /// Layer that authenticates requests with a cached bearer token and sends a request refused
 /// with a 401 once more with a new token. From [`BearerTokenLayer::with_retry_once`].
 ///
-/// The retry follows the rules of [the attempt table](super#retry-once) (one implementation
+/// The retry follows the rules of [the attempt table](crate::BearerTokenLayer#retry-once) (one implementation
 /// with the reqwest middleware):
 ///
 /// - **Only what cannot have been handled twice.** This layer cannot see every redirect the

@@ -8,7 +8,7 @@ use http::{HeaderMap, Request, Response};
 use tower_service::Service;
 
 use super::attempt::{brings_own_authorization, send_authenticated};
-use super::future::ResponseFuture;
+use super::future::BearerTokenResponseFuture;
 use super::inner::InnerService;
 use crate::error::BoxError;
 use crate::redirect::SentTo;
@@ -61,7 +61,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, P, ResBody>;
+    type Future = BearerTokenResponseFuture<S::Future, P, ResBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -73,7 +73,7 @@ where
         match self.authorize(req.headers_mut()) {
             Some(report) => {
                 let sent = SentTo::of(&req);
-                ResponseFuture::direct(self.inner.call(req), report, sent)
+                BearerTokenResponseFuture::direct(self.inner.call(req), report, sent)
             }
             None => self.wait_for_token(req),
         }
@@ -99,7 +99,7 @@ impl<S, P> BearerTokenService<S, P> {
     fn wait_for_token<B, ResBody>(
         &mut self,
         req: Request<B>,
-    ) -> ResponseFuture<S::Future, P, ResBody>
+    ) -> BearerTokenResponseFuture<S::Future, P, ResBody>
     where
         S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send,
@@ -112,8 +112,8 @@ impl<S, P> BearerTokenService<S, P> {
         let inner = std::mem::replace(&mut self.inner, clone);
         let cache = Arc::clone(self.handle.cache());
         let mut sender = InnerService::polled(inner, false, None);
-        ResponseFuture::waiting(
-            async move { send_authenticated(&cache, false, &mut sender, req).await },
-        )
+        BearerTokenResponseFuture::waiting(async move {
+            send_authenticated(&cache, false, &mut sender, req).await
+        })
     }
 }

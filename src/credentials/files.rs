@@ -73,7 +73,7 @@ pub fn fuzz_credential_files(key: &[u8], secret: &[u8]) -> Result<Credentials, C
 
 /// The two files holding an API key and its secret: read once with [`read`](Self::read), or
 /// followed with [`watch`](Self::watch). A read never passes on half-written, missing or
-/// malformed files (see the [`credentials` module](crate::credentials)).
+/// malformed files (see the [`Credentials`](crate::Credentials) docs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialFiles {
     key: PathBuf,

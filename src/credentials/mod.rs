@@ -1,23 +1,4 @@
 //! Axra credentials: [`ApiKey`], [`ApiSecret`], [`Credentials`] and the [`Environment`] they belong to.
-//!
-//! [`ApiKey`] and [`ApiSecret`] are secrets: their values are zeroed when dropped (copies made
-//! for a header or a request body are not; see the [crate docs](crate#secrets)), their `Debug`
-//! shows at most the non-secret prefix (`bk_live_…`), they have no `Display`, and reading the
-//! value takes an explicit [`expose_secret`](ApiKey::expose_secret).
-//!
-//! # Example
-//!
-//! ```
-//! use axra_auth::{ApiKey, ApiSecret, Credentials, Environment};
-//!
-//! let key = ApiKey::new("bk_test_4f9c2a7d1e")?;
-//! assert_eq!(key.environment(), Some(Environment::Test));
-//! assert_eq!(format!("{key:?}"), "ApiKey(\"bk_test_…\")");
-//!
-//! let credentials = Credentials::new(key, ApiSecret::new("bs_test_88e01b")?);
-//! assert!(!format!("{credentials:?}").contains("4f9c2a7d1e"));
-//! # Ok::<(), axra_auth::CredentialError>(())
-//! ```
 
 //! # Credentials in files
 //!
@@ -35,7 +16,7 @@
 //! time.
 //!
 //! ```no_run
-//! use axra_auth::credentials::CredentialFiles;
+//! use axra_auth::CredentialFiles;
 //! use axra_auth::{https, AxraTokenProvider, BearerTokenLayer};
 //!
 //! # #[tokio::main]
@@ -91,6 +72,27 @@ pub const ENV_API_SECRET_FILE: &str = "AXRA_API_SECRET_FILE";
 pub const API_KEY_HEADER: http::HeaderName = http::HeaderName::from_static("x-api-key");
 
 /// An API key and its secret: what the token exchange needs.
+///
+/// Axra credentials: [`ApiKey`], [`ApiSecret`], [`Credentials`] and the [`Environment`] they belong to.
+///
+/// [`ApiKey`] and [`ApiSecret`] are secrets: their values are zeroed when dropped (copies made
+/// for a header or a request body are not; see the [crate docs](crate#secrets)), their `Debug`
+/// shows at most the non-secret prefix (`bk_live_…`), they have no `Display`, and reading the
+/// value takes an explicit [`expose_secret`](ApiKey::expose_secret).
+///
+/// # Example
+///
+/// ```
+/// use axra_auth::{ApiKey, ApiSecret, Credentials, Environment};
+///
+/// let key = ApiKey::new("bk_test_4f9c2a7d1e")?;
+/// assert_eq!(key.environment(), Some(Environment::Test));
+/// assert_eq!(format!("{key:?}"), "ApiKey(\"bk_test_…\")");
+///
+/// let credentials = Credentials::new(key, ApiSecret::new("bs_test_88e01b")?);
+/// assert!(!format!("{credentials:?}").contains("4f9c2a7d1e"));
+/// # Ok::<(), axra_auth::CredentialError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Credentials {
     api_key: ApiKey,

@@ -137,7 +137,7 @@ pub(crate) fn token_invalidation() {
 /// in verification).
 #[cfg(all(feature = "metrics", feature = "server"))]
 fn presented_method(headers: &http::HeaderMap) -> &'static str {
-    if headers.contains_key(crate::api_key::API_KEY_HEADER) {
+    if headers.contains_key(crate::credentials::API_KEY_HEADER) {
         "api_key"
     } else if headers.contains_key(http::header::AUTHORIZATION) {
         "bearer"

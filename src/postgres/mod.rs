@@ -6,7 +6,7 @@
 //! query. Bearer tokens stay stateless: each instance verifies signatures itself and asks the
 //! store only for the key generation.
 //!
-//! Put a [`CachedKeyStore`] in front so hot keys cost no round
+//! Put a [`CachedKeyStore`](crate::server::CachedKeyStore) in front so hot keys cost no round
 //! trip, and let [`PgKeyStore::listen`] make it forget what changed, so a regenerated key dies on every
 //! instance within milliseconds (the TTL is the bound only while the listener is
 //! disconnected). Database failures answer 503 (gRPC `UNAVAILABLE`), never 401; the pool waits
@@ -56,7 +56,9 @@ mod usage;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub use connect::fuzz_connection_string;
+#[doc(inline)]
 pub use listen::KeyChangeListener;
+#[doc(inline)]
 pub use usage::{DEFAULT_USAGE_INTERVAL, KeyUsage};
 
 use crate::credentials::Environment;

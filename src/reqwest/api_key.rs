@@ -9,7 +9,8 @@ use reqwest_middleware::{Middleware, Next};
 
 use super::CrossOriginRedirect;
 use super::redirect::{RecordedRedirects, same_origin};
-use crate::api_key::{API_KEY_HEADER, ApiKeyRotator, KeySlot};
+use crate::api_key::{ApiKeyRotator, KeySlot};
+use crate::credentials::API_KEY_HEADER;
 use crate::credentials::ApiKey;
 
 /// Sets `x-api-key` on every request. See the [module docs](super#redirects), and build the
@@ -36,7 +37,7 @@ impl ApiKeyMiddleware {
     /// request on. A credential watcher given it with
     /// [`check_on_rejection`](crate::credentials::CredentialWatcher::check_on_rejection)
     /// re-reads its files as soon as the API answers 401 to this key (paced as the tower
-    /// layer's, see [`api_key`](crate::api_key)).
+    /// layer's, see [`ApiKeyLayer`](crate::ApiKeyLayer)).
     pub fn rotator(&self) -> ApiKeyRotator {
         ApiKeyRotator::new(Arc::clone(&self.slot))
     }

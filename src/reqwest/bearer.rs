@@ -37,7 +37,7 @@ impl<P: TokenProvider> BearerTokenMiddleware<P> {
     ///
     /// The retry is on by default. It happens only when all of these hold, so it is bounded to one
     /// and never sends twice what the server may have handled ([the
-    /// rules](crate::bearer#retry-once), shared with the tower layer):
+    /// rules](crate::BearerTokenLayer#retry-once), shared with the tower layer):
     ///
     /// - no redirect was followed, **proven**, or the method is idempotent (RFC 9110: GET, HEAD,
     ///   OPTIONS, TRACE, PUT, DELETE). A 401 means the API refused the credentials before handling

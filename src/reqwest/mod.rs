@@ -5,12 +5,12 @@
 //!   the request's origin, and the middlewares see every redirect it follows.
 //! - [`ApiKeyMiddleware`] sets a sensitive `x-api-key`; an `x-api-key` already on the request wins.
 //! - [`BearerTokenMiddleware`] sets `Authorization: Bearer <token>` from a shared, single-flight
-//!   [`TokenCache`]; an `Authorization` already on the request wins; a `401` answer invalidates
+//!   [`TokenCache`](crate::TokenCache); an `Authorization` already on the request wins; a `401` answer invalidates
 //!   the token it used, and a request that cannot have been handled yet is sent once more with a
 //!   new token (turned off by [`BearerTokenMiddleware::without_retry_once`]; the same rules as the
-//!   tower layer's retry, [one implementation](crate::bearer#retry-once)). A token failure is
+//!   tower layer's retry, [one implementation](crate::BearerTokenLayer#retry-once)). A token failure is
 //!   `reqwest_middleware::Error::Middleware`, which downcasts to [`TokenError`].
-//! - [`AxraTokenProvider::reqwest`] runs the exchange over a `reqwest::Client`, so a reqwest user
+//! - [`AxraTokenProvider::reqwest`](crate::AxraTokenProvider::reqwest) runs the exchange over a `reqwest::Client`, so a reqwest user
 //!   needs no second HTTP client. The exchange never follows a redirect, whatever the client's
 //!   redirect policy: the key and secret reach only the token URI.
 //!
@@ -95,14 +95,16 @@ mod transport;
 
 use crate::error::TokenError;
 
+#[doc(inline)]
 pub use api_key::ApiKeyMiddleware;
+#[doc(inline)]
 pub use bearer::BearerTokenMiddleware;
+#[doc(inline)]
 pub use redirect::{client_builder, redirect_policy};
+#[doc(inline)]
 pub use transport::ReqwestTransport;
 
-/// The error [`ApiKeyMiddleware`] returns instead of an answer from another origin (moved to
-/// [`crate::redirect`], shared with the tower layers; this path stays).
-pub use crate::redirect::CrossOriginRedirect;
+use crate::redirect::CrossOriginRedirect;
 
 /// The [`CrossOriginRedirect`] inside a middleware error, if that is what it is.
 pub fn cross_origin_redirect(error: &reqwest_middleware::Error) -> Option<&CrossOriginRedirect> {

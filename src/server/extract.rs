@@ -1,47 +1,4 @@
 //! The axum extractor (feature `axum`): a handler takes [`AuthenticatedBusiness`] directly.
-//!
-//! `AuthenticatedBusiness` extracts the business that [`RequireAxraAuthLayer`] put into the
-//! request. A route that takes it but is not behind the layer is a wiring mistake, answered
-//! `500` with a message naming the layer ([`MissingAuthLayer`]), never a silent `401`.
-//! `Option<AuthenticatedBusiness>` is `None` when no business was authenticated: on a route
-//! outside the layer, or behind one built with
-//! [`allow_anonymous`](RequireAxraAuthLayer::allow_anonymous) that let a request without
-//! credentials through. `Extension<AuthenticatedBusiness>` keeps working.
-//!
-//! # Example
-//!
-//! ```
-//! use axra_auth::server::{AuthenticatedBusiness, MemoryKeyStore, RequireAxraAuthLayer, TokenIssuer};
-//! use axra_auth::Environment;
-//! use axum::{body::Body, routing::get, Router};
-//! use http::{Request, StatusCode};
-//! use tower::ServiceExt;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let store = MemoryKeyStore::new();
-//! let issued = store.create_business("Acme", Environment::Test);
-//! let app = Router::new()
-//!     .route("/whoami", get(|business: AuthenticatedBusiness| async move {
-//!         business.business_name.to_string()
-//!     }))
-//!     .route_layer(RequireAxraAuthLayer::new(store, TokenIssuer::random()))
-//!     // Outside the layer: `None` for everyone.
-//!     .route("/hello", get(|business: Option<AuthenticatedBusiness>| async move {
-//!         business.map_or("hello, stranger".to_owned(), |b| b.business_name.to_string())
-//!     }));
-//!
-//! let request = Request::get("/whoami")
-//!     .header("x-api-key", issued.api_key().expose_secret())
-//!     .body(Body::empty())?;
-//! assert_eq!(app.clone().oneshot(request).await?.status(), StatusCode::OK);
-//! let anonymous = Request::get("/hello").body(Body::empty())?;
-//! assert_eq!(app.oneshot(anonymous).await?.status(), StatusCode::OK);
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! [`RequireAxraAuthLayer`]: super::RequireAxraAuthLayer
 
 use std::convert::Infallible;
 use std::fmt;
@@ -60,6 +17,51 @@ use super::rejection::json_failure;
 /// An [`AuthenticatedBusiness`] was extracted on a route that [`RequireAxraAuthLayer`] does not
 /// cover: answered `500 Internal Server Error` with a message naming the layer, since the
 /// mistake is the server's wiring, not the client's credentials.
+///
+/// The axum extractor (feature `axum`): a handler takes [`AuthenticatedBusiness`] directly.
+///
+/// `AuthenticatedBusiness` extracts the business that [`RequireAxraAuthLayer`] put into the
+/// request. A route that takes it but is not behind the layer is a wiring mistake, answered
+/// `500` with a message naming the layer ([`MissingAuthLayer`]), never a silent `401`.
+/// `Option<AuthenticatedBusiness>` is `None` when no business was authenticated: on a route
+/// outside the layer, or behind one built with
+/// [`allow_anonymous`](RequireAxraAuthLayer::allow_anonymous) that let a request without
+/// credentials through. `Extension<AuthenticatedBusiness>` keeps working.
+///
+/// # Example
+///
+/// ```
+/// use axra_auth::server::{AuthenticatedBusiness, MemoryKeyStore, RequireAxraAuthLayer, TokenIssuer};
+/// use axra_auth::Environment;
+/// use axum::{body::Body, routing::get, Router};
+/// use http::{Request, StatusCode};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let store = MemoryKeyStore::new();
+/// let issued = store.create_business("Acme", Environment::Test);
+/// let app = Router::new()
+///     .route("/whoami", get(|business: AuthenticatedBusiness| async move {
+///         business.business_name.to_string()
+///     }))
+///     .route_layer(RequireAxraAuthLayer::new(store, TokenIssuer::random()))
+///     // Outside the layer: `None` for everyone.
+///     .route("/hello", get(|business: Option<AuthenticatedBusiness>| async move {
+///         business.map_or("hello, stranger".to_owned(), |b| b.business_name.to_string())
+///     }));
+///
+/// let request = Request::get("/whoami")
+///     .header("x-api-key", issued.api_key().expose_secret())
+///     .body(Body::empty())?;
+/// assert_eq!(app.clone().oneshot(request).await?.status(), StatusCode::OK);
+/// let anonymous = Request::get("/hello").body(Body::empty())?;
+/// assert_eq!(app.oneshot(anonymous).await?.status(), StatusCode::OK);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`RequireAxraAuthLayer`]: super::RequireAxraAuthLayer
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingAuthLayer;
 

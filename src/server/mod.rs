@@ -29,47 +29,63 @@
 //! # let _ = (app, issued);
 //! ```
 
-pub mod cached;
-pub mod endpoint;
+pub(crate) mod cached;
+mod endpoint;
 pub(crate) mod expiring;
 #[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub mod extract;
-pub mod jwks;
-pub(crate) mod key_set;
-pub mod keys;
-pub mod rejection;
-pub mod require;
-pub mod store;
+mod extract;
+mod jwks;
+mod key_set;
+mod keys;
+mod rejection;
+mod require;
+pub(crate) mod store;
 mod token;
 
 use std::sync::Arc;
 
 use crate::credentials::Environment;
 
-pub use cached::{CachedKeyStore, DEFAULT_KEY_CACHE_CAPACITY, DEFAULT_KEY_CACHE_TTL};
+#[doc(inline)]
+pub use cached::{
+    CachedKeyStore, DEFAULT_KEY_CACHE_CAPACITY, DEFAULT_KEY_CACHE_TTL, DEFAULT_NEGATIVE_TTL,
+    DEFAULT_UNKNOWN_KEY_LOOKUPS, DEFAULT_UNKNOWN_KEY_RATE,
+};
+#[doc(inline)]
 pub use endpoint::{MAX_TOKEN_REQUEST_BYTES, TokenEndpoint};
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[doc(inline)]
 pub use extract::MissingAuthLayer;
+#[doc(inline)]
 pub use jwks::{
     DEFAULT_JWKS_FETCH_TIMEOUT, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFRESH,
     DEFAULT_UNKNOWN_KID_INTERVAL, JWKS_PATH, JwksEndpoint, JwksError, JwksSource, MAX_JWKS_BYTES,
     MAX_JWKS_KEYS,
 };
+#[doc(inline)]
 pub use keys::{KeyAlgorithm, KeyError, MAX_KID_LEN, MIN_HS256_KEY_LEN, SigningKey, VerifyingKey};
+#[doc(inline)]
 pub use rejection::Rejection;
+#[doc(inline)]
 pub use require::{
     DEFAULT_VERIFIED_TOKEN_CACHE_CAPACITY, RequireAxraAuthLayer, RequireAxraAuthService,
     ResponseFuture,
 };
+#[doc(inline)]
 pub use store::{
     BusinessRecord, IssuedCredentials, KeyDigest, KeyRecord, KeyStore, MemoryKeyStore, NoKeyStore,
     StoreError, StoreErrorKind,
 };
+#[doc(inline)]
 pub use token::{
     DEFAULT_ISSUER, DEFAULT_LEEWAY, DEFAULT_TOKEN_LIFETIME, IssuerError, MAX_TOKEN_LIFETIME,
     TokenIssuer, TokenVerifier, VerifiedToken, VerifyError,
 };
+
+/// Fuzzing hook (`cfg(fuzzing)` only): parses a JWKS document as [`JwksSource`] does.
+#[cfg(fuzzing)]
+pub use jwks::fuzz_parse_jwks;
 
 /// How a request authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,9 +3,6 @@
 //! requests, the `grpc-status` and `grpc-message` headers. [`RequireAxraAuthLayer`] and
 //! [`TokenEndpoint`] both answer through this module, so a status and its body are read and
 //! changed in one place.
-//!
-//! [`RequireAxraAuthLayer`]: super::RequireAxraAuthLayer
-//! [`TokenEndpoint`]: super::TokenEndpoint
 
 use std::fmt;
 
@@ -18,6 +15,15 @@ use serde::Serialize;
 use super::token::VerifyError;
 
 /// Why a request was refused. Each has a fixed message that never echoes the input.
+///
+/// Every way the server half refuses a request, and how each is rendered: the status, the JSON
+/// body `{"success": false, "message": ...}`, the `WWW-Authenticate` challenge and, for gRPC
+/// requests, the `grpc-status` and `grpc-message` headers. [`RequireAxraAuthLayer`] and
+/// [`TokenEndpoint`] both answer through this module, so a status and its body are read and
+/// changed in one place.
+///
+/// [`RequireAxraAuthLayer`]: super::RequireAxraAuthLayer
+/// [`TokenEndpoint`]: super::TokenEndpoint
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rejection {

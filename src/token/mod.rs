@@ -1,36 +1,8 @@
 //! Access tokens, where they come from ([`TokenProvider`]) and how they are kept
 //! ([`TokenCache`]).
-//!
-//! A provider performs one exchange and returns one fresh [`AccessToken`]; it knows nothing of
-//! caching. The [`TokenCache`] decides when to call it: once for any number of concurrent callers,
-//! ahead of expiry in the background, with a timeout and a backoff. [`AxraTokenProvider`] is the
-//! provider for Axra's `POST /business/auth/token`; a custom one takes a few lines:
-//!
-//! # Example
-//!
-//! ```
-//! use axra_auth::{AccessToken, TokenCache, TokenError};
-//! use std::time::Duration;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), TokenError> {
-//! // Any `Fn() -> Future<Output = Result<AccessToken, TokenError>>` is a provider.
-//! let provider = || async {
-//!     // ... ask your identity service for a token ...
-//!     Ok(AccessToken::new("eyJhbGciOi.example.token", Duration::from_secs(3600)))
-//! };
-//! let cache = TokenCache::new(provider);
-//! let token = cache.token().await?;
-//! assert_eq!(token.expose_secret(), "eyJhbGciOi.example.token");
-//! let again = cache.token().await?;
-//! assert_eq!(cache.stats().fetches_started, 1); // served from the cache
-//! # let _ = again;
-//! # Ok(())
-//! # }
-//! ```
 
-pub mod axra;
-pub mod cache;
+pub(crate) mod axra;
+pub(crate) mod cache;
 mod rotate;
 
 // The JWKS client checks its URL as the exchange checks its base URL.
@@ -198,6 +170,37 @@ pub(crate) fn rejects_token(status: http::StatusCode, headers: &http::HeaderMap)
 /// ```
 ///
 /// [`BearerTokenLayer`]: crate::BearerTokenLayer
+///
+/// Access tokens, where they come from ([`TokenProvider`]) and how they are kept
+/// ([`TokenCache`]).
+///
+/// A provider performs one exchange and returns one fresh [`AccessToken`]; it knows nothing of
+/// caching. The [`TokenCache`] decides when to call it: once for any number of concurrent callers,
+/// ahead of expiry in the background, with a timeout and a backoff. [`AxraTokenProvider`] is the
+/// provider for Axra's `POST /business/auth/token`; a custom one takes a few lines:
+///
+/// # Example
+///
+/// ```
+/// use axra_auth::{AccessToken, TokenCache, TokenError};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), TokenError> {
+/// // Any `Fn() -> Future<Output = Result<AccessToken, TokenError>>` is a provider.
+/// let provider = || async {
+///     // ... ask your identity service for a token ...
+///     Ok(AccessToken::new("eyJhbGciOi.example.token", Duration::from_secs(3600)))
+/// };
+/// let cache = TokenCache::new(provider);
+/// let token = cache.token().await?;
+/// assert_eq!(token.expose_secret(), "eyJhbGciOi.example.token");
+/// let again = cache.token().await?;
+/// assert_eq!(cache.stats().fetches_started, 1); // served from the cache
+/// # let _ = again;
+/// # Ok(())
+/// # }
+/// ```
 pub trait TokenProvider: Send + Sync + 'static {
     /// Fetches one fresh token.
     ///

@@ -1,67 +1,4 @@
 //! [`CachedKeyStore`]: a short-lived, bounded in-process cache in front of any [`KeyStore`].
-//!
-//! Hot keys then cost no database round trip, and a hit answers without awaiting. The price is a
-//! revocation delay: a regenerated key (and the tokens issued for it) keeps working on an
-//! instance for at most the TTL after the store changed. Only found records are cached, so a
-//! newly created key works at once.
-//!
-//! The TTL counts from when a query was sent, not from when its answer came, so a record is
-//! never trusted for longer than the TTL after the store could have changed; the price is that
-//! a store slower to answer than the TTL gets nothing cached. A token newer than the cached
-//! business (its key was just regenerated elsewhere) makes the instance reload the business
-//! from the store behind, at most every 250 ms per business, concurrent reloads sharing one
-//! query.
-//!
-//! # Unknown keys
-//!
-//! A key the store does not know is remembered as unknown for a short while
-//! ([`DEFAULT_NEGATIVE_TTL`]), so repeats cost no query, and lookups of keys this instance has
-//! not seen valid lately go through a narrow lane ([`DEFAULT_UNKNOWN_KEY_LOOKUPS`] at once, at
-//! most [`DEFAULT_UNKNOWN_KEY_RATE`] a second): a flood of random keys from the internet can
-//! never take the whole connection pool, and keys seen valid in the last ten minutes keep their
-//! own way to the store. Past the lane's limits a lookup answers "unavailable" (503) at once.
-//!
-//! # Changes pushed by the store
-//!
-//! [`forget_business`](CachedKeyStore::forget_business) drops what the cache holds for a
-//! business the moment the store says it changed (PostgreSQL's `LISTEN/NOTIFY` does, through
-//! [`PgKeyStore::listen`](crate::postgres::PgKeyStore::listen)); answers to queries sent before
-//! the change are not cached. The TTL still bounds everything when no such notice comes.
-//!
-//! The change marks are bounded (by the capacity) but never lost while they matter: a mark that
-//! must make room raises a floor to its time, and every answer to a query sent before the floor
-//! is refused, whatever its business. Marks older than the TTL go freely (an answer to a query
-//! sent before one would be stored already expired).
-//!
-//! # Options and sharing
-//!
-//! Clones, and the change listener, share one cache. Options are meant for building, before the
-//! cache is shared; an option set later (`with_ttl` after
-//! [`PgKeyStore::listen`](crate::postgres::PgKeyStore::listen), say) applies to that one shared
-//! cache, so every clone and the listener see it at once. A new TTL or capacity on a shared cache
-//! forgets what it holds and refuses answers to queries sent before (they were asked under the
-//! old setting); a shared cache's maps keep their shards, each holding its share of the new
-//! capacity rounded up.
-//!
-//! # Example
-//!
-//! ```
-//! use axra_auth::server::{CachedKeyStore, KeyDigest, KeyStore, MemoryKeyStore};
-//! use axra_auth::Environment;
-//! use std::time::Duration;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), axra_auth::server::StoreError> {
-//! let backing = MemoryKeyStore::new(); // stands in for a database-backed store
-//! let issued = backing.create_business("Acme", Environment::Test);
-//! let store = CachedKeyStore::new(backing.clone()).with_ttl(Duration::from_secs(2));
-//!
-//! let digest = KeyDigest::of(issued.api_key().expose_secret());
-//! assert!(store.find_by_key(&digest).await?.is_some()); // a miss: asks the backing store
-//! assert!(store.try_find_by_key(&digest).is_some()); // now answered from the cache, at once
-//! # Ok(())
-//! # }
-//! ```
 
 mod lane;
 mod lookup;
@@ -128,9 +65,73 @@ impl ChangeHandle {
     }
 }
 
-/// A [`KeyStore`] that remembers what another store answered, for a short TTL. See the
-/// [module docs](self). Clones share one cache, settings included: an option set on any of them
+/// A [`KeyStore`] that remembers what another store answered, for a short TTL. Clones share one cache, settings included: an option set on any of them
 /// reaches all of them and the change listener.
+///
+/// [`CachedKeyStore`]: a short-lived, bounded in-process cache in front of any [`KeyStore`].
+///
+/// Hot keys then cost no database round trip, and a hit answers without awaiting. The price is a
+/// revocation delay: a regenerated key (and the tokens issued for it) keeps working on an
+/// instance for at most the TTL after the store changed. Only found records are cached, so a
+/// newly created key works at once.
+///
+/// The TTL counts from when a query was sent, not from when its answer came, so a record is
+/// never trusted for longer than the TTL after the store could have changed; the price is that
+/// a store slower to answer than the TTL gets nothing cached. A token newer than the cached
+/// business (its key was just regenerated elsewhere) makes the instance reload the business
+/// from the store behind, at most every 250 ms per business, concurrent reloads sharing one
+/// query.
+///
+/// # Unknown keys
+///
+/// A key the store does not know is remembered as unknown for a short while
+/// ([`DEFAULT_NEGATIVE_TTL`]), so repeats cost no query, and lookups of keys this instance has
+/// not seen valid lately go through a narrow lane ([`DEFAULT_UNKNOWN_KEY_LOOKUPS`] at once, at
+/// most [`DEFAULT_UNKNOWN_KEY_RATE`] a second): a flood of random keys from the internet can
+/// never take the whole connection pool, and keys seen valid in the last ten minutes keep their
+/// own way to the store. Past the lane's limits a lookup answers "unavailable" (503) at once.
+///
+/// # Changes pushed by the store
+///
+/// [`forget_business`](CachedKeyStore::forget_business) drops what the cache holds for a
+/// business the moment the store says it changed (PostgreSQL's `LISTEN/NOTIFY` does, through
+/// [`PgKeyStore::listen`](crate::postgres::PgKeyStore::listen)); answers to queries sent before
+/// the change are not cached. The TTL still bounds everything when no such notice comes.
+///
+/// The change marks are bounded (by the capacity) but never lost while they matter: a mark that
+/// must make room raises a floor to its time, and every answer to a query sent before the floor
+/// is refused, whatever its business. Marks older than the TTL go freely (an answer to a query
+/// sent before one would be stored already expired).
+///
+/// # Options and sharing
+///
+/// Clones, and the change listener, share one cache. Options are meant for building, before the
+/// cache is shared; an option set later (`with_ttl` after
+/// [`PgKeyStore::listen`](crate::postgres::PgKeyStore::listen), say) applies to that one shared
+/// cache, so every clone and the listener see it at once. A new TTL or capacity on a shared cache
+/// forgets what it holds and refuses answers to queries sent before (they were asked under the
+/// old setting); a shared cache's maps keep their shards, each holding its share of the new
+/// capacity rounded up.
+///
+/// # Example
+///
+/// ```
+/// use axra_auth::server::{CachedKeyStore, KeyDigest, KeyStore, MemoryKeyStore};
+/// use axra_auth::Environment;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), axra_auth::server::StoreError> {
+/// let backing = MemoryKeyStore::new(); // stands in for a database-backed store
+/// let issued = backing.create_business("Acme", Environment::Test);
+/// let store = CachedKeyStore::new(backing.clone()).with_ttl(Duration::from_secs(2));
+///
+/// let digest = KeyDigest::of(issued.api_key().expose_secret());
+/// assert!(store.find_by_key(&digest).await?.is_some()); // a miss: asks the backing store
+/// assert!(store.try_find_by_key(&digest).is_some()); // now answered from the cache, at once
+/// # Ok(())
+/// # }
+/// ```
 pub struct CachedKeyStore<K> {
     inner: K,
     maps: Arc<KeyCacheMaps>,
@@ -235,7 +236,7 @@ impl<K: KeyStore> CachedKeyStore<K> {
 
     /// Keeps up to `capacity` records per kind (by key, by business id), and as many change
     /// marks (default [`DEFAULT_KEY_CACHE_CAPACITY`]). On a shared cache it applies to every holder
-    /// (see [Options and sharing](self#options-and-sharing)).
+    /// (see [Options and sharing](CachedKeyStore#options-and-sharing)).
     pub fn with_capacity(self, capacity: usize) -> Self {
         self.with_settings(
             |s| s.capacity = capacity,

@@ -1,48 +1,4 @@
 //! [`TokenEndpoint`]: the `POST /business/auth/token` service, as Axra documents it.
-//!
-//! | request | answer |
-//! |---|---|
-//! | JSON `{"apiKey", "apiSecret"}` matching a business | `200` `{"success": true, "data": {"accessToken", "tokenType": "Bearer", "expiresIn": 3600, "businessId", "businessName"}}` |
-//! | `apiKey` or `apiSecret` missing, empty, not a string, or given twice; malformed JSON | `400` |
-//! | wrong key or wrong secret (the same answer for both) | `401` |
-//! | body over 16 KiB | `413` |
-//! | a method other than `POST` | `405` |
-//! | the key store cannot answer | `503` |
-//!
-//! Errors are `{"success": false, "message": "..."}`; no message echoes the input.
-//!
-//! The body is read without a `serde_json::Value`: `apiKey` and `apiSecret` are decoded from
-//! the request body (JSON escapes included) into buffers zeroed as soon as they are hashed, and
-//! serde_json never unescapes them into its own scratch buffer. The raw body is overwritten when
-//! the endpoint holds its buffer alone, else only freed (see the [crate docs](crate#secrets)).
-//!
-//! # Example
-//!
-//! ```
-//! use axra_auth::server::{MemoryKeyStore, TokenEndpoint, TokenIssuer};
-//! use axra_auth::Environment;
-//! use http::{Request, StatusCode};
-//! use tower::ServiceExt;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let store = MemoryKeyStore::new();
-//! let issued = store.create_business("Acme", Environment::Test);
-//! let endpoint = TokenEndpoint::new(store, TokenIssuer::random());
-//!
-//! let body = serde_json::json!({
-//!     "apiKey": issued.api_key().expose_secret(),
-//!     "apiSecret": issued.api_secret().expose_secret(),
-//! });
-//! let request = Request::post("/business/auth/token").body(body.to_string())?;
-//! let response = endpoint.clone().oneshot(request).await?;
-//! assert_eq!(response.status(), StatusCode::OK);
-//!
-//! let request = Request::post("/business/auth/token").body("{}".to_string())?;
-//! assert_eq!(endpoint.oneshot(request).await?.status(), StatusCode::BAD_REQUEST);
-//! # Ok(())
-//! # }
-//! ```
 
 mod request;
 
@@ -70,7 +26,53 @@ use super::token::TokenIssuer;
 pub const MAX_TOKEN_REQUEST_BYTES: usize = 16 * 1024;
 
 /// The token endpoint service. `Clone`, error `Infallible`: mount it with axum's
-/// `route_service`. See the [module docs](self).
+/// `route_service`.
+///
+/// [`TokenEndpoint`]: the `POST /business/auth/token` service, as Axra documents it.
+///
+/// | request | answer |
+/// |---|---|
+/// | JSON `{"apiKey", "apiSecret"}` matching a business | `200` `{"success": true, "data": {"accessToken", "tokenType": "Bearer", "expiresIn": 3600, "businessId", "businessName"}}` |
+/// | `apiKey` or `apiSecret` missing, empty, not a string, or given twice; malformed JSON | `400` |
+/// | wrong key or wrong secret (the same answer for both) | `401` |
+/// | body over 16 KiB | `413` |
+/// | a method other than `POST` | `405` |
+/// | the key store cannot answer | `503` |
+///
+/// Errors are `{"success": false, "message": "..."}`; no message echoes the input.
+///
+/// The body is read without a `serde_json::Value`: `apiKey` and `apiSecret` are decoded from
+/// the request body (JSON escapes included) into buffers zeroed as soon as they are hashed, and
+/// serde_json never unescapes them into its own scratch buffer. The raw body is overwritten when
+/// the endpoint holds its buffer alone, else only freed (see the [crate docs](crate#secrets)).
+///
+/// # Example
+///
+/// ```
+/// use axra_auth::server::{MemoryKeyStore, TokenEndpoint, TokenIssuer};
+/// use axra_auth::Environment;
+/// use http::{Request, StatusCode};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let store = MemoryKeyStore::new();
+/// let issued = store.create_business("Acme", Environment::Test);
+/// let endpoint = TokenEndpoint::new(store, TokenIssuer::random());
+///
+/// let body = serde_json::json!({
+///     "apiKey": issued.api_key().expose_secret(),
+///     "apiSecret": issued.api_secret().expose_secret(),
+/// });
+/// let request = Request::post("/business/auth/token").body(body.to_string())?;
+/// let response = endpoint.clone().oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+///
+/// let request = Request::post("/business/auth/token").body("{}".to_string())?;
+/// assert_eq!(endpoint.oneshot(request).await?.status(), StatusCode::BAD_REQUEST);
+/// # Ok(())
+/// # }
+/// ```
 pub struct TokenEndpoint<K> {
     exchange: Arc<Exchange<K>>,
 }

@@ -1,33 +1,4 @@
 //! Signing and verifying keys, each named by a `kid` and bound to one algorithm.
-//!
-//! - [`SigningKey`]: signs tokens. HS256 (a shared secret), or EdDSA (Ed25519) and ES256 (P-256)
-//!   from a PKCS#8 PEM private key, or generated for development.
-//! - [`VerifyingKey`]: checks them. For EdDSA and ES256 it is the public key alone: an instance
-//!   that only verifies cannot mint a token, and the key can be published in a JWKS
-//!   ([`VerifyingKey::to_jwk`]).
-//!
-//! A key is bound to its algorithm: a token whose header names another algorithm than its key's
-//! is refused before any signature check (so an HS256 token "signed" with a public key's bytes
-//! fails, as do `alg: none` and every other algorithm).
-//!
-//! # Example
-//!
-//! ```
-//! use axra_auth::server::{KeyAlgorithm, SigningKey, VerifyingKey};
-//!
-//! // Development: generate a key, keep its PEM (a secret) somewhere safe.
-//! let key = SigningKey::generate_ed25519("2026-11")?;
-//! let pem = key.to_pkcs8_pem().expect("an asymmetric key has a PEM");
-//!
-//! // Production: load it (from a file, or from an environment variable as here).
-//! let loaded = SigningKey::from_pkcs8_pem("2026-11", &pem)?;
-//! assert_eq!(loaded.algorithm(), KeyAlgorithm::EdDsa);
-//!
-//! // Verifiers need only the public half.
-//! let public = loaded.verifying_key().clone();
-//! assert!(public.to_jwk().is_some());
-//! # Ok::<(), axra_auth::server::KeyError>(())
-//! ```
 
 use std::fmt;
 use std::path::Path;
@@ -244,6 +215,37 @@ fn p256_parts(key: &p256::PublicKey) -> Result<PublicParts, KeyError> {
 
 /// Signs tokens: one key, its `kid` and algorithm, and the [`VerifyingKey`] that checks what it
 /// signs. Cheap to clone. `Debug` shows the kid and algorithm, never the key.
+///
+/// Signing and verifying keys, each named by a `kid` and bound to one algorithm.
+///
+/// - [`SigningKey`]: signs tokens. HS256 (a shared secret), or EdDSA (Ed25519) and ES256 (P-256)
+///   from a PKCS#8 PEM private key, or generated for development.
+/// - [`VerifyingKey`]: checks them. For EdDSA and ES256 it is the public key alone: an instance
+///   that only verifies cannot mint a token, and the key can be published in a JWKS
+///   ([`VerifyingKey::to_jwk`]).
+///
+/// A key is bound to its algorithm: a token whose header names another algorithm than its key's
+/// is refused before any signature check (so an HS256 token "signed" with a public key's bytes
+/// fails, as do `alg: none` and every other algorithm).
+///
+/// # Example
+///
+/// ```
+/// use axra_auth::server::{KeyAlgorithm, SigningKey, VerifyingKey};
+///
+/// // Development: generate a key, keep its PEM (a secret) somewhere safe.
+/// let key = SigningKey::generate_ed25519("2026-11")?;
+/// let pem = key.to_pkcs8_pem().expect("an asymmetric key has a PEM");
+///
+/// // Production: load it (from a file, or from an environment variable as here).
+/// let loaded = SigningKey::from_pkcs8_pem("2026-11", &pem)?;
+/// assert_eq!(loaded.algorithm(), KeyAlgorithm::EdDsa);
+///
+/// // Verifiers need only the public half.
+/// let public = loaded.verifying_key().clone();
+/// assert!(public.to_jwk().is_some());
+/// # Ok::<(), axra_auth::server::KeyError>(())
+/// ```
 #[derive(Clone)]
 pub struct SigningKey {
     encoding: Arc<EncodingKey>,

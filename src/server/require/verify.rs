@@ -11,7 +11,7 @@ use http::{HeaderValue, Request};
 use sha2::{Digest, Sha256};
 
 use super::verified::{Slot, VerifiedCache};
-use crate::api_key::API_KEY_HEADER;
+use crate::credentials::API_KEY_HEADER;
 use crate::server::rejection::Rejection;
 use crate::server::store::{BusinessRecord, KeyDigest, KeyRecord, KeyStore, StoreError};
 use crate::server::token::{TokenVerifier, VerifiedToken, VerifyError};

@@ -3,32 +3,6 @@
 //! shares: key digests ([`KeyDigest`]), freshly minted credentials ([`IssuedCredentials`]) and
 //! [`StoreError`]. PostgreSQL's store is `axra_auth::postgres::PgKeyStore` (feature `postgres`);
 //! `CachedKeyStore` goes in front of any of them.
-//!
-//! Like Axra, stores keep only SHA-256 digests of API keys and secrets: a raw key is shown once
-//! when it is created ([`IssuedCredentials`]) and can be regenerated, never retrieved.
-//!
-//! # Example
-//!
-//! ```
-//! use axra_auth::server::{KeyDigest, KeyStore, MemoryKeyStore};
-//! use axra_auth::Environment;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), axra_auth::server::StoreError> {
-//! let store = MemoryKeyStore::new();
-//! let issued = store.create_business("Acme Ltd", Environment::Test);
-//! assert!(issued.api_key().expose_secret().starts_with("bk_test_"));
-//!
-//! let digest = KeyDigest::of(issued.api_key().expose_secret());
-//! let record = store.find_by_key(&digest).await?.expect("the key is known");
-//! assert_eq!(&*record.business.name, "Acme Ltd");
-//!
-//! // Regenerating replaces the key at once.
-//! store.regenerate(issued.business_id())?;
-//! assert!(store.find_by_key(&digest).await?.is_none());
-//! # Ok(())
-//! # }
-//! ```
 
 mod digest;
 mod error;
@@ -77,6 +51,38 @@ pub struct KeyRecord {
 /// Looks up businesses by the digest of a presented API key, and by id.
 ///
 /// Implement it over your database; [`MemoryKeyStore`] is the embedded default.
+///
+/// Where businesses and the digests of their keys live: the [`KeyStore`] trait, the stores built
+/// in ([`MemoryKeyStore`], embedded; [`NoKeyStore`], for bearer-only layers), and what every store
+/// shares: key digests ([`KeyDigest`]), freshly minted credentials ([`IssuedCredentials`]) and
+/// [`StoreError`]. PostgreSQL's store is `axra_auth::postgres::PgKeyStore` (feature `postgres`);
+/// `CachedKeyStore` goes in front of any of them.
+///
+/// Like Axra, stores keep only SHA-256 digests of API keys and secrets: a raw key is shown once
+/// when it is created ([`IssuedCredentials`]) and can be regenerated, never retrieved.
+///
+/// # Example
+///
+/// ```
+/// use axra_auth::server::{KeyDigest, KeyStore, MemoryKeyStore};
+/// use axra_auth::Environment;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), axra_auth::server::StoreError> {
+/// let store = MemoryKeyStore::new();
+/// let issued = store.create_business("Acme Ltd", Environment::Test);
+/// assert!(issued.api_key().expose_secret().starts_with("bk_test_"));
+///
+/// let digest = KeyDigest::of(issued.api_key().expose_secret());
+/// let record = store.find_by_key(&digest).await?.expect("the key is known");
+/// assert_eq!(&*record.business.name, "Acme Ltd");
+///
+/// // Regenerating replaces the key at once.
+/// store.regenerate(issued.business_id())?;
+/// assert!(store.find_by_key(&digest).await?.is_none());
+/// # Ok(())
+/// # }
+/// ```
 pub trait KeyStore: Send + Sync + 'static {
     /// The business whose API key has this digest, with its secret's digest; `None` when no key
     /// matches.

@@ -65,7 +65,7 @@ fn validation(algorithm: Algorithm, issuer: &str) -> Validation {
 /// through the [`TokenIssuer`](super::TokenIssuer) it came from, or a JWKS refresh) counts for all at once,
 /// including verifiers derived with [`with_legacy_key`](Self::with_legacy_key).
 ///
-/// Made from an issuer ([`TokenIssuer::verifier`], or `From<TokenIssuer>`), from public keys
+/// Made from an issuer ([`TokenIssuer::verifier`](crate::server::TokenIssuer::verifier), or `From<TokenIssuer>`), from public keys
 /// ([`TokenVerifier::new`]), or from a JWKS URL ([`JwksSource`](crate::server::JwksSource)).
 /// [`RequireAxraAuthLayer`](crate::server::RequireAxraAuthLayer) takes any of them.
 #[derive(Clone)]
@@ -134,7 +134,7 @@ impl TokenVerifier {
     /// The key is an overlay over the keys this verifier shares, not a copy of them: rotations,
     /// retirements, keys added or removed and JWKS refreshes keep reaching this verifier, and
     /// removing the key's kid anywhere ([`retire`](Self::retire),
-    /// [`TokenIssuer::retire`], or a JWKS that withdraws that kid) removes it here too.
+    /// [`TokenIssuer::retire`](crate::server::TokenIssuer::retire), or a JWKS that withdraws that kid) removes it here too.
     pub fn with_legacy_key(self, key: VerifyingKey) -> Self {
         self.with_overlay(|_, legacy| *legacy = Some(key.clone()))
     }

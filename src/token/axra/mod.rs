@@ -127,7 +127,7 @@ impl<C> fmt::Debug for AxraTokenProvider<C> {
 impl<C> AxraTokenProvider<C> {
     /// A provider that exchanges `credentials` through `client`, in the key's environment: a
     /// `bk_test_` key at the sandbox ([`SANDBOX_BASE_URL`](crate::SANDBOX_BASE_URL)), a
-    /// `bk_live_` key (or one without a known prefix) in production ([`DEFAULT_BASE_URL`]).
+    /// `bk_live_` key (or one without a known prefix) in production ([`DEFAULT_BASE_URL`](crate::DEFAULT_BASE_URL)).
     /// [`with_base_url`](AxraTokenProvider::with_base_url) points it elsewhere.
     pub fn new(client: C, credentials: Credentials) -> Self {
         let environment = credentials

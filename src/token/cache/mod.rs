@@ -1,45 +1,4 @@
 //! [`TokenCache`]: expiry, refresh-ahead, single-flight, timeout, backoff and invalidation.
-//!
-//! The cache knows no particular provider: any [`TokenProvider`]; credential rotation is offered
-//! for any [`RotatableProvider`] (see `token/rotate.rs`). Its parts:
-//!
-//! - this file: [`TokenCache`], the public face (tokens, invalidation, rotation);
-//! - `builder.rs`: [`TokenCacheBuilder`], the settings; `policy.rs`, the arithmetic of
-//!   deadlines, backoff, rejection holds and jitter;
-//! - `health.rs`: [`TokenCacheStats`] and [`TokenCacheHealth`];
-//! - `core/`: the private primitive (the current token, the one fetch that replaces it in
-//!   `fetch.rs`, and the background refresher in `refresher.rs`); reached only through
-//!   `TokenCache`;
-//! - `entry.rs`: a cached token's phase, a timer-driven state machine;
-//! - `handle.rs`: the client layers' door: a usable token's header and the report that
-//!   invalidates that very token if the server refuses it.
-//!
-//! # Example
-//!
-//! ```
-//! use axra_auth::{AccessToken, TokenCache, TokenError};
-//! use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
-//! use std::time::Duration;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let exchanges = Arc::new(AtomicUsize::new(0));
-//! let counter = Arc::clone(&exchanges);
-//! let cache = Arc::new(TokenCache::new(move || {
-//!     counter.fetch_add(1, Ordering::SeqCst);
-//!     async { Ok::<_, TokenError>(AccessToken::new("t", Duration::from_secs(3600))) }
-//! }));
-//!
-//! // A hundred concurrent callers on a cold cache: one exchange.
-//! let callers: Vec<_> = (0..100)
-//!     .map(|_| { let cache = Arc::clone(&cache); tokio::spawn(async move { cache.token().await }) })
-//!     .collect();
-//! for caller in callers {
-//!     caller.await.unwrap().unwrap();
-//! }
-//! assert_eq!(exchanges.load(Ordering::SeqCst), 1);
-//! # }
-//! ```
 
 mod builder;
 mod core;
@@ -120,6 +79,49 @@ pub use policy::{
 /// cache.token().await?;
 /// assert_eq!(cache.stats().fetches_started, 2);
 /// # Ok(())
+/// # }
+/// ```
+///
+/// [`TokenCache`]: expiry, refresh-ahead, single-flight, timeout, backoff and invalidation.
+///
+/// The cache knows no particular provider: any [`TokenProvider`]; credential rotation is offered
+/// for any [`RotatableProvider`] (see `token/rotate.rs`). Its parts:
+///
+/// - this file: [`TokenCache`], the public face (tokens, invalidation, rotation);
+/// - `builder.rs`: [`TokenCacheBuilder`], the settings; `policy.rs`, the arithmetic of
+///   deadlines, backoff, rejection holds and jitter;
+/// - `health.rs`: [`TokenCacheStats`] and [`TokenCacheHealth`];
+/// - `core/`: the private primitive (the current token, the one fetch that replaces it in
+///   `fetch.rs`, and the background refresher in `refresher.rs`); reached only through
+///   `TokenCache`;
+/// - `entry.rs`: a cached token's phase, a timer-driven state machine;
+/// - `handle.rs`: the client layers' door: a usable token's header and the report that
+///   invalidates that very token if the server refuses it.
+///
+/// # Example
+///
+/// ```
+/// use axra_auth::{AccessToken, TokenCache, TokenError};
+/// use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let exchanges = Arc::new(AtomicUsize::new(0));
+/// let counter = Arc::clone(&exchanges);
+/// let cache = Arc::new(TokenCache::new(move || {
+///     counter.fetch_add(1, Ordering::SeqCst);
+///     async { Ok::<_, TokenError>(AccessToken::new("t", Duration::from_secs(3600))) }
+/// }));
+///
+/// // A hundred concurrent callers on a cold cache: one exchange.
+/// let callers: Vec<_> = (0..100)
+///     .map(|_| { let cache = Arc::clone(&cache); tokio::spawn(async move { cache.token().await }) })
+///     .collect();
+/// for caller in callers {
+///     caller.await.unwrap().unwrap();
+/// }
+/// assert_eq!(exchanges.load(Ordering::SeqCst), 1);
 /// # }
 /// ```
 pub struct TokenCache<P> {
