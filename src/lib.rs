@@ -106,8 +106,8 @@
 //! `RequireAxraAuthLayer::with_verified_token_cache`, `PgKeyStore::with_pool_size`. A
 //! [`TokenCache`] collects its `with_*` options on a [`TokenCacheBuilder`] before it starts. An
 //! option that can be refused returns a `Result` and says why under `# Errors`; one with a
-//! range says what happens outside it. The names 0.1 used otherwise (`ttl`, `fetch_timeout`,
-//! `verified_token_cache`, `connect_with`, ...) remain as deprecated aliases for one release.
+//! range says what happens outside it. (The 0.1 names `ttl`, `fetch_timeout`,
+//! `verified_token_cache`, `connect_with`, ... are gone since 0.3: see the CHANGELOG.)
 //!
 //! Values that are shared while they run (a token cache, a verifier, an issuer, a key store, a
 //! layer) share one state: whatever changes it later (a rotation, a retired key, a JWKS
@@ -117,6 +117,21 @@
 //! (`CachedKeyStore::with_ttl`, `PgKeyStore::with_timeout`, ...) applies to the one shared
 //! state; and a verifier's own extra keys (`TokenVerifier::with_legacy_key`) are an overlay on
 //! the shared key set, never a copy of it.
+//!
+//! # Where things are
+//!
+//! Each item has one path. The crate root holds the client side, grouped by role:
+//!
+//! | role | items |
+//! |---|---|
+//! | client layers | [`ApiKeyLayer`], [`BearerTokenLayer`], [`RetryingBearerTokenLayer`] (their services and response futures), [`ApiKeyRotator`] |
+//! | tokens | [`TokenCache`] (+ [`TokenCacheBuilder`], [`TokenCacheStats`], [`TokenCacheHealth`]), [`TokenProvider`], [`AxraTokenProvider`], [`AccessToken`], [`CredentialsRotator`] |
+//! | credentials | [`ApiKey`], [`ApiSecret`], [`Credentials`], [`Environment`] and its base URLs, [`CredentialFiles`], [`CredentialWatcher`], the `ENV_*` names |
+//! | errors | [`TokenError`] / [`TokenErrorKind`], [`CredentialError`] / [`CredentialKind`], [`InvalidBaseUrl`], [`BoxError`] |
+//!
+//! Each feature has its own flat module: `server` (verification layer, token endpoint, issuer,
+//! verifier, JWKS, key stores), `postgres`, `reqwest`, `https`, `metrics`, `mock`, and
+//! [`redirect`] (redirect safety, shared by the tower layers and reqwest).
 //!
 //! # Feature flags
 //!

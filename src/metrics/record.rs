@@ -146,16 +146,53 @@ fn presented_method(headers: &http::HeaderMap) -> &'static str {
     }
 }
 
+/// How a request the server layer accepted authenticated (the server's `AuthMethod`, as a
+/// label; the server maps its types onto these, so this module knows nothing of the server).
+#[cfg(feature = "server")]
+#[derive(Clone, Copy)]
+pub(crate) enum Method {
+    ApiKey,
+    Bearer,
+}
+
+/// Why the server layer refused a request (the server's `Rejection`, as a label).
+#[cfg(feature = "server")]
+#[derive(Clone, Copy)]
+pub(crate) enum Refusal {
+    Missing,
+    Malformed,
+    InvalidApiKey,
+    InvalidToken,
+    ExpiredToken,
+    RevokedToken,
+    UnknownBusiness,
+    ApiKeyNotAccepted,
+    Unavailable,
+}
+
+/// How a JWKS fetch ended (the server's `JwksError`, as a label).
+#[cfg(feature = "server")]
+#[derive(Clone, Copy)]
+pub(crate) enum JwksOutcome {
+    Ok,
+    Transport,
+    Tls,
+    Status,
+    Invalid,
+    Timeout,
+    InvalidUrl,
+}
+
 /// The server layer accepted a request authenticated with `method`.
 #[cfg(feature = "server")]
 #[inline]
-pub(crate) fn server_verified(method: crate::server::AuthMethod) {
+pub(crate) fn server_verified(method: Method) {
     #[cfg(feature = "metrics")]
     count(match method {
-        crate::server::AuthMethod::ApiKey => {
+        Method::ApiKey => {
             static_key!(SERVER_VERIFICATIONS, "method" => "api_key", "outcome" => "ok")
         }
-        crate::server::AuthMethod::Bearer => {
+        Method::Bearer => {
             static_key!(SERVER_VERIFICATIONS, "method" => "bearer", "outcome" => "ok")
         }
     });
@@ -167,14 +204,10 @@ pub(crate) fn server_verified(method: crate::server::AuthMethod) {
 /// request without credentials through).
 #[cfg(feature = "server")]
 #[inline]
-pub(crate) fn server_refused(
-    headers: &http::HeaderMap,
-    rejection: crate::server::Rejection,
-    anonymous: bool,
-) {
+pub(crate) fn server_refused(headers: &http::HeaderMap, rejection: Refusal, anonymous: bool) {
     #[cfg(feature = "metrics")]
     {
-        use crate::server::Rejection as R;
+        use Refusal as R;
         /// The key for one method (a literal): a rejection's outcome and reason.
         macro_rules! refused_key {
             ($method:literal) => {
@@ -243,25 +276,22 @@ pub(crate) fn unknown_key_lane_refusal() {
     count(static_key!(UNKNOWN_KEY_LANE_REFUSALS));
 }
 
-/// A JWKS fetch ended: `None` when it succeeded, else its error.
+/// A JWKS fetch ended with `outcome`.
 #[cfg(feature = "server")]
 #[inline]
-pub(crate) fn jwks_fetch(error: Option<&crate::server::JwksError>) {
+pub(crate) fn jwks_fetch(outcome: JwksOutcome) {
     #[cfg(feature = "metrics")]
-    {
-        use crate::server::JwksError as E;
-        count(match error {
-            None => static_key!(JWKS_FETCHES, "outcome" => "ok"),
-            Some(E::Transport(_)) => static_key!(JWKS_FETCHES, "outcome" => "transport"),
-            Some(E::Tls(_)) => static_key!(JWKS_FETCHES, "outcome" => "tls"),
-            Some(E::Status(_)) => static_key!(JWKS_FETCHES, "outcome" => "status"),
-            Some(E::Invalid(_)) => static_key!(JWKS_FETCHES, "outcome" => "invalid"),
-            Some(E::Timeout) => static_key!(JWKS_FETCHES, "outcome" => "timeout"),
-            Some(E::InvalidUrl(_)) => static_key!(JWKS_FETCHES, "outcome" => "invalid_url"),
-        });
-    }
+    count(match outcome {
+        JwksOutcome::Ok => static_key!(JWKS_FETCHES, "outcome" => "ok"),
+        JwksOutcome::Transport => static_key!(JWKS_FETCHES, "outcome" => "transport"),
+        JwksOutcome::Tls => static_key!(JWKS_FETCHES, "outcome" => "tls"),
+        JwksOutcome::Status => static_key!(JWKS_FETCHES, "outcome" => "status"),
+        JwksOutcome::Invalid => static_key!(JWKS_FETCHES, "outcome" => "invalid"),
+        JwksOutcome::Timeout => static_key!(JWKS_FETCHES, "outcome" => "timeout"),
+        JwksOutcome::InvalidUrl => static_key!(JWKS_FETCHES, "outcome" => "invalid_url"),
+    });
     #[cfg(not(feature = "metrics"))]
-    let _ = error;
+    let _ = outcome;
 }
 
 /// The key-change listener started listening; `earlier` is how many times it had before (a

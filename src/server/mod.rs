@@ -96,6 +96,16 @@ pub enum AuthMethod {
     Bearer,
 }
 
+impl AuthMethod {
+    /// The label the `metrics` module records for this method.
+    pub(crate) fn metric(self) -> crate::metrics::Method {
+        match self {
+            AuthMethod::ApiKey => crate::metrics::Method::ApiKey,
+            AuthMethod::Bearer => crate::metrics::Method::Bearer,
+        }
+    }
+}
+
 /// The business a request authenticated as: put into the request extensions by
 /// [`RequireAxraAuthLayer`]. An axum handler takes it directly with the `axum` feature (see
 /// `extract`), or `Extension<AuthenticatedBusiness>`; a tonic handler reads

@@ -224,3 +224,21 @@ mod tests {
         );
     }
 }
+
+impl Rejection {
+    /// The label the `metrics` module records for this rejection.
+    pub(crate) fn metric(self) -> crate::metrics::Refusal {
+        use crate::metrics::Refusal;
+        match self {
+            Rejection::Missing => Refusal::Missing,
+            Rejection::Malformed => Refusal::Malformed,
+            Rejection::InvalidApiKey => Refusal::InvalidApiKey,
+            Rejection::InvalidToken => Refusal::InvalidToken,
+            Rejection::ExpiredToken => Refusal::ExpiredToken,
+            Rejection::RevokedToken => Refusal::RevokedToken,
+            Rejection::UnknownBusiness => Refusal::UnknownBusiness,
+            Rejection::ApiKeyNotAccepted => Refusal::ApiKeyNotAccepted,
+            Rejection::Unavailable => Refusal::Unavailable,
+        }
+    }
+}

@@ -65,6 +65,21 @@ pub enum JwksError {
     Timeout,
 }
 
+impl JwksError {
+    /// The label the `metrics` module records for a fetch that failed with this error.
+    pub(crate) fn metric(&self) -> crate::metrics::JwksOutcome {
+        use crate::metrics::JwksOutcome;
+        match self {
+            JwksError::InvalidUrl(_) => JwksOutcome::InvalidUrl,
+            JwksError::Transport(_) => JwksOutcome::Transport,
+            JwksError::Tls(_) => JwksOutcome::Tls,
+            JwksError::Status(_) => JwksOutcome::Status,
+            JwksError::Invalid(_) => JwksOutcome::Invalid,
+            JwksError::Timeout => JwksOutcome::Timeout,
+        }
+    }
+}
+
 impl fmt::Display for JwksError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

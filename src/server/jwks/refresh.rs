@@ -82,7 +82,10 @@ impl JwksState {
             Ok(keys) => keys,
             Err(_) => Err(JwksError::Timeout),
         };
-        crate::metrics::jwks_fetch(keys.as_ref().err());
+        crate::metrics::jwks_fetch(match &keys {
+            Ok(_) => crate::metrics::JwksOutcome::Ok,
+            Err(error) => error.metric(),
+        });
         match keys {
             Ok(keys) => {
                 let mut applied = self

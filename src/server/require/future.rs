@@ -70,7 +70,7 @@ where
                     let verdict = ready!(verify.as_mut().poll(cx));
                     match verdict {
                         Ok(business) => {
-                            crate::metrics::server_verified(business.method);
+                            crate::metrics::server_verified(business.method.metric());
                             let (Some(mut service), Some(mut req)) = (inner.take(), req.take())
                             else {
                                 unreachable!("the request is taken once, when verified");
@@ -81,7 +81,11 @@ where
                         }
                         Err(rejection) => {
                             if let Some(req) = req.as_ref() {
-                                crate::metrics::server_refused(req.headers(), rejection, false);
+                                crate::metrics::server_refused(
+                                    req.headers(),
+                                    rejection.metric(),
+                                    false,
+                                );
                             }
                             // Only a rejection needs to know whether the request is gRPC.
                             let grpc = req.as_ref().is_some_and(is_grpc);

@@ -60,7 +60,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         match self.authenticator.verify(&req) {
             Verification::Now(Ok(business)) => {
-                crate::metrics::server_verified(business.method);
+                crate::metrics::server_verified(business.method.metric());
                 // The store answered at once: call the service that was polled ready, no box.
                 req.extensions_mut().insert(business);
                 ResponseFuture {
@@ -70,7 +70,7 @@ where
                 }
             }
             Verification::Now(Err(Rejection::Missing)) if self.authenticator.anonymous => {
-                crate::metrics::server_refused(req.headers(), Rejection::Missing, true);
+                crate::metrics::server_refused(req.headers(), Rejection::Missing.metric(), true);
                 // No credentials at all, on a route that allows it: no business, and none that
                 // a caller inside the process may have put there either.
                 req.extensions_mut().remove::<AuthenticatedBusiness>();
@@ -81,7 +81,7 @@ where
                 }
             }
             Verification::Now(Err(rejection)) => {
-                crate::metrics::server_refused(req.headers(), rejection, false);
+                crate::metrics::server_refused(req.headers(), rejection.metric(), false);
                 ResponseFuture::reject(rejection, is_grpc(&req))
             }
             Verification::Later(verify) => {
