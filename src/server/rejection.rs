@@ -200,6 +200,24 @@ pub(crate) fn json_failure(
     response
 }
 
+impl Rejection {
+    /// The label the `metrics` module records for this rejection.
+    pub(crate) fn metric(self) -> crate::metrics::Refusal {
+        use crate::metrics::Refusal;
+        match self {
+            Rejection::Missing => Refusal::Missing,
+            Rejection::Malformed => Refusal::Malformed,
+            Rejection::InvalidApiKey => Refusal::InvalidApiKey,
+            Rejection::InvalidToken => Refusal::InvalidToken,
+            Rejection::ExpiredToken => Refusal::ExpiredToken,
+            Rejection::RevokedToken => Refusal::RevokedToken,
+            Rejection::UnknownBusiness => Refusal::UnknownBusiness,
+            Rejection::ApiKeyNotAccepted => Refusal::ApiKeyNotAccepted,
+            Rejection::Unavailable => Refusal::Unavailable,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,23 +240,5 @@ mod tests {
             Rejection::Unavailable.to_response(true).headers()["grpc-status"],
             "14"
         );
-    }
-}
-
-impl Rejection {
-    /// The label the `metrics` module records for this rejection.
-    pub(crate) fn metric(self) -> crate::metrics::Refusal {
-        use crate::metrics::Refusal;
-        match self {
-            Rejection::Missing => Refusal::Missing,
-            Rejection::Malformed => Refusal::Malformed,
-            Rejection::InvalidApiKey => Refusal::InvalidApiKey,
-            Rejection::InvalidToken => Refusal::InvalidToken,
-            Rejection::ExpiredToken => Refusal::ExpiredToken,
-            Rejection::RevokedToken => Refusal::RevokedToken,
-            Rejection::UnknownBusiness => Refusal::UnknownBusiness,
-            Rejection::ApiKeyNotAccepted => Refusal::ApiKeyNotAccepted,
-            Rejection::Unavailable => Refusal::Unavailable,
-        }
     }
 }
