@@ -135,7 +135,7 @@ impl CredentialWatcher {
     /// Lasts as long as the watcher; several rotators may be given.
     ///
     /// ```no_run
-    /// # use axra_auth::{AxraTokenProvider, BearerTokenLayer, credentials::CredentialFiles};
+    /// # use axra_auth::{AxraTokenProvider, BearerTokenLayer, CredentialFiles};
     /// # async fn run(http: axra_auth::https::HttpsClient) -> Result<(), axra_auth::CredentialError> {
     /// let files = CredentialFiles::new("/run/secrets/axra_api_key", "/run/secrets/axra_api_secret");
     /// let layer = BearerTokenLayer::new(AxraTokenProvider::new(http, files.read()?));
@@ -152,7 +152,7 @@ impl CredentialWatcher {
     /// The same for the `x-api-key` header:
     ///
     /// ```no_run
-    /// # use axra_auth::{ApiKeyLayer, credentials::CredentialFiles};
+    /// # use axra_auth::{ApiKeyLayer, CredentialFiles};
     /// # fn run() -> Result<(), axra_auth::CredentialError> {
     /// let files = CredentialFiles::new("/run/secrets/axra_api_key", "/run/secrets/axra_api_secret");
     /// let layer = ApiKeyLayer::new(files.read()?.api_key().clone());

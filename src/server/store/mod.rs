@@ -52,11 +52,11 @@ pub struct KeyRecord {
 ///
 /// Implement it over your database; [`MemoryKeyStore`] is the embedded default.
 ///
-/// Where businesses and the digests of their keys live: the [`KeyStore`] trait, the stores built
-/// in ([`MemoryKeyStore`], embedded; [`NoKeyStore`], for bearer-only layers), and what every store
-/// shares: key digests ([`KeyDigest`]), freshly minted credentials ([`IssuedCredentials`]) and
-/// [`StoreError`]. PostgreSQL's store is `axra_auth::postgres::PgKeyStore` (feature `postgres`);
-/// `CachedKeyStore` goes in front of any of them.
+/// The stores built in: [`MemoryKeyStore`] (embedded) and [`NoKeyStore`] (for bearer-only
+/// layers). What every store shares: key digests ([`KeyDigest`]), freshly minted credentials
+/// ([`IssuedCredentials`]) and [`StoreError`]. PostgreSQL's store is
+/// `axra_auth::postgres::PgKeyStore` (feature `postgres`); `CachedKeyStore` goes in front of any
+/// of them.
 ///
 /// Like Axra, stores keep only SHA-256 digests of API keys and secrets: a raw key is shown once
 /// when it is created ([`IssuedCredentials`]) and can be regenerated, never retrieved.
