@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
 use crate::credentials::{ApiKey, ApiSecret, Credentials, Environment};
 
 /// A key and secret just created: shown once, never stored.
@@ -59,11 +61,54 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 }
 
 pub(crate) fn new_credentials(environment: Environment) -> Credentials {
-    // 256 random bits each: far above the 128 that make guessing hopeless.
-    let key = format!("{}{}", environment.key_prefix(), random_hex(32));
-    let secret = format!("{}{}", environment.secret_prefix(), random_hex(32));
+    // 256 random bits each (far above the 128 that make guessing hopeless), from one call to the
+    // OS; the raw bytes and their hex are zeroed when dropped.
+    let mut random = Zeroizing::new([0u8; 64]);
+    getrandom::fill(&mut random[..]).expect("the OS random number generator failed");
+    let key = prefixed_hex(environment.key_prefix(), &random[..32]);
+    let secret = prefixed_hex(environment.secret_prefix(), &random[32..]);
     Credentials::new(
         ApiKey::new(key).expect("a prefix and hex digits make a valid key"),
         ApiSecret::new(secret).expect("a prefix and hex digits make a valid secret"),
     )
+}
+
+/// `prefix` followed by the hex of 32 `bytes`, in one allocation.
+fn prefixed_hex(prefix: &str, bytes: &[u8]) -> String {
+    let mut hex = Zeroizing::new([0u8; 64]);
+    hex::encode_to_slice(bytes, &mut hex[..]).expect("32 bytes make 64 hex digits");
+    let mut out = String::with_capacity(prefix.len() + hex.len());
+    out.push_str(prefix);
+    out.push_str(std::str::from_utf8(&hex[..]).expect("hex digits are ASCII"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_credentials_are_the_prefix_and_64_distinct_hex_digits() {
+        let a = new_credentials(Environment::Test);
+        let b = new_credentials(Environment::Test);
+        for (value, prefix) in [
+            (a.api_key().expose_secret(), Environment::Test.key_prefix()),
+            (
+                a.api_secret().expose_secret(),
+                Environment::Test.secret_prefix(),
+            ),
+        ] {
+            let digits = value
+                .strip_prefix(prefix)
+                .expect("the environment's prefix");
+            assert_eq!(digits.len(), 64);
+            assert!(
+                digits
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+        }
+        assert_ne!(a.api_key().expose_secret(), a.api_secret().expose_secret());
+        assert_ne!(a.api_key().expose_secret(), b.api_key().expose_secret());
+    }
 }
