@@ -38,6 +38,11 @@
 //!
 //! Every request is logged as one JSON line on standard output (`method`, `path`, `status`,
 //! `ms`), never a header, a query string or a body, so no secret reaches the log.
+//!
+//! The `/mock/...` routes take no credentials: anyone who can reach the mock server can
+//! regenerate a business's key (and read the new one). It is a test double: bind it to
+//! loopback or a CI network (the default `HOST` is 127.0.0.1), never to a network you do not
+//! control.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
