@@ -1,6 +1,6 @@
 //! How a client layer holds a shared [`TokenCache`]: the header of a usable token, and a
 //! [`RejectionReport`] that invalidates that very token if the server refuses it. The client
-//! layers (`bearer/`, `reqwest.rs`) reach the cache only through this file, which goes straight
+//! layers (`bearer/`, `reqwest/`) reach the cache only through this file, which goes straight
 //! to the core.
 //!
 //! [`InstanceHandle`] is the tower layer's per-service-instance view. While the token it last
