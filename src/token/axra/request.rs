@@ -12,11 +12,21 @@ use super::invalid;
 use crate::credentials::Credentials;
 use crate::error::{BoxError, TokenError, TokenErrorKind};
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+/// The body `{"apiKey": .., "apiSecret": ..}`, serialized from borrowed strings (no copy of a
+/// secret but the body itself). Written by hand: the client build compiles no proc-macro crates.
 struct TokenRequest<'a> {
     api_key: &'a str,
     api_secret: &'a str,
+}
+
+impl Serialize for TokenRequest<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut body = serializer.serialize_struct("TokenRequest", 2)?;
+        body.serialize_field("apiKey", self.api_key)?;
+        body.serialize_field("apiSecret", self.api_secret)?;
+        body.end()
+    }
 }
 
 /// The request that exchanges `credentials` at `token_uri`.

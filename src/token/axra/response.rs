@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, StatusCode, Uri};
-use serde::Deserialize;
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::invalid;
@@ -19,8 +19,11 @@ const MAX_EXPIRES_IN_SECS: u64 = 86_400;
 /// The longest server message kept in an error.
 const MAX_DETAIL_CHARS: usize = 200;
 
-/// The token endpoint's answer: `{"success", "data", "message"}`.
-#[derive(Deserialize)]
+/// The token endpoint's answer: `{"success", "data", "message"}`, each field optional but, when
+/// present and not `null`, of its documented type.
+///
+/// Read through [`serde_json::Value`] rather than a derived `Deserialize`, so the client build
+/// needs no proc-macro crates (serde's derive is compiled only with the `server` feature).
 struct Envelope {
     success: Option<bool>,
     data: Option<ExchangeData>,
@@ -28,19 +31,74 @@ struct Envelope {
 }
 
 /// The `data` of a successful exchange; every field is checked in `parse`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct ExchangeData {
     access_token: Option<String>,
     token_type: Option<String>,
-    expires_in: Option<serde_json::Value>,
+    expires_in: Option<Value>,
     business_id: Option<String>,
     business_name: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    message: Option<String>,
+/// A JSON body that is not the documented shape.
+struct NotTheEnvelope;
+
+impl Envelope {
+    fn from_slice(body: &[u8]) -> Result<Self, NotTheEnvelope> {
+        let mut object = object(serde_json::from_slice(body).map_err(|_| NotTheEnvelope)?)?;
+        let success = match take(&mut object, "success") {
+            None => None,
+            Some(Value::Bool(b)) => Some(b),
+            Some(_) => return Err(NotTheEnvelope),
+        };
+        let data = match take(&mut object, "data") {
+            None => None,
+            Some(data) => Some(ExchangeData::from_object(self::object(data)?)?),
+        };
+        let message = string(&mut object, "message")?;
+        Ok(Envelope {
+            success,
+            data,
+            message,
+        })
+    }
+
+    /// The `message` of an error answer, if it has one of the right type.
+    fn message_of(body: &[u8]) -> Option<String> {
+        let mut object = object(serde_json::from_slice(body).ok()?).ok()?;
+        string(&mut object, "message").ok().flatten()
+    }
+}
+
+impl ExchangeData {
+    fn from_object(mut data: Map<String, Value>) -> Result<Self, NotTheEnvelope> {
+        Ok(ExchangeData {
+            access_token: string(&mut data, "accessToken")?,
+            token_type: string(&mut data, "tokenType")?,
+            expires_in: take(&mut data, "expiresIn"),
+            business_id: string(&mut data, "businessId")?,
+            business_name: string(&mut data, "businessName")?,
+        })
+    }
+}
+
+fn object(value: Value) -> Result<Map<String, Value>, NotTheEnvelope> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(NotTheEnvelope),
+    }
+}
+
+/// The field `name`, moved out (no copy of a token is left behind); `null` counts as absent.
+fn take(object: &mut Map<String, Value>, name: &str) -> Option<Value> {
+    object.remove(name).filter(|value| !value.is_null())
+}
+
+fn string(object: &mut Map<String, Value>, name: &str) -> Result<Option<String>, NotTheEnvelope> {
+    match take(object, name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(NotTheEnvelope),
+    }
 }
 
 /// The token in the answer to an exchange posted to `token_uri`, or the typed error the answer
@@ -65,10 +123,7 @@ pub(super) fn parse(
         if let Some(retry_after) = retry_after(headers) {
             error = error.with_retry_after(retry_after);
         }
-        let message = serde_json::from_slice::<ErrorBody>(body)
-            .ok()
-            .and_then(|b| b.message)
-            .and_then(|m| sanitize(credentials, &m));
+        let message = Envelope::message_of(body).and_then(|m| sanitize(credentials, &m));
         if status == StatusCode::NOT_FOUND {
             // The URL holds no secret (a base URL with user information is refused).
             let mut detail = format!(
@@ -87,7 +142,7 @@ pub(super) fn parse(
         return Err(error);
     }
 
-    let envelope: Envelope = serde_json::from_slice(body)
+    let envelope = Envelope::from_slice(body)
         .map_err(|_| invalid("the answer is not the documented JSON envelope"))?;
     if envelope.success != Some(true) {
         let mut error = invalid("the answer does not say success: true");
