@@ -1,7 +1,7 @@
 //! `BearerTokenLayer` + `AxraTokenProvider` over real HTTP (hyper-util client, axum servers on
 //! 127.0.0.1).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! No key, secret or token appears in the `Debug` or `Display` of any public type or error, after
 //! a full flow: both methods, a refresh, a 401, a failed exchange.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! to a running client by the watcher: a regenerated key reaches it without a restart; missing
 //! or broken files never replace good credentials.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! The server layers over real sockets: `RequireAxraAuthLayer` and `TokenEndpoint` in axum, and
 //! `RequireAxraAuthLayer` in a tonic server.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! the real server layers, with tokens living 4 s (a refresh every two seconds, at half their life, mid-load) and a
 //! token endpoint that fails every third exchange. Bounded to about 10 s of load.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

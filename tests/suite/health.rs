@@ -1,7 +1,7 @@
 //! `TokenCache::health` behind a `/ready` route, over real sockets: not ready before the first
 //! token, ready with one, and the last failure's facts (no secret) when the endpoint fails.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

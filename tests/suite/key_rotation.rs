@@ -1,7 +1,7 @@
 //! Signing keys that rotate under live traffic, and verifiers that follow a JWKS, over real
 //! sockets on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! working at once; the new one, fed through the rotation handles, works from the next request,
 //! with no restart and, for tokens, exactly one exchange.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! mid-flight; never twice, never with the same token, never for a streamed body, never when
 //! turned off.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -6,6 +6,7 @@
 //! cargo run --example tonic
 //! ```
 
+#[path = "../../examples/common/mod.rs"]
 mod common;
 
 use axra_auth::server::{MemoryKeyStore, RequireAxraAuthLayer, TokenIssuer};

@@ -2,7 +2,7 @@
 //! (a 401 after a redirect the crate cannot rule out never replays a POST), and `x-api-key` never
 //! reaches another origin unnoticed.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

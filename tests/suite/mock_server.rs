@@ -2,7 +2,7 @@
 //! echoing catch-all, key regeneration, the JWKS and /health, over real HTTP on 127.0.0.1.
 #![cfg(feature = "mock-server")]
 
-mod common;
+use crate::common;
 
 use axra_auth::mock::MockServer;
 use axra_auth::{ApiKey, ApiSecret, AxraTokenProvider, Credentials, TokenProvider};

@@ -3,8 +3,6 @@
 //! server certificate names `localhost` and `127.0.0.1`).
 #![cfg(feature = "postgres")]
 
-mod common;
-
 use axra_auth::Environment;
 use axra_auth::postgres::PgKeyStore;
 use axra_auth::server::{KeyDigest, KeyStore, StoreErrorKind};

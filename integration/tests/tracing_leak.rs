@@ -3,6 +3,7 @@
 //! tokens.
 #![cfg(feature = "tracing")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;

@@ -4,7 +4,7 @@
 //! Two real servers on 127.0.0.1 (port 0): "ours" answers a redirect to "theirs", another origin
 //! (another port) run by whoever controls the redirect target.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

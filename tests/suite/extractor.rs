@@ -2,7 +2,7 @@
 //! is optional, and a route that forgot the layer answers a 500 naming it.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use axra_auth::Environment;
 use axra_auth::server::{

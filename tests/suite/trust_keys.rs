@@ -2,7 +2,7 @@
 //! `with_legacy_key`, an issuer widened with `with_verifying_key`), and one made-up kid never
 //! delays the acceptance of a newly published key. Over real sockets on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

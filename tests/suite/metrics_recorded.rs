@@ -7,7 +7,7 @@
 //! and tests running beside it in this binary cannot disturb the counts.
 #![cfg(all(feature = "metrics", feature = "server"))]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;

@@ -3,6 +3,7 @@
 //! pool takes a thousand concurrent verifications, and an outage answers 503 then recovers.
 #![cfg(feature = "postgres")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;

@@ -5,6 +5,7 @@
 //! cargo run --example reqwest --features reqwest
 //! ```
 
+#[path = "../../examples/common/mod.rs"]
 mod common;
 
 use axra_auth::reqwest::{ApiKeyMiddleware, BearerTokenMiddleware, client_builder};

@@ -1,7 +1,7 @@
 //! The reqwest-middleware integration against our server layers on 127.0.0.1.
 #![cfg(feature = "reqwest")]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

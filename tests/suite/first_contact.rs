@@ -1,6 +1,6 @@
 //! What a new user meets first: the error texts of the two commonest mistakes name the fix.
 
-mod common;
+use crate::common;
 
 use axra_auth::{ApiKey, ApiSecret, AxraTokenProvider, Credentials, TokenErrorKind, TokenProvider};
 use axum::Router;

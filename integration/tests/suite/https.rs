@@ -2,8 +2,8 @@
 //! throwaway CA made at test time, on 127.0.0.1.
 #![cfg(feature = "rustls")]
 
-mod common;
-#[path = "../examples/common/tls.rs"]
+use crate::common;
+#[path = "../../../examples/common/tls.rs"]
 mod tls;
 
 use axra_auth::server::{MemoryKeyStore, TokenIssuer};

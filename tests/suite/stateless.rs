@@ -2,7 +2,7 @@
 //! stateless layer accepts the issuer's tokens, and a layer whose store does not know the
 //! business says "unknown business", never "revoked".
 
-mod common;
+use crate::common;
 
 use axra_auth::Environment;
 use axra_auth::server::{

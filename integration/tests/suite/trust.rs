@@ -2,7 +2,7 @@
 //! 127.0.0.1: stale caches refusing fresh tokens, a peer that answers 401 forever, credentials
 //! following redirects to other hosts, and ambiguous credentials on the server.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

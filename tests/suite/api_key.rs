@@ -1,6 +1,6 @@
 //! `ApiKeyLayer` through a real hyper-util client to a real axum server on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 
