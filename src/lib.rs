@@ -145,7 +145,7 @@
 //! | `reqwest` | `reqwest-middleware` middlewares and a reqwest transport for the token exchange |
 //! | `postgres` | `postgres::PgKeyStore`: the key store in PostgreSQL (tokio-postgres, deadpool), shared by every instance |
 //! | `axum` | axum extractor: handlers take `AuthenticatedBusiness` or `Option<AuthenticatedBusiness>` (implies `server`; on axum-core alone) |
-//! | `mock-server` | `mock`: a mock Axra server (token endpoint, echoing protected routes, JWKS, key regeneration, `/health`) as a public app and the `axra-mock-server` binary (implies `server`, `axum`) |
+//! | `mock-server` | `mock`: a mock Axra server (token endpoint, echoing protected routes, JWKS, key regeneration, `/health`) as a public app and the `axra-mock-server` binary, over HTTP or HTTPS with a throwaway CA (implies `server`, `axum`) |
 //! | `tower-http` | `redirect::SameOriginPolicy` for tower-http's `FollowRedirect` (no credential follows a redirect to another origin), and the client layers read `FollowRedirect`'s `RequestUri`: the api-key layer refuses an answer from another origin (`redirect::CrossOriginRedirect`), a 401 after a redirect judges no token (tower-http with `follow-redirect` only) |
 //! | `metrics` | counters and a histogram through the [`metrics`](https://docs.rs/metrics) facade: token exchanges, cache hits and waits, 401s, server verifications, key lookups, JWKS fetches; names in [`metrics`], never a secret or a business in a label |
 //! | `tracing` | `tracing` events for token fetches and server rejections, never carrying secrets |

@@ -43,6 +43,29 @@
 //! regenerate a business's key (and read the new one). It is a test double: bind it to
 //! loopback or a CI network (the default `HOST` is 127.0.0.1), never to a network you do not
 //! control.
+//!
+//! # HTTPS
+//!
+//! [`MockServer::spawn_tls`] (in-process) and `AXRA_MOCK_TLS=1` (the program) serve the same
+//! app over TLS (HTTP/2 or HTTP/1.1 by ALPN) with a certificate for `localhost`, `127.0.0.1` and
+//! `::1` (plus the `HOST` the program was given and the address it is bound to), signed by a CA
+//! made at start whose private key is discarded at once. Trust that CA alone:
+//! [`RunningMock::ca_certificate_pem`] in-process, the file the program writes otherwise.
+//!
+//! The program's environment (see [`run`]):
+//!
+//! | variable | default | what it does |
+//! |---|---|---|
+//! | `PORT` | `4010` | the port (`0`: a free one, printed in `AXRA_BASE_URL`) |
+//! | `HOST` | `127.0.0.1` | the address to bind (`0.0.0.0` in a container) |
+//! | `AXRA_API_KEY`, `AXRA_API_SECRET` (or `*_FILE`) | generated and printed | the business's fixed credentials |
+//! | `AXRA_MOCK_TLS` | off | `1` or `true`: HTTPS (`0`, `false` or empty: plain HTTP; anything else is refused) |
+//! | `AXRA_MOCK_CA_FILE` | `axra-mock-ca.pem` (working directory) | with HTTPS: where the CA certificate (PEM) is written, atomically; its absolute path is printed as `AXRA_CA_FILE` |
+
+mod program;
+mod tls;
+
+pub use program::run;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +88,10 @@ use crate::server::{
 
 /// The port [`run`] listens on when `PORT` is not set.
 pub const DEFAULT_PORT: u16 = 4010;
+
+/// The file [`run`] writes the CA certificate to when serving HTTPS and `AXRA_MOCK_CA_FILE` is
+/// not set (relative to the working directory).
+pub const DEFAULT_CA_FILE: &str = "axra-mock-ca.pem";
 
 /// The name of the business the mock server creates at start.
 pub const MOCK_BUSINESS_NAME: &str = "Mock Business";
@@ -212,6 +239,52 @@ impl MockServer {
         });
         Ok(RunningMock {
             addr,
+            ca_certificate_pem: None,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Serves the app over HTTPS on `addr` (`"127.0.0.1:0"` for a free port) in a background
+    /// task, until the returned [`RunningMock`] is dropped. The certificate names `localhost`,
+    /// `127.0.0.1`, `::1` and the bound address, and is signed by a CA made now: trust
+    /// [`RunningMock::ca_certificate_pem`] alone.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axra_auth::mock::MockServer;
+    /// use rustls::pki_types::CertificateDer;
+    /// use rustls::pki_types::pem::PemObject;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let running = MockServer::generated().spawn_tls("127.0.0.1:0").await?;
+    /// assert!(running.base_url().starts_with("https://127.0.0.1:"));
+    /// let pem = running.ca_certificate_pem().expect("a TLS mock has a CA");
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(CertificateDer::from_pem_slice(pem.as_bytes())?)?;
+    /// // A client trusting these roots alone: `axra_auth::https::client_with_roots(roots)`.
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The bind error, or the certificate generation's error (only if the system random
+    /// generator fails).
+    pub async fn spawn_tls(&self, addr: &str) -> std::io::Result<RunningMock> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let identity = tls::TlsIdentity::generate(&tls::extra_names(None, addr))?;
+        let app = self.router();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tls::serve(listener, identity.config, app, async {
+            let _ = stopped.await;
+        }));
+        Ok(RunningMock {
+            addr,
+            ca_certificate_pem: Some(identity.ca_pem),
             stop: Some(stop),
             task,
         })
@@ -222,6 +295,8 @@ impl MockServer {
 #[derive(Debug)]
 pub struct RunningMock {
     addr: SocketAddr,
+    /// The CA's certificate when serving HTTPS (public: no secret in `Debug`).
+    ca_certificate_pem: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -232,12 +307,25 @@ impl RunningMock {
         self.addr
     }
 
-    /// Its base URL, `http://ADDR/api/v1`, for `with_base_url` or `AXRA_BASE_URL`.
+    /// Its base URL, `http://ADDR/api/v1` (`https://` when started with
+    /// [`spawn_tls`](MockServer::spawn_tls)), for `with_base_url` or `AXRA_BASE_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/api/v1", self.addr)
+        let scheme = if self.ca_certificate_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}/api/v1", self.addr)
     }
 
-    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
+    /// The certificate (PEM) of the CA that signed the server's certificate, when started with
+    /// [`spawn_tls`](MockServer::spawn_tls); `None` for plain HTTP.
+    pub fn ca_certificate_pem(&self) -> Option<&str> {
+        self.ca_certificate_pem.as_deref()
+    }
+
+    /// Stops accepting and waits for the server to end: over plain HTTP, requests in flight
+    /// finish; over HTTPS, connections still open after a short grace (2 s) are cut.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -251,76 +339,6 @@ impl Drop for RunningMock {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-    }
-}
-
-/// Runs the mock server as a program until SIGTERM or Ctrl-C: what `axra-mock-server` does.
-///
-/// Environment:
-/// - `AXRA_API_KEY` and `AXRA_API_SECRET` (or `AXRA_API_KEY_FILE` / `AXRA_API_SECRET_FILE`):
-///   the business's fixed credentials; when unset, new sandbox credentials are generated and
-///   printed once.
-/// - `PORT` (default 4010) and `HOST` (default `127.0.0.1`; `0.0.0.0` in a container).
-///
-/// Prints `AXRA_BASE_URL=http://HOST:PORT/api/v1` (and the generated credentials) at start,
-/// then one JSON line per request.
-///
-/// # Errors
-///
-/// An unusable variable (named, never its value), or the bind error.
-pub async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let port: u16 = match std::env::var("PORT") {
-        Ok(port) => port
-            .trim()
-            .parse()
-            .map_err(|_| "PORT must be a port number")?,
-        Err(_) => DEFAULT_PORT,
-    };
-    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
-    let mock = MockServer::from_env()?;
-    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
-    let addr = listener.local_addr()?;
-    let shown = if host == "0.0.0.0" || host == "::" {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
-    };
-    println!("AXRA_BASE_URL=http://{shown}/api/v1");
-    println!("AXRA_BUSINESS_ID={}", mock.business_id());
-    if let Some(credentials) = mock.generated_credentials() {
-        // Shown once, as Axra's dashboard does; the server keeps only SHA-256 digests.
-        println!("AXRA_API_KEY={}", credentials.api_key().expose_secret());
-        println!(
-            "AXRA_API_SECRET={}",
-            credentials.api_secret().expose_secret()
-        );
-    }
-    axum::serve(listener, mock.router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    println!("{}", json!({"event": "shutdown"}));
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
