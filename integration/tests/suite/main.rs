@@ -8,6 +8,7 @@
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 
+#[cfg(feature = "tower-http")]
 mod attack_redirects;
 mod credential_files;
 mod downstream;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use common::serve;
 use serde_json::json;
 
@@ -105,6 +105,7 @@ fn credentials() -> axra_auth::Credentials {
 mod over_reqwest {
     use super::*;
     use axra_auth::reqwest::{ApiKeyMiddleware, BearerTokenMiddleware, redirect_policy};
+    use axum::routing::any;
 
     type Provider = axra_auth::AxraTokenProvider<axra_auth::reqwest::ReqwestTransport>;
 
