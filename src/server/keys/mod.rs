@@ -282,9 +282,12 @@ impl SigningKey {
         use ed25519_dalek::pkcs8::DecodePrivateKey as _;
         let kid = checked_kid(kid.into())?;
         let pem = Arc::new(Zeroizing::new(pem.trim().to_owned() + "\n"));
+        // jsonwebtoken's signers take PKCS#8 DER; the key crates read the PEM (so jsonwebtoken's
+        // own PEM parser, and the ASN.1 and big-number crates it brings, are not built).
         if let Ok(key) = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem) {
-            let encoding =
-                EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|_| KeyError::InvalidKey)?;
+            use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+            let der = key.to_pkcs8_der().map_err(|_| KeyError::InvalidKey)?;
+            let encoding = EncodingKey::from_ed_der(der.as_bytes());
             let public = PublicParts::Ed25519 {
                 x: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
             };
@@ -295,8 +298,9 @@ impl SigningKey {
             });
         }
         if let Ok(key) = <p256::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_pem(&pem) {
-            let encoding =
-                EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| KeyError::InvalidKey)?;
+            use p256::pkcs8::EncodePrivateKey as _;
+            let der = key.to_pkcs8_der().map_err(|_| KeyError::InvalidKey)?;
+            let encoding = EncodingKey::from_ec_der(der.as_bytes());
             let public = p256_parts(&key.public_key())?;
             return Ok(SigningKey {
                 encoding: Arc::new(encoding),
