@@ -166,16 +166,26 @@ async fn usage_writes_never_park_connections_on_a_locked_row() {
     assert!(used.last_used_at.is_none());
 }
 
-/// Waits until `count` statements `UPDATE axra_businesses...` wait on a lock.
-async fn until_waiting_on_a_lock(url: &str, count: i64) {
+/// `url` with an `application_name` of this test's own, so that what its store's connections do
+/// can be told apart from the other tests running against the same database at the same time.
+fn tagged(url: &str, name: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name={name}")
+}
+
+/// Waits until `count` statements `UPDATE axra_businesses...` of connections named `name`
+/// (see [`tagged`]) wait on a lock. Other tests lock rows and queue updates concurrently, so
+/// counting every waiting `UPDATE` in the database could return before this test's are queued.
+async fn until_waiting_on_a_lock(url: &str, name: &str, count: i64) {
     // Watched from outside the operator's transaction (whose statistics snapshot is frozen).
     let watcher = operator(url).await;
     loop {
         let waiting: i64 = watcher
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity \
-                 WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE axra_businesses%'",
-                &[],
+                 WHERE wait_event_type = 'Lock' AND application_name = $1 \
+                 AND query LIKE 'UPDATE axra_businesses%'",
+                &[&name],
             )
             .await
             .unwrap()
@@ -191,7 +201,8 @@ async fn until_waiting_on_a_lock(url: &str, count: i64) {
 async fn a_caller_that_goes_away_leaves_nothing_queued() {
     let Some(url) = database_url() else { return };
     migrated(&url).await;
-    let store = PgKeyStore::connect(&url)
+    let name = "axra_test_abandoned";
+    let store = PgKeyStore::connect(&tagged(&url, name))
         .unwrap()
         .with_pool_size(1)
         .with_timeout(Duration::from_secs(4));
@@ -210,7 +221,7 @@ async fn a_caller_that_goes_away_leaves_nothing_queued() {
         let (store, id) = (store.clone(), locked.business_id().to_owned());
         tokio::spawn(async move { store.regenerate(&id).await })
     };
-    until_waiting_on_a_lock(&url, 1).await;
+    until_waiting_on_a_lock(&url, name, 1).await;
     regenerate.abort();
     // The one connection is not left behind the UPDATE: another business is found.
     let found = store
@@ -254,7 +265,11 @@ async fn a_smaller_pool_size_is_kept_before_any_connection_opens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_concurrent_regenerations_exactly_one_succeeds() {
     let Some(url) = database_url() else { return };
-    let store = migrated(&url).await.with_timeout(Duration::from_secs(20));
+    migrated(&url).await;
+    let name = "axra_test_twice";
+    let store = PgKeyStore::connect(&tagged(&url, name))
+        .unwrap()
+        .with_timeout(Duration::from_secs(20));
     let issued = store
         .create_business("Twice Ltd", Environment::Test)
         .await
@@ -268,7 +283,7 @@ async fn of_two_concurrent_regenerations_exactly_one_succeeds() {
         |store: PgKeyStore, id: String| tokio::spawn(async move { store.regenerate(&id).await });
     let first = regenerate(store.clone(), id.clone());
     let second = regenerate(store.clone(), id.clone());
-    until_waiting_on_a_lock(&url, 2).await;
+    until_waiting_on_a_lock(&url, name, 2).await;
     operator.batch_execute("ROLLBACK").await.unwrap();
     let outcomes = [first.await.unwrap(), second.await.unwrap()];
     let succeeded: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
