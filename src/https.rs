@@ -41,7 +41,6 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -172,12 +171,11 @@ fn pem_roots(path: &std::path::Path) -> RootCertStore {
 
 /// An HTTPS client trusting `roots` only (a private CA, a test CA).
 pub fn client_with_roots(roots: RootCertStore) -> HttpsClient {
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = ClientConfig::builder_with_provider(crate::ring::provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     client_with_config(config)
 }
 

@@ -220,6 +220,8 @@ pub mod redirect;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+#[cfg(any(feature = "rustls", feature = "mock-server", feature = "postgres"))]
+mod ring;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;

@@ -96,7 +96,7 @@ pub(crate) fn roots_from_file(path: &std::path::Path) -> Result<RootCertStore, S
 /// when [`policy`] refuses the combination.
 pub(crate) fn connector(mode: SslMode, roots: Roots) -> Result<MakeRustlsConnect, StoreError> {
     let (_, check) = policy(mode, &roots).map_err(invalid)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::ring::provider();
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|_| invalid("TLS could not be set up"))?;
