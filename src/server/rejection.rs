@@ -14,6 +14,8 @@ use serde::Serialize;
 
 use super::token::VerifyError;
 
+const GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
+
 /// Why a request was refused. Each has a fixed message that never echoes the input.
 ///
 /// Every way the server half refuses a request, and how each is rendered: the status, the JSON
@@ -108,11 +110,11 @@ impl Rejection {
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
             headers.insert(
-                "grpc-status",
+                crate::token::GRPC_STATUS,
                 HeaderValue::from(u16::from(self.grpc_code())),
             );
             // The messages are fixed printable ASCII without '%', valid as grpc-message as is.
-            headers.insert("grpc-message", HeaderValue::from_static(self.message()));
+            headers.insert(GRPC_MESSAGE, HeaderValue::from_static(self.message()));
             return response;
         }
         let challenge = (self != Rejection::Unavailable).then(|| self.www_authenticate());
