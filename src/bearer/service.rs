@@ -68,7 +68,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match self.authorize(req.headers_mut()) {
             Some(report) => {
