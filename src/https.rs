@@ -41,7 +41,6 @@
 //! # }
 //! ```
 
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};

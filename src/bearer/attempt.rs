@@ -184,7 +184,7 @@ pub(crate) async fn send_authenticated<X: Sender, P: TokenProvider>(
 async fn another_token<P: TokenProvider>(
     cache: &Arc<TokenCache<P>>,
     refused: &HeaderValue,
-) -> Option<(HeaderValue, RejectionReport<P>)> {
+) -> Option<(HeaderValue, RejectionReport)> {
     let fresh = match cache.usable_header() {
         Some(usable) => Some(usable),
         None => cache.wait_for_header().await.ok(),

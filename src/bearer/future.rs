@@ -1,6 +1,7 @@
 //! The response future of [`BearerTokenService`](super::BearerTokenService).
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -24,17 +25,20 @@ pin_project! {
     /// `tower-http` feature) judges no token.
     pub struct BearerTokenResponseFuture<F, P, ResBody> {
         #[pin]
-        kind: Kind<F, P, ResBody>,
+        kind: Kind<F, ResBody>,
+        // The provider's type names the cache the layer was built on; the future holds nothing
+        // of it (a rejection finds the cache by its id).
+        _provider: PhantomData<fn() -> P>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, P, ResBody> {
+    enum Kind<F, ResBody> {
         Direct {
             #[pin]
             future: F,
-            used: Option<RejectionReport<P>>,
+            used: Option<RejectionReport>,
             sent: SentTo,
         },
         Waiting {
@@ -45,9 +49,10 @@ pin_project! {
 
 impl<F, P, ResBody> BearerTokenResponseFuture<F, P, ResBody> {
     #[inline(always)]
-    pub(super) fn direct(future: F, used: Option<RejectionReport<P>>, sent: SentTo) -> Self {
+    pub(super) fn direct(future: F, used: Option<RejectionReport>, sent: SentTo) -> Self {
         BearerTokenResponseFuture {
             kind: Kind::Direct { future, used, sent },
+            _provider: PhantomData,
         }
     }
 
@@ -58,6 +63,7 @@ impl<F, P, ResBody> BearerTokenResponseFuture<F, P, ResBody> {
             kind: Kind::Waiting {
                 future: Box::pin(future),
             },
+            _provider: PhantomData,
         }
     }
 }

@@ -85,7 +85,7 @@ impl<S, P: TokenProvider> BearerTokenService<S, P> {
     /// rejection (`Some(None)` when the request brought its own `Authorization`, which wins),
     /// `None` when the request must wait for a token. No lock, no await, no allocation.
     #[inline]
-    fn authorize(&mut self, headers: &mut HeaderMap) -> Option<Option<RejectionReport<P>>> {
+    fn authorize(&mut self, headers: &mut HeaderMap) -> Option<Option<RejectionReport>> {
         if brings_own_authorization(headers) {
             return Some(None);
         }

@@ -2,7 +2,6 @@
 //! a running cache shares them).
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::TokenCache;
@@ -69,7 +68,7 @@ impl<P: TokenProvider> TokenCacheBuilder<P> {
     /// Builds the cache. Needs no runtime.
     pub fn build(self) -> TokenCache<P> {
         TokenCache {
-            core: Arc::new(CacheCore::new(self.provider, self.config)),
+            core: CacheCore::new(self.provider, self.config),
         }
     }
 }

@@ -5,11 +5,13 @@
 //!
 //! [`InstanceHandle`] is the tower layer's per-service-instance view. While the token it last
 //! used stays usable, a request reads one atomic (the token's phase, see `entry.rs`) and clones
-//! two handles. An instance that keeps sending (a client reused in a loop, one per thread) makes
-//! its own copy of both handles after its second request (three allocations, once), so instances
-//! on different threads stop bouncing shared reference counts between cores: this is what lets
-//! the bearer layer scale with threads (`bearer_contention` in BENCHMARKS.md). An instance used
-//! once, as in `client.clone().oneshot(req)`, allocates nothing.
+//! the token's header; its report is two integers (the cache's id in `registry.rs` and the
+//! token's sequence number), so no reference count of the cache is touched per request. An
+//! instance that keeps sending (a client reused in a loop, one per thread) makes its own copy of
+//! the header after its second request (one allocation per token), so instances on different
+//! threads stop bouncing a shared reference count between cores: this is what lets the bearer
+//! layer scale with threads (`bearer_contention` in BENCHMARKS.md). An instance used once, as in
+//! `client.clone().oneshot(req)`, allocates nothing.
 //!
 //! With the `metrics` feature, each request served from the cache also counts a hit
 //! ([`TOKEN_CACHE_REQUESTS`](crate::metrics::TOKEN_CACHE_REQUESTS)): a lookup of a key built at
@@ -22,47 +24,35 @@ use http::{HeaderMap, HeaderValue};
 
 use super::TokenCache;
 use super::entry::{Entry, Phase};
+use super::registry::{self, CacheId};
 use crate::error::TokenError;
 use crate::token::TokenProvider;
 
-/// After this many requests an instance makes its own copies (see the module docs).
+/// After this many requests an instance makes its own copy of the header (see the module docs).
 const SHARED_COPY_REQUESTS: u8 = 2;
 
-/// A reference to the cache that a response future keeps to report a rejection.
-enum CacheRef<P> {
-    /// The handle every clone shares.
-    Shared(Arc<TokenCache<P>>),
-    /// One service instance's own handle: cloning it touches only that instance's count.
-    Private(Arc<PrivateCache<P>>),
-}
-
-/// A service instance's own reference to the shared cache.
-struct PrivateCache<P>(Arc<TokenCache<P>>);
-
 /// Invalidates the token a request used if the server refused it (see
-/// [`TokenCache::invalidate`] for the pace at which rejections are honoured).
-pub(crate) struct RejectionReport<P> {
-    cache: CacheRef<P>,
+/// [`TokenCache::invalidate`] for the pace at which rejections are honoured). Two integers: it
+/// finds the cache through the table in `registry.rs`, so sending a request touches no
+/// reference count for it, and it keeps no cache alive.
+#[derive(Clone, Copy)]
+pub(crate) struct RejectionReport {
+    cache: CacheId,
     sequence: u64,
 }
 
-impl<P: TokenProvider> RejectionReport<P> {
-    fn shared(cache: Arc<TokenCache<P>>, sequence: u64) -> Self {
+impl RejectionReport {
+    fn of<P>(cache: &TokenCache<P>, entry: &Entry) -> Self {
         RejectionReport {
-            cache: CacheRef::Shared(cache),
-            sequence,
+            cache: cache.core.id,
+            sequence: entry.sequence,
         }
     }
 
     /// The server refused the token.
     pub(crate) fn rejected(self) {
         crate::metrics::client_rejection();
-        let cache = match &self.cache {
-            CacheRef::Shared(cache) => cache,
-            CacheRef::Private(private) => &private.0,
-        };
-        let sequence = self.sequence;
-        cache.core.invalidate(|entry| entry.sequence == sequence);
+        registry::refused(self.cache, self.sequence);
     }
 }
 
@@ -88,7 +78,6 @@ impl Lease {
 pub(crate) struct InstanceHandle<P> {
     cache: Arc<TokenCache<P>>,
     lease: Option<Lease>,
-    private_cache: Option<Arc<PrivateCache<P>>>,
     requests_sent: u8,
 }
 
@@ -97,7 +86,6 @@ impl<P> InstanceHandle<P> {
         InstanceHandle {
             cache,
             lease: None,
-            private_cache: None,
             requests_sent: 0,
         }
     }
@@ -108,7 +96,7 @@ impl<P> InstanceHandle<P> {
 }
 
 impl<P> Clone for InstanceHandle<P> {
-    /// A new instance: it shares this one's lease until it makes its own copies.
+    /// A new instance: it shares this one's lease until it makes its own copy.
     fn clone(&self) -> Self {
         InstanceHandle {
             cache: Arc::clone(&self.cache),
@@ -117,7 +105,6 @@ impl<P> Clone for InstanceHandle<P> {
                 header: lease.header.clone(),
                 private_header: false,
             }),
-            private_cache: None,
             requests_sent: 0,
         }
     }
@@ -128,7 +115,7 @@ impl<P: TokenProvider> InstanceHandle<P> {
     /// its rejection, or `None` (headers untouched) when no token is usable: then wait with
     /// [`TokenCache::wait_for_header`].
     #[inline]
-    pub(crate) fn authorize(&mut self, headers: &mut HeaderMap) -> Option<RejectionReport<P>> {
+    pub(crate) fn authorize(&mut self, headers: &mut HeaderMap) -> Option<RejectionReport> {
         let reused = self.requests_sent >= SHARED_COPY_REQUESTS;
         if !reused {
             self.requests_sent += 1;
@@ -151,37 +138,25 @@ impl<P: TokenProvider> InstanceHandle<P> {
             lease.private_header = true;
         }
         headers.insert(AUTHORIZATION, lease.header.clone());
-        let sequence = lease.entry.sequence;
-        let cache = if reused {
-            let cache = &self.cache;
-            let private = self
-                .private_cache
-                .get_or_insert_with(|| Arc::new(PrivateCache(Arc::clone(cache))));
-            CacheRef::Private(Arc::clone(private))
-        } else {
-            CacheRef::Shared(Arc::clone(&self.cache))
-        };
-        Some(RejectionReport { cache, sequence })
+        Some(RejectionReport::of(&self.cache, &lease.entry))
     }
 }
 
 impl<P: TokenProvider> TokenCache<P> {
     /// The header of the usable cached token and the report of its rejection; `None` when no
     /// token is usable. No lock.
-    pub(crate) fn usable_header(self: &Arc<Self>) -> Option<(HeaderValue, RejectionReport<P>)> {
+    pub(crate) fn usable_header(&self) -> Option<(HeaderValue, RejectionReport)> {
         let entry = self.core.usable()?;
         crate::metrics::token_cache_hit();
-        let report = RejectionReport::shared(Arc::clone(self), entry.sequence);
-        Some((entry.header.clone(), report))
+        Some((entry.header.clone(), RejectionReport::of(self, &entry)))
     }
 
     /// As [`usable_header`](Self::usable_header), waiting for a fetch when no token is usable.
     pub(crate) async fn wait_for_header(
-        self: &Arc<Self>,
-    ) -> Result<(HeaderValue, RejectionReport<P>), TokenError> {
+        &self,
+    ) -> Result<(HeaderValue, RejectionReport), TokenError> {
         let entry = self.core.wait().await?;
-        let report = RejectionReport::shared(Arc::clone(self), entry.sequence);
-        Ok((entry.header.clone(), report))
+        Ok((entry.header.clone(), RejectionReport::of(self, &entry)))
     }
 }
 

@@ -6,6 +6,7 @@ mod entry;
 mod handle;
 mod health;
 mod policy;
+mod registry;
 
 use std::fmt;
 use std::sync::Arc;

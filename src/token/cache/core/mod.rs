@@ -37,7 +37,7 @@ mod fetch;
 mod refresher;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
 
 use arc_swap::ArcSwapOption;
 use tokio::sync::{Mutex, Notify, watch};
@@ -47,6 +47,7 @@ use tokio::time::Instant;
 use super::LastFetchFailure;
 use super::entry::{Entry, Phase};
 use super::policy::Config;
+use super::registry::{self, CacheId, Refusable};
 use crate::error::{TokenError, TokenErrorKind};
 use crate::token::TokenProvider;
 use crate::token::rotate::RejectionListeners;
@@ -124,10 +125,13 @@ pub(super) struct CacheCore<P> {
     /// next fetch.
     epoch: AtomicU64,
     pub(super) listeners: Arc<RejectionListeners>,
+    /// This cache's slot in the table rejection reports find it by (`registry.rs`).
+    pub(super) id: CacheId,
 }
 
 impl<P> Drop for CacheCore<P> {
     fn drop(&mut self) {
+        registry::unregister(self.id);
         let task = self
             .fetch_task
             .get_mut()
@@ -148,8 +152,10 @@ impl<P> Drop for CacheCore<P> {
 }
 
 impl<P: TokenProvider> CacheCore<P> {
-    pub(super) fn new(provider: P, config: Config) -> Self {
-        CacheCore {
+    /// A cache with its slot in the rejection reports' table.
+    pub(super) fn new(provider: P, config: Config) -> Arc<Self> {
+        Arc::new_cyclic(|weak: &Weak<Self>| CacheCore {
+            id: registry::register(weak.clone()),
             provider: Arc::new(provider),
             config,
             current: ArcSwapOption::empty(),
@@ -168,7 +174,13 @@ impl<P: TokenProvider> CacheCore<P> {
             rejections: StdMutex::new(Rejections::default()),
             failure_view: StdMutex::new(None),
             listeners: Arc::default(),
-        }
+        })
+    }
+}
+
+impl<P: TokenProvider> Refusable for CacheCore<P> {
+    fn refused(&self, sequence: u64) {
+        self.invalidate(|entry| entry.sequence == sequence);
     }
 }
 
