@@ -48,7 +48,8 @@ where
             return Poll::Ready(Err(refused.into()));
         }
         // A 401 from another URL (after a followed redirect) says nothing about our key.
-        if response.status() == StatusCode::UNAUTHORIZED
+        if this.watch.is_some()
+            && response.status() == StatusCode::UNAUTHORIZED
             && let Some((slot, version)) = this.watch.take()
             && !this.sent.redirected(&response)
         {

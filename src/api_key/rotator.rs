@@ -69,11 +69,13 @@ impl KeySlot {
     }
 
     /// The current key version.
+    #[inline]
     pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
 
     /// Whether a refusal would wake anyone.
+    #[inline]
     pub(crate) fn is_watched(&self) -> bool {
         self.listening.load(Ordering::Relaxed)
     }
