@@ -11,7 +11,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, Validation};
 
-use super::claims::{Claims, header_alg_and_kid};
+use super::claims::{Claims, with_header_alg_and_kid};
 use super::{DEFAULT_ISSUER, DEFAULT_LEEWAY, VerifiedToken, VerifyError};
 use crate::server::key_set::{KeySet, LiveKeySet, OverlayHandle};
 use crate::server::keys::{KeyAlgorithm, VerifyingKey};
@@ -222,14 +222,16 @@ impl TokenVerifier {
     ///
     /// [`VerifyError`] saying which check failed.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
-        let (alg, kid) = header_alg_and_kid(token)?;
         let set = self.keys.load();
-        let key = set
-            .find(self.overlay_id(), kid.as_deref())
-            .ok_or(VerifyError::UnknownKey)?;
-        if alg != key.algorithm().name() {
-            return Err(VerifyError::Algorithm);
-        }
+        let key = with_header_alg_and_kid(token, |alg, kid| {
+            let key = set
+                .find(self.overlay_id(), kid)
+                .ok_or(VerifyError::UnknownKey)?;
+            if alg != key.algorithm().name() {
+                return Err(VerifyError::Algorithm);
+            }
+            Ok(key)
+        })??;
         let data = jsonwebtoken::decode::<Claims>(
             token,
             key.decoding(),
@@ -270,8 +272,8 @@ impl TokenVerifier {
     ) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
         let source = self.keys.source.get()?;
         // No kid: only a legacy key would do, and a JWKS never sets one.
-        let (_, kid) = header_alg_and_kid(token).ok()?;
-        Some(Arc::clone(source).learn(Arc::clone(&self.keys), kid?))
+        let kid = with_header_alg_and_kid(token, |_, kid| kid.map(str::to_owned)).ok()??;
+        Some(Arc::clone(source).learn(Arc::clone(&self.keys), kid))
     }
 
     /// How many JWKS fetches this verifier made (0 unless it follows a JWKS).
