@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use self::index::{Index, MAX_ENTRIES};
-use super::mint::{IssuedCredentials, new_credentials};
+use super::mint::{IssuedCredentials, new_business, new_credentials};
 use super::{BusinessRecord, DigestHasher, KeyDigest, KeyRecord, KeyStore, StoreError};
 use crate::credentials::{Credentials, Environment};
 
@@ -52,9 +52,12 @@ impl MemoryInner {
     }
 
     fn find_id(&self, id: &str) -> Option<u32> {
-        self.by_id.find(self.id_hash(id), |n| {
-            *self.entries[n as usize].business.id == *id
-        })
+        self.find_id_hashed(id, self.id_hash(id))
+    }
+
+    fn find_id_hashed(&self, id: &str, hash: u64) -> Option<u32> {
+        self.by_id
+            .find(hash, |n| *self.entries[n as usize].business.id == *id)
     }
 }
 
@@ -104,8 +107,7 @@ impl MemoryKeyStore {
     /// If the operating system's random number generator fails.
     pub fn create_business(&self, name: &str, environment: Environment) -> IssuedCredentials {
         loop {
-            let id: Arc<str> = Arc::from(IssuedCredentials::new_business_id());
-            let credentials = new_credentials(environment);
+            let (id, credentials) = new_business(environment);
             // A collision of 256 random bits does not happen; if it did, draw again rather
             // than give one key to two businesses.
             if self.insert(&id, name, environment, &credentials).is_ok() {
@@ -154,10 +156,10 @@ impl MemoryKeyStore {
             secret_digest: KeyDigest::of(c.api_secret().expose_secret()),
         };
         let mut inner = self.write();
-        if inner.find_key(&key_digest).is_some() || inner.find_id(id).is_some() {
+        let id_hash = inner.id_hash(id);
+        if inner.find_key(&key_digest).is_some() || inner.find_id_hashed(id, id_hash).is_some() {
             return Err(StoreError::duplicate_key());
         }
-        let id_hash = inner.id_hash(id);
         let MemoryInner {
             entries,
             by_key,
