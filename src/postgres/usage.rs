@@ -8,18 +8,17 @@
 //! the pool's connections one interval at a time.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use quick_cache::DefaultHashBuilder;
 use tokio_postgres::Row;
 
 use super::bounded::Bounds;
 use super::{PgKeyStore, unavailable};
 use crate::server::StoreError;
-use crate::server::expiring::ExpiringMap;
 
 /// How often noted uses are written, by default.
 pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -127,9 +126,14 @@ impl PgKeyStore {
 pub(super) struct Usage {
     /// The interval in milliseconds: read by the writer at each turn, so a change reaches it.
     interval_millis: AtomicU64,
-    /// Noted this interval (with the generation): not noted again until it ends. Entries live
-    /// until the interval number after theirs, so the hot path reads no clock.
-    noted: ExpiringMap<Arc<str>, u64, u64, DefaultHashBuilder>,
+    /// What was noted this interval, as a lossy set read with one plain load: a slot holds the
+    /// tag (a keyed hash of business id, key generation and interval number) of the last use
+    /// noted there. The same tag means noted already; anything else (another business sharing
+    /// the slot, a new interval, a new generation) takes the slow path, where `pending` keeps
+    /// each business once. A new interval needs no clearing: its tags differ. A false "noted",
+    /// two tags equal by chance (2^-63), would leave one use unwritten for one interval.
+    noted: Box<[AtomicU64]>,
+    tags: foldhash::quality::RandomState,
     /// The interval number: moves on at each write.
     interval_number: AtomicU64,
     /// Business id -> key generation used, since the last write.
@@ -138,6 +142,10 @@ pub(super) struct Usage {
     pool: Pool,
     bounds: Arc<Bounds>,
 }
+
+/// Slots of the noted-this-interval set (512 KiB): more businesses active in one interval than
+/// this share slots and take the slow path (a lock and a map lookup) more often, never write more.
+const NOTED_SLOTS: usize = 1 << 16;
 
 /// The shortest interval: below it the writer would be a busy loop of statements.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
@@ -150,7 +158,8 @@ impl Usage {
     pub(super) fn new(pool: Pool, interval: Duration, bounds: Arc<Bounds>) -> Arc<Usage> {
         Arc::new(Usage {
             interval_millis: AtomicU64::new(interval_millis(interval)),
-            noted: ExpiringMap::new(100_000, DefaultHashBuilder::default()),
+            noted: (0..NOTED_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            tags: foldhash::quality::RandomState::default(),
             interval_number: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
             writer_started: AtomicBool::new(false),
@@ -165,21 +174,23 @@ impl Usage {
             .store(interval_millis(interval), Ordering::Relaxed);
     }
 
-    /// Notes a use of `business_id`'s key: a map lookup when already noted this interval.
+    /// Notes a use of `business_id`'s key: a hash and one load when already noted this interval.
     pub(super) fn note(self: &Arc<Self>, business_id: &str, generation: u64) {
-        let now = self.interval_number.load(Ordering::Acquire);
-        if self
-            .noted
-            .get(business_id, now)
-            .is_some_and(|(noted, _)| noted == generation)
-        {
+        let interval = self.interval_number.load(Ordering::Acquire);
+        // Never 0, the empty slot.
+        let tag = self.tags.hash_one((business_id, generation, interval)) | 1;
+        let slot = &self.noted[(tag >> 32) as usize % NOTED_SLOTS];
+        if slot.load(Ordering::Relaxed) == tag {
             return;
         }
-        let id: Arc<str> = Arc::from(business_id);
-        self.noted.insert(Arc::clone(&id), generation, now + 1);
+        slot.store(tag, Ordering::Relaxed);
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = pending.entry(id).or_insert(generation);
-        *entry = (*entry).max(generation);
+        match pending.get_mut(business_id) {
+            Some(noted) => *noted = (*noted).max(generation),
+            None => {
+                pending.insert(Arc::from(business_id), generation);
+            }
+        }
         drop(pending);
         if !self.writer_started.swap(true, Ordering::AcqRel) {
             match tokio::runtime::Handle::try_current() {
@@ -256,5 +267,62 @@ impl Usage {
                 *entry = (*entry).max(generation);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage() -> Arc<Usage> {
+        // Nothing connects: the pool opens connections on first use, and nothing here writes.
+        let store = PgKeyStore::connect("postgres://nobody@127.0.0.1:1/none").unwrap();
+        Arc::clone(&store.usage)
+    }
+
+    fn pending(usage: &Usage) -> Vec<(String, u64)> {
+        let mut pending: Vec<_> = usage
+            .pending
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, generation)| (id.to_string(), *generation))
+            .collect();
+        pending.sort();
+        pending
+    }
+
+    #[test]
+    fn a_use_is_noted_once_per_interval_and_generation_and_again_after_a_write() {
+        let usage = usage();
+        for _ in 0..3 {
+            usage.note("biz_a", 1);
+        }
+        usage.note("biz_b", 4);
+        assert_eq!(pending(&usage), [("biz_a".into(), 1), ("biz_b".into(), 4)]);
+        // A newer generation in the same interval is noted, and wins.
+        usage.note("biz_a", 2);
+        usage.note("biz_a", 1);
+        assert_eq!(pending(&usage), [("biz_a".into(), 2), ("biz_b".into(), 4)]);
+
+        // The next interval (what a write starts with): the same use is noted afresh.
+        usage.pending.lock().unwrap().clear();
+        usage.interval_number.fetch_add(1, Ordering::AcqRel);
+        usage.note("biz_a", 2);
+        assert_eq!(pending(&usage), [("biz_a".into(), 2)]);
+    }
+
+    #[test]
+    fn businesses_sharing_a_slot_are_all_noted() {
+        let usage = usage();
+        // Far more businesses than slots: each one still reaches `pending`.
+        let ids: Vec<String> = (0..NOTED_SLOTS * 2).map(|i| format!("biz_{i}")).collect();
+        for id in &ids {
+            usage.note(id, 1);
+        }
+        for id in &ids {
+            usage.note(id, 1);
+        }
+        assert_eq!(usage.pending.lock().unwrap().len(), ids.len());
     }
 }
