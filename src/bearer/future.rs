@@ -1,8 +1,8 @@
 //! The response future of [`BearerTokenService`](super::BearerTokenService).
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use super::attempt::{Redirects, is_rejection, refuses_token};
 use crate::error::BoxError;
 use crate::redirect::SentTo;
+use crate::token::TokenCache;
 use crate::token::TokenProvider;
 use crate::token::cache::RejectionReport;
 
@@ -25,20 +26,20 @@ pin_project! {
     /// `tower-http` feature) judges no token.
     pub struct BearerTokenResponseFuture<F, P, ResBody> {
         #[pin]
-        kind: Kind<F, ResBody>,
-        // The provider's type names the cache the layer was built on; the future holds nothing
-        // of it (a rejection finds the cache by its id).
-        _provider: PhantomData<fn() -> P>,
+        kind: Kind<F, P, ResBody>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, ResBody> {
+    enum Kind<F, P, ResBody> {
         Direct {
             #[pin]
             future: F,
             used: Option<RejectionReport>,
+            // A fresh service instance's cache, kept until the answer (it may have no other
+            // owner left); `None` on the hot path of an instance that keeps sending.
+            keep: Option<Arc<TokenCache<P>>>,
             sent: SentTo,
         },
         Waiting {
@@ -49,10 +50,19 @@ pin_project! {
 
 impl<F, P, ResBody> BearerTokenResponseFuture<F, P, ResBody> {
     #[inline(always)]
-    pub(super) fn direct(future: F, used: Option<RejectionReport>, sent: SentTo) -> Self {
+    pub(super) fn direct(
+        future: F,
+        used: Option<RejectionReport>,
+        keep: Option<Arc<TokenCache<P>>>,
+        sent: SentTo,
+    ) -> Self {
         BearerTokenResponseFuture {
-            kind: Kind::Direct { future, used, sent },
-            _provider: PhantomData,
+            kind: Kind::Direct {
+                future,
+                used,
+                keep,
+                sent,
+            },
         }
     }
 
@@ -63,7 +73,6 @@ impl<F, P, ResBody> BearerTokenResponseFuture<F, P, ResBody> {
             kind: Kind::Waiting {
                 future: Box::pin(future),
             },
-            _provider: PhantomData,
         }
     }
 }
@@ -85,7 +94,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Direct { future, used, sent } => {
+            KindProj::Direct {
+                future, used, sent, ..
+            } => {
                 let response = ready!(future.poll(cx)).map_err(Into::into)?;
                 if let Some(report) = used.take()
                     && rejects_our_token(sent, &response)

@@ -71,9 +71,9 @@ where
     #[inline(always)]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match self.authorize(req.headers_mut()) {
-            Some(report) => {
+            Some((report, keep)) => {
                 let sent = SentTo::of(&req);
-                BearerTokenResponseFuture::direct(self.inner.call(req), report, sent)
+                BearerTokenResponseFuture::direct(self.inner.call(req), report, keep, sent)
             }
             None => self.wait_for_token(req),
         }
@@ -82,14 +82,21 @@ where
 
 impl<S, P: TokenProvider> BearerTokenService<S, P> {
     /// Sets the cached token's header, if a token is usable: `Some` with the report of its
-    /// rejection (`Some(None)` when the request brought its own `Authorization`, which wins),
-    /// `None` when the request must wait for a token. No lock, no await, no allocation.
+    /// rejection and the cache to keep until the answer (see `InstanceHandle::authorize`);
+    /// `Some((None, None))` when the request brought its own `Authorization`, which wins; `None`
+    /// when the request must wait for a token. No lock, no await, no allocation.
     #[inline]
-    fn authorize(&mut self, headers: &mut HeaderMap) -> Option<Option<RejectionReport>> {
+    #[allow(clippy::type_complexity)]
+    fn authorize(
+        &mut self,
+        headers: &mut HeaderMap,
+    ) -> Option<(Option<RejectionReport>, Option<Arc<TokenCache<P>>>)> {
         if brings_own_authorization(headers) {
-            return Some(None);
+            return Some((None, None));
         }
-        self.handle.authorize(headers).map(Some)
+        self.handle
+            .authorize(headers)
+            .map(|(report, keep)| (Some(report), keep))
     }
 }
 

@@ -340,3 +340,43 @@ async fn an_explicit_authorization_header_skips_the_cache() {
     assert_eq!(response.into_body(), "Bearer mine");
     assert_eq!(provider.calls(), 0);
 }
+
+/// A layer that is its cache's only owner, used once (`oneshot`) and dropped before the answer
+/// comes: the response future keeps the cache until the answer is read, so a 401 still reaches
+/// it (and its rejection listeners) rather than a cache already gone, and lets it go after.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_reaches_the_cache_of_a_layer_dropped_before_the_answer() {
+    let cache = Arc::new(TokenCache::new(|| async {
+        Ok::<_, TokenError>(AccessToken::new("t1", Duration::from_secs(3600)))
+    }));
+    cache.token().await.unwrap();
+    let weak = Arc::downgrade(&cache);
+    let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+    let answered = Arc::new(tokio::sync::Mutex::new(Some(answered)));
+    let inner = service_fn(move |_: Request<()>| {
+        let answered = Arc::clone(&answered);
+        async move {
+            let waiting = answered.lock().await.take().expect("one request");
+            waiting.await.ok();
+            let mut refused = Response::new(());
+            *refused.status_mut() = http::StatusCode::UNAUTHORIZED;
+            Ok::<_, BoxError>(refused)
+        }
+    });
+    let service = BearerTokenLayer::from_cache(cache).layer(inner);
+    let pending = tokio::spawn(service.oneshot(Request::new(())));
+    tokio::task::yield_now().await;
+    // Only the in-flight request holds the cache now.
+    assert!(
+        weak.upgrade().is_some(),
+        "the in-flight request keeps the cache"
+    );
+    answer.send(()).unwrap();
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), 401);
+    // Released with the future, once the refusal was reported (to a cache still alive).
+    assert!(
+        weak.upgrade().is_none(),
+        "nothing keeps the cache after the answer"
+    );
+}

@@ -51,9 +51,11 @@ pub(crate) fn with_header_alg_and_kid<R>(
     struct AlgAndKid<'a> {
         #[serde(borrow)]
         alg: Cow<'a, str>,
-        #[serde(borrow)]
-        kid: Option<Cow<'a, str>>,
+        kid: Option<Kid<'a>>,
     }
+    /// serde borrows only into a field that is a `Cow` itself: inside an `Option` it copies.
+    #[derive(Deserialize)]
+    struct Kid<'a>(#[serde(borrow)] Cow<'a, str>);
     /// Enough for any header an issuer writes (`{"typ":"JWT","alg":"ES256","kid":"..."}` with a
     /// kid of up to ~200 characters); a longer one is decoded on the heap.
     const STACK_HEADER: usize = 256;
@@ -72,7 +74,7 @@ pub(crate) fn with_header_alg_and_kid<R>(
     };
     let AlgAndKid { alg, kid } =
         serde_json::from_slice(json).map_err(|_| VerifyError::Malformed)?;
-    Ok(read(&alg, kid.as_deref()))
+    Ok(read(&alg, kid.as_ref().map(|Kid(kid)| &**kid)))
 }
 
 #[cfg(test)]

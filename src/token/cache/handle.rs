@@ -6,7 +6,9 @@
 //! [`InstanceHandle`] is the tower layer's per-service-instance view. While the token it last
 //! used stays usable, a request reads one atomic (the token's phase, see `entry.rs`) and clones
 //! the token's header; its report is two integers (the cache's id in `registry.rs` and the
-//! token's sequence number), so no reference count of the cache is touched per request. An
+//! token's sequence number), so no reference count of the cache is touched per request (a
+//! fresh instance's first requests also keep the cache alive until their answers: see
+//! [`InstanceHandle::authorize`]). An
 //! instance that keeps sending (a client reused in a loop, one per thread) makes its own copy of
 //! the header after its second request (one allocation per token), so instances on different
 //! threads stop bouncing a shared reference count between cores: this is what lets the bearer
@@ -114,8 +116,17 @@ impl<P: TokenProvider> InstanceHandle<P> {
     /// Sets `Authorization` in `headers` from a usable cached token and returns the report of
     /// its rejection, or `None` (headers untouched) when no token is usable: then wait with
     /// [`TokenCache::wait_for_header`].
+    ///
+    /// A fresh instance (its first requests) also hands back the cache, for the response future
+    /// to hold until the answer is read: such an instance may be the cache's last owner, dropped
+    /// right after `call` (`layer.layer(client).oneshot(request)`), and a `401` must still reach
+    /// the cache and its rejection listeners (the credential watchers). An instance that keeps
+    /// sending holds the cache between its requests, and its hot path touches no count.
     #[inline]
-    pub(crate) fn authorize(&mut self, headers: &mut HeaderMap) -> Option<RejectionReport> {
+    pub(crate) fn authorize(
+        &mut self,
+        headers: &mut HeaderMap,
+    ) -> Option<(RejectionReport, Option<Arc<TokenCache<P>>>)> {
         let reused = self.requests_sent >= SHARED_COPY_REQUESTS;
         if !reused {
             self.requests_sent += 1;
@@ -138,7 +149,8 @@ impl<P: TokenProvider> InstanceHandle<P> {
             lease.private_header = true;
         }
         headers.insert(AUTHORIZATION, lease.header.clone());
-        Some(RejectionReport::of(&self.cache, &lease.entry))
+        let keep = (!reused).then(|| Arc::clone(&self.cache));
+        Some((RejectionReport::of(&self.cache, &lease.entry), keep))
     }
 }
 

@@ -22,11 +22,13 @@ pub(super) trait Refusable: Send + Sync {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CacheId {
     slot: u32,
-    generation: u32,
+    /// 64 bits: a slot reused once a microsecond would take 584,000 years to repeat one, so a
+    /// report of a dropped cache never names the slot's later cache.
+    generation: u64,
 }
 
 struct Slot {
-    generation: u32,
+    generation: u64,
     cache: Option<Weak<dyn Refusable>>,
 }
 
