@@ -107,6 +107,13 @@ impl Entry {
         }
     }
 
+    /// Whether the timer still says [`Phase::Fresh`]: the hot path's one load (a token in any
+    /// other state takes [`phase`](Self::phase)).
+    #[inline]
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.state.load(Ordering::Acquire) == FRESH
+    }
+
     /// The phase by the deadlines alone.
     fn phase_at(&self, now: Instant) -> Phase {
         if now >= self.usable_until {

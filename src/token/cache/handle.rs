@@ -127,6 +127,25 @@ impl<P: TokenProvider> InstanceHandle<P> {
         &mut self,
         headers: &mut HeaderMap,
     ) -> Option<(RejectionReport, Option<Arc<TokenCache<P>>>)> {
+        // The hot path of an instance that keeps sending: its own copy of a fresh token's header.
+        if let Some(lease) = &self.lease
+            && lease.private_header
+            && lease.entry.is_fresh()
+        {
+            crate::metrics::token_cache_hit();
+            headers.insert(AUTHORIZATION, lease.header.clone());
+            return Some((RejectionReport::of(&self.cache, &lease.entry), None));
+        }
+        self.authorize_otherwise(headers)
+    }
+
+    /// [`authorize`](Self::authorize) for everything but its hot path: a fresh instance, a new
+    /// token, a refresh due, no usable token.
+    #[inline(never)]
+    fn authorize_otherwise(
+        &mut self,
+        headers: &mut HeaderMap,
+    ) -> Option<(RejectionReport, Option<Arc<TokenCache<P>>>)> {
         let reused = self.requests_sent >= SHARED_COPY_REQUESTS;
         if !reused {
             self.requests_sent += 1;
