@@ -16,6 +16,8 @@
 //! cargo run --release --example server_load --features server -- --businesses 1000000 --connections 32 --seconds 3 --rounds 3
 //! # only build the store and print memory and build time (no sockets):
 //! cargo run --release --example server_load --features server -- --businesses 1000000 --store-only
+//! # serve both apps (and print their addresses, key and token) for wrk in another process:
+//! cargo run --release --example server_load --features server -- --businesses 1000000 --serve
 //! # N API-key verifications through the layer, no sockets (for `valgrind --tool=callgrind`):
 //! cargo run --release --example server_load --features server -- --businesses 1000000 --verify 100000
 //! ```
@@ -47,6 +49,7 @@ struct Options {
     rounds: usize,
     store_only: bool,
     verify: Option<u64>,
+    serve: bool,
 }
 
 fn options() -> Options {
@@ -57,6 +60,7 @@ fn options() -> Options {
         rounds: 3,
         store_only: false,
         verify: None,
+        serve: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -73,6 +77,7 @@ fn options() -> Options {
             "--rounds" => o.rounds = value().parse().expect("a number"),
             "--store-only" => o.store_only = true,
             "--verify" => o.verify = Some(value().parse().expect("a number")),
+            "--serve" => o.serve = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -243,6 +248,15 @@ fn main() {
             )
             .await;
             let bare = serve(Router::new().route("/", get(hello))).await;
+            if o.serve {
+                // For a load generator in another process (wrk): both apps until interrupted.
+                // The key and token are this run's own, of a throwaway in-memory store.
+                println!("bare    http://{bare}/");
+                println!("guarded http://{guarded}/");
+                println!("x-api-key: {}", key.to_str().unwrap());
+                println!("authorization: {}", bearer.to_str().unwrap());
+                std::future::pending::<()>().await;
+            }
             let api_key = (HeaderName::from_static("x-api-key"), key.clone());
             let bearer = (http::header::AUTHORIZATION, bearer);
             // Warm up both apps and both paths (the bearer's first request fills the cache).
