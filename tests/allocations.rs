@@ -105,9 +105,14 @@ fn layers_allocate_no_more_than_a_hand_written_insert() {
         poll_now(floor.call(req)).unwrap();
     });
 
-    let mut api_key = ApiKeyLayer::new(ApiKey::new(VALUE).unwrap()).layer(Ok200);
+    let mut api_key_service = ApiKeyLayer::new(ApiKey::new(VALUE).unwrap()).layer(Ok200);
     let api_key = per_request(|| {
-        poll_now(api_key.call(Request::new(()))).unwrap();
+        poll_now(api_key_service.call(Request::new(()))).unwrap();
+    });
+    // A fresh clone per request never makes its own copy of the header.
+    let api_key_clones = per_request(|| {
+        let mut clone = api_key_service.clone();
+        poll_now(clone.call(Request::new(()))).unwrap();
     });
 
     let provider =
@@ -137,6 +142,10 @@ fn layers_allocate_no_more_than_a_hand_written_insert() {
     assert!(
         api_key <= floor,
         "ApiKeyLayer: {api_key} allocations per request, floor {floor}"
+    );
+    assert!(
+        api_key_clones <= floor,
+        "ApiKeyLayer, a clone per request: {api_key_clones} allocations per request, floor {floor}"
     );
     assert!(
         bearer <= floor,

@@ -10,18 +10,38 @@ use tower_service::Service;
 
 use super::KeySlot;
 use super::future::ApiKeyResponseFuture;
-use crate::credentials::{API_KEY_HEADER, ApiKey};
+use crate::credentials::{API_KEY_HEADER, ApiKey, private_header_copy};
 use crate::error::BoxError;
 use crate::redirect::SentTo;
 
+/// After this many requests an instance makes its own copy of the header (see `call`).
+const SHARED_COPY_REQUESTS: u8 = 2;
+
 /// Service that sets `x-api-key` on every request, built by [`ApiKeyLayer`](crate::ApiKeyLayer).
-#[derive(Clone)]
 pub struct ApiKeyService<S> {
     inner: S,
     /// This service's copy of the header, and the slot version it was taken at.
     header: HeaderValue,
     version: u64,
     slot: Arc<KeySlot>,
+    /// Requests sent with the shared header, until the instance makes its own copy.
+    requests_sent: u8,
+    /// `header` has its own buffer (see `call`).
+    private_header: bool,
+}
+
+impl<S: Clone> Clone for ApiKeyService<S> {
+    /// A new instance: it shares this one's header until it makes its own copy.
+    fn clone(&self) -> Self {
+        ApiKeyService {
+            inner: self.inner.clone(),
+            header: self.header.clone(),
+            version: self.version,
+            slot: Arc::clone(&self.slot),
+            requests_sent: 0,
+            private_header: false,
+        }
+    }
 }
 
 impl<S> ApiKeyService<S> {
@@ -37,6 +57,8 @@ impl<S> ApiKeyService<S> {
             version: slot.version(),
             header: slot.header(),
             slot,
+            requests_sent: 0,
+            private_header: false,
         }
     }
 
@@ -77,6 +99,19 @@ where
             if version != self.version {
                 self.header = self.slot.header();
                 self.version = version;
+                self.private_header = false;
+            } else if !self.private_header {
+                // An instance that keeps sending (a client in a loop, one per thread) makes its
+                // own copy of the header once: clones on different threads would otherwise write
+                // to one shared reference count on every request (2.7x slower per request on two
+                // threads, `bearer_contention` in BENCHMARKS.md). A clone used once (`oneshot`)
+                // never allocates.
+                if self.requests_sent >= SHARED_COPY_REQUESTS {
+                    self.header = private_header_copy(&self.header);
+                    self.private_header = true;
+                } else {
+                    self.requests_sent += 1;
+                }
             }
             req.headers_mut()
                 .insert(API_KEY_HEADER, self.header.clone());

@@ -187,6 +187,16 @@ impl Credentials {
     }
 }
 
+/// A sensitive copy of a credential's header value with its own buffer, so that its reference
+/// count is one service instance's: clones of a layer on different threads then stop writing
+/// to one shared count on every request (`bearer_contention` in BENCHMARKS.md).
+pub(crate) fn private_header_copy(header: &http::HeaderValue) -> http::HeaderValue {
+    let mut copy = http::HeaderValue::from_bytes(header.as_bytes())
+        .expect("a copy of a valid header value is valid");
+    copy.set_sensitive(true);
+    copy
+}
+
 /// Whether two credentials are equal, compared in constant time.
 pub(crate) fn same_credentials(a: &Credentials, b: &Credentials) -> bool {
     use subtle::ConstantTimeEq;

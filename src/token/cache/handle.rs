@@ -27,6 +27,7 @@ use http::{HeaderMap, HeaderValue};
 use super::TokenCache;
 use super::entry::{Entry, Phase};
 use super::registry::{self, CacheId};
+use crate::credentials::private_header_copy;
 use crate::error::TokenError;
 use crate::token::TokenProvider;
 
@@ -164,7 +165,7 @@ impl<P: TokenProvider> InstanceHandle<P> {
         let lease = self.lease.as_mut()?;
         crate::metrics::token_cache_hit();
         if reused && !lease.private_header {
-            lease.header = private_copy(&lease.header);
+            lease.header = private_header_copy(&lease.header);
             lease.private_header = true;
         }
         headers.insert(AUTHORIZATION, lease.header.clone());
@@ -189,12 +190,4 @@ impl<P: TokenProvider> TokenCache<P> {
         let entry = self.core.wait().await?;
         Ok((entry.header.clone(), RejectionReport::of(self, &entry)))
     }
-}
-
-/// A copy of a header value with its own buffer (so its reference count is this instance's).
-fn private_copy(header: &HeaderValue) -> HeaderValue {
-    let mut copy = HeaderValue::from_bytes(header.as_bytes())
-        .expect("a copy of a valid header value is valid");
-    copy.set_sensitive(true);
-    copy
 }
