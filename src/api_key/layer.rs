@@ -17,7 +17,9 @@ use crate::credentials::ApiKey;
 /// its errors as a [`BoxError`](crate::BoxError) (the tower convention, as the bearer layer does), and its
 /// [`ApiKeyResponseFuture`](crate::ApiKeyResponseFuture) looks at the status (with the `tower-http` feature, the service
 /// also keeps the request's URI, a reference-count copy, and reads one response extension), so
-/// it costs one header insert, an atomic load or two, and no allocation.
+/// it costs one header insert, an atomic load or two, and no allocation. A service instance that
+/// keeps sending makes its own copy of the header once (at its third request, and again after
+/// a rotation), so clones on different threads do not share one reference count.
 ///
 /// # Redirects
 ///
