@@ -122,7 +122,11 @@ impl<P: TokenProvider> InstanceHandle<P> {
     /// to hold until the answer is read: such an instance may be the cache's last owner, dropped
     /// right after `call` (`layer.layer(client).oneshot(request)`), and a `401` must still reach
     /// the cache and its rejection listeners (the credential watchers). An instance that keeps
-    /// sending holds the cache between its requests, and its hot path touches no count.
+    /// sending holds the cache between its requests, and its hot path touches no count. The one
+    /// case left: when such an instance is the cache's last owner and is dropped with answers
+    /// still in flight (a `tower::buffer::Buffer` whose last handle goes), a 401 among those
+    /// answers finds no cache and is not reported. Nothing is left to use that cache; credential
+    /// watchers still notice new files at their next poll.
     #[inline]
     pub(crate) fn authorize(
         &mut self,
