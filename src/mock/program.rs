@@ -43,6 +43,8 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
     let mock = MockServer::from_env()?;
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    // Before anything is printed (see `shutdown_signal`).
+    let shutdown = shutdown_signal();
     let addr = listener.local_addr()?;
     let shown = if host == "0.0.0.0" || host == "::" {
         format!("127.0.0.1:{}", addr.port())
@@ -60,12 +62,12 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         println!("AXRA_BASE_URL=https://{shown}/api/v1");
         println!("AXRA_CA_FILE={}", ca_file.display());
         print_business(&mock);
-        tls::serve(listener, identity.config, mock.router(), shutdown_signal()).await;
+        tls::serve(listener, identity.config, mock.router(), shutdown).await;
     } else {
         println!("AXRA_BASE_URL=http://{shown}/api/v1");
         print_business(&mock);
         axum::serve(listener, mock.router())
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await?;
     }
     println!("{}", json!({"event": "shutdown"}));
@@ -84,24 +86,35 @@ fn print_business(mock: &MockServer) {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are installed when this is called, not
+/// when the future is first polled: the server's loop may not poll it before it answers its
+/// first requests (a busy machine), and a SIGTERM arriving before the handler exists would
+/// kill the process without its graceful shutdown. So it is called before the start lines are
+/// printed, which is when a supervisor may start sending signals.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -331,6 +331,54 @@ async fn the_binary_serves_https_writes_its_ca_file_and_stops_on_sigterm() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A supervisor may send SIGTERM as soon as the server has printed where it listens: the
+/// handler must exist by then, or the signal kills the process without its graceful shutdown
+/// (this failed under load when the handler was installed on the shutdown future's first poll).
+#[cfg(unix)]
+#[tokio::test]
+async fn a_sigterm_right_after_the_start_lines_shuts_down_gracefully() {
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    for tls in ["0", "1"] {
+        let dir =
+            std::env::temp_dir().join(format!("axra-mock-early-term-{}-{tls}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_file = dir.join("ca.pem");
+        let mut child = mock_binary(&[
+            ("AXRA_MOCK_TLS", tls.as_ref()),
+            ("AXRA_MOCK_CA_FILE", ca_file.as_os_str()),
+            ("PORT", "0".as_ref()),
+            ("AXRA_API_KEY", KEY.as_ref()),
+            ("AXRA_API_SECRET", SECRET.as_ref()),
+        ])
+        .spawn()
+        .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("a start line")
+            .unwrap()
+            .expect("a start line");
+        assert!(first.starts_with("AXRA_BASE_URL="), "{first}");
+        let pid = i32::try_from(child.id().unwrap()).unwrap();
+        // SAFETY: kill(2) on our own child's pid, which we have not waited for yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let (shutdown_logged, exit) = tokio::time::timeout(Duration::from_secs(15), async {
+            let mut shutdown_logged = false;
+            while let Some(line) = lines.next_line().await.unwrap() {
+                shutdown_logged |= line.contains(r#""event":"shutdown""#);
+            }
+            (shutdown_logged, child.wait().await.unwrap())
+        })
+        .await
+        .expect("exits after SIGTERM");
+        assert!(exit.success(), "TLS {tls}: {exit:?}");
+        assert!(shutdown_logged, "TLS {tls}: logs its shutdown");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn the_binary_refuses_an_unclear_tls_switch_naming_the_variable() {
