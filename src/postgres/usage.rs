@@ -122,6 +122,20 @@ impl PgKeyStore {
     }
 }
 
+/// Dropped with the writer task before the store (its runtime shut down, perhaps before the task
+/// ever ran): lets the next use start a writer again. The interval moves on too, or every
+/// business already noted would keep taking the fast path and none would reach the start.
+struct RestartWriter(Weak<Usage>);
+
+impl Drop for RestartWriter {
+    fn drop(&mut self) {
+        if let Some(usage) = self.0.upgrade() {
+            usage.interval_number.fetch_add(1, Ordering::AcqRel);
+            usage.writer_started.store(false, Ordering::Release);
+        }
+    }
+}
+
 /// The uses noted since the last write.
 pub(super) struct Usage {
     /// The interval in milliseconds: read by the writer at each turn, so a change reaches it.
@@ -202,8 +216,18 @@ impl Usage {
         }
     }
 
-    /// Writes the noted uses once per interval until the store is dropped.
-    async fn write_every_interval(usage: Weak<Usage>) {
+    /// Writes the noted uses once per interval until the store is dropped. The restart guard is
+    /// made here, outside the task's body, so it is dropped with the task even if the task never
+    /// ran.
+    fn write_every_interval(usage: Weak<Usage>) -> impl Future<Output = ()> + Send {
+        let restart = RestartWriter(usage.clone());
+        async move {
+            let _restart = restart;
+            Self::write_loop(usage).await;
+        }
+    }
+
+    async fn write_loop(usage: Weak<Usage>) {
         loop {
             let Some(interval) = usage
                 .upgrade()
@@ -310,6 +334,29 @@ mod tests {
         usage.interval_number.fetch_add(1, Ordering::AcqRel);
         usage.note("biz_a", 2);
         assert_eq!(pending(&usage), [("biz_a".into(), 2)]);
+    }
+
+    #[test]
+    fn a_writer_lost_with_its_runtime_is_started_again_by_the_next_use() {
+        let usage = usage();
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        first.block_on(async { usage.note("biz_a", 1) });
+        assert!(usage.writer_started.load(Ordering::Acquire));
+        // The runtime ends with the writer task in it (an app's setup runtime, a test's).
+        drop(first);
+        assert!(!usage.writer_started.load(Ordering::Acquire));
+        usage.pending.lock().unwrap().clear();
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // The same use again: noted afresh (not skipped as already noted), and a writer starts.
+        second.block_on(async { usage.note("biz_a", 1) });
+        assert!(usage.writer_started.load(Ordering::Acquire));
+        assert_eq!(pending(&usage), [("biz_a".into(), 1)]);
     }
 
     #[test]
