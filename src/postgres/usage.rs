@@ -304,6 +304,13 @@ mod tests {
         Arc::clone(&store.usage)
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     fn pending(usage: &Usage) -> Vec<(String, u64)> {
         let mut pending: Vec<_> = usage
             .pending
@@ -339,20 +346,14 @@ mod tests {
     #[test]
     fn a_writer_lost_with_its_runtime_is_started_again_by_the_next_use() {
         let usage = usage();
-        let first = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let first = runtime();
         first.block_on(async { usage.note("biz_a", 1) });
         assert!(usage.writer_started.load(Ordering::Acquire));
         // The runtime ends with the writer task in it (an app's setup runtime, a test's).
         drop(first);
         assert!(!usage.writer_started.load(Ordering::Acquire));
         usage.pending.lock().unwrap().clear();
-        let second = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let second = runtime();
         // The same use again: noted afresh (not skipped as already noted), and a writer starts.
         second.block_on(async { usage.note("biz_a", 1) });
         assert!(usage.writer_started.load(Ordering::Acquire));

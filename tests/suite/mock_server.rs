@@ -256,6 +256,27 @@ fn mock_binary(vars: &[(&str, &std::ffi::OsStr)]) -> tokio::process::Command {
     command
 }
 
+/// Sends SIGTERM to the mock server and reads its output to the end: whether it logged its
+/// shutdown, and how it exited.
+#[cfg(unix)]
+async fn sigterm_and_wait(
+    child: &mut tokio::process::Child,
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> (bool, std::process::ExitStatus) {
+    let pid = i32::try_from(child.id().unwrap()).unwrap();
+    // SAFETY: kill(2) on our own child's pid, which we have not waited for yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        let mut shutdown_logged = false;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            shutdown_logged |= line.contains(r#""event":"shutdown""#);
+        }
+        (shutdown_logged, child.wait().await.unwrap())
+    })
+    .await
+    .expect("exits after SIGTERM")
+}
+
 #[cfg(all(unix, feature = "rustls"))]
 #[tokio::test]
 async fn the_binary_serves_https_writes_its_ca_file_and_stops_on_sigterm() {
@@ -314,18 +335,7 @@ async fn the_binary_serves_https_writes_its_ca_file_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
 
-    let pid = i32::try_from(child.id().unwrap()).unwrap();
-    // SAFETY: kill(2) on our own child's pid, which we have not waited for yet.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let (shutdown_logged, exit) = tokio::time::timeout(Duration::from_secs(15), async {
-        let mut shutdown_logged = false;
-        while let Some(line) = lines.next_line().await.unwrap() {
-            shutdown_logged |= line.contains(r#""event":"shutdown""#);
-        }
-        (shutdown_logged, child.wait().await.unwrap())
-    })
-    .await
-    .expect("exits after SIGTERM");
+    let (shutdown_logged, exit) = sigterm_and_wait(&mut child, &mut lines).await;
     assert!(shutdown_logged, "logs its shutdown");
     assert!(exit.success(), "{exit:?}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -361,18 +371,7 @@ async fn a_sigterm_right_after_the_start_lines_shuts_down_gracefully() {
             .unwrap()
             .expect("a start line");
         assert!(first.starts_with("AXRA_BASE_URL="), "{first}");
-        let pid = i32::try_from(child.id().unwrap()).unwrap();
-        // SAFETY: kill(2) on our own child's pid, which we have not waited for yet.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let (shutdown_logged, exit) = tokio::time::timeout(Duration::from_secs(15), async {
-            let mut shutdown_logged = false;
-            while let Some(line) = lines.next_line().await.unwrap() {
-                shutdown_logged |= line.contains(r#""event":"shutdown""#);
-            }
-            (shutdown_logged, child.wait().await.unwrap())
-        })
-        .await
-        .expect("exits after SIGTERM");
+        let (shutdown_logged, exit) = sigterm_and_wait(&mut child, &mut lines).await;
         assert!(exit.success(), "TLS {tls}: {exit:?}");
         assert!(shutdown_logged, "TLS {tls}: logs its shutdown");
         std::fs::remove_dir_all(&dir).unwrap();
