@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
@@ -11,9 +10,8 @@ use pin_project_lite::pin_project;
 use super::attempt::{Redirects, is_rejection, refuses_token};
 use crate::error::BoxError;
 use crate::redirect::SentTo;
-use crate::token::TokenCache;
 use crate::token::TokenProvider;
-use crate::token::cache::RejectionReport;
+use crate::token::cache::SentToken;
 
 type Waiting<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
@@ -36,10 +34,7 @@ pin_project! {
         Direct {
             #[pin]
             future: F,
-            used: Option<RejectionReport>,
-            // A fresh service instance's cache, kept until the answer (it may have no other
-            // owner left); `None` on the hot path of an instance that keeps sending.
-            keep: Option<Arc<TokenCache<P>>>,
+            used: Option<SentToken<P>>,
             sent: SentTo,
         },
         Waiting {
@@ -50,19 +45,9 @@ pin_project! {
 
 impl<F, P, ResBody> BearerTokenResponseFuture<F, P, ResBody> {
     #[inline(always)]
-    pub(super) fn direct(
-        future: F,
-        used: Option<RejectionReport>,
-        keep: Option<Arc<TokenCache<P>>>,
-        sent: SentTo,
-    ) -> Self {
+    pub(super) fn direct(future: F, used: Option<SentToken<P>>, sent: SentTo) -> Self {
         BearerTokenResponseFuture {
-            kind: Kind::Direct {
-                future,
-                used,
-                keep,
-                sent,
-            },
+            kind: Kind::Direct { future, used, sent },
         }
     }
 
@@ -94,9 +79,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Direct {
-                future, used, sent, ..
-            } => {
+            KindProj::Direct { future, used, sent } => {
                 let response = ready!(future.poll(cx)).map_err(Into::into)?;
                 if let Some(report) = used.take()
                     && rejects_our_token(sent, &response)

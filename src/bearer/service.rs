@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use tower_service::Service;
 
 use super::attempt::{brings_own_authorization, send_authenticated};
@@ -12,7 +12,7 @@ use super::future::BearerTokenResponseFuture;
 use super::inner::InnerService;
 use crate::error::BoxError;
 use crate::redirect::SentTo;
-use crate::token::cache::{InstanceHandle, RejectionReport};
+use crate::token::cache::InstanceHandle;
 use crate::token::{TokenCache, TokenProvider};
 
 /// Service that authenticates requests with a cached bearer token, built by
@@ -70,33 +70,19 @@ where
 
     #[inline(always)]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match self.authorize(req.headers_mut()) {
-            Some((report, keep)) => {
-                let sent = SentTo::of(&req);
-                BearerTokenResponseFuture::direct(self.inner.call(req), report, keep, sent)
+        // An `Authorization` the request brought wins, and its answer judges no token of ours.
+        // Otherwise the cached token's header, if one is usable (no lock, no await, no
+        // allocation), with what the answer needs to report its rejection; else wait.
+        let used = if brings_own_authorization(req.headers()) {
+            None
+        } else {
+            match self.handle.authorize(req.headers_mut()) {
+                Some(used) => Some(used),
+                None => return self.wait_for_token(req),
             }
-            None => self.wait_for_token(req),
-        }
-    }
-}
-
-impl<S, P: TokenProvider> BearerTokenService<S, P> {
-    /// Sets the cached token's header, if a token is usable: `Some` with the report of its
-    /// rejection and the cache to keep until the answer (see `InstanceHandle::authorize`);
-    /// `Some((None, None))` when the request brought its own `Authorization`, which wins; `None`
-    /// when the request must wait for a token. No lock, no await, no allocation.
-    #[inline]
-    #[allow(clippy::type_complexity)]
-    fn authorize(
-        &mut self,
-        headers: &mut HeaderMap,
-    ) -> Option<(Option<RejectionReport>, Option<Arc<TokenCache<P>>>)> {
-        if brings_own_authorization(headers) {
-            return Some((None, None));
-        }
-        self.handle
-            .authorize(headers)
-            .map(|(report, keep)| (Some(report), keep))
+        };
+        let sent = SentTo::of(&req);
+        BearerTokenResponseFuture::direct(self.inner.call(req), used, sent)
     }
 }
 

@@ -59,6 +59,20 @@ impl RejectionReport {
     }
 }
 
+/// What a request sent by [`InstanceHandle::authorize`] carries to its answer: the report of its
+/// token's rejection and, for a fresh instance, the cache, kept alive until then (see there).
+pub(crate) struct SentToken<P> {
+    report: RejectionReport,
+    _keep: Option<Arc<TokenCache<P>>>,
+}
+
+impl<P> SentToken<P> {
+    /// The server refused the token.
+    pub(crate) fn rejected(self) {
+        self.report.rejected();
+    }
+}
+
 /// The token a service instance last used, with its own copy of the header once it keeps
 /// sending.
 struct Lease {
@@ -128,10 +142,7 @@ impl<P: TokenProvider> InstanceHandle<P> {
     /// answers finds no cache and is not reported. Nothing is left to use that cache; credential
     /// watchers still notice new files at their next poll.
     #[inline]
-    pub(crate) fn authorize(
-        &mut self,
-        headers: &mut HeaderMap,
-    ) -> Option<(RejectionReport, Option<Arc<TokenCache<P>>>)> {
+    pub(crate) fn authorize(&mut self, headers: &mut HeaderMap) -> Option<SentToken<P>> {
         // The hot path of an instance that keeps sending: its own copy of a fresh token's header.
         if let Some(lease) = &self.lease
             && lease.private_header
@@ -139,7 +150,10 @@ impl<P: TokenProvider> InstanceHandle<P> {
         {
             crate::metrics::token_cache_hit();
             headers.insert(AUTHORIZATION, lease.header.clone());
-            return Some((RejectionReport::of(&self.cache, &lease.entry), None));
+            return Some(SentToken {
+                report: RejectionReport::of(&self.cache, &lease.entry),
+                _keep: None,
+            });
         }
         self.authorize_otherwise(headers)
     }
@@ -147,10 +161,7 @@ impl<P: TokenProvider> InstanceHandle<P> {
     /// [`authorize`](Self::authorize) for everything but its hot path: a fresh instance, a new
     /// token, a refresh due, no usable token.
     #[inline(never)]
-    fn authorize_otherwise(
-        &mut self,
-        headers: &mut HeaderMap,
-    ) -> Option<(RejectionReport, Option<Arc<TokenCache<P>>>)> {
+    fn authorize_otherwise(&mut self, headers: &mut HeaderMap) -> Option<SentToken<P>> {
         let reused = self.requests_sent >= SHARED_COPY_REQUESTS;
         if !reused {
             self.requests_sent += 1;
@@ -173,8 +184,10 @@ impl<P: TokenProvider> InstanceHandle<P> {
             lease.private_header = true;
         }
         headers.insert(AUTHORIZATION, lease.header.clone());
-        let keep = (!reused).then(|| Arc::clone(&self.cache));
-        Some((RejectionReport::of(&self.cache, &lease.entry), keep))
+        Some(SentToken {
+            report: RejectionReport::of(&self.cache, &lease.entry),
+            _keep: (!reused).then(|| Arc::clone(&self.cache)),
+        })
     }
 }
 

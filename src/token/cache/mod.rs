@@ -16,7 +16,7 @@ use crate::token::rotate::{CredentialsRotator, RotatableProvider};
 use crate::token::{AccessToken, TokenProvider};
 
 pub use builder::TokenCacheBuilder;
-pub(crate) use handle::{InstanceHandle, RejectionReport};
+pub(crate) use handle::{InstanceHandle, RejectionReport, SentToken};
 pub use health::{LastFetchFailure, TokenCacheHealth, TokenCacheStats};
 use policy::Config;
 pub use policy::{

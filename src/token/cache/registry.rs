@@ -10,6 +10,7 @@
 //! A report that outlives its cache finds an empty slot, or one reused by a newer cache under
 //! another generation, and does nothing: nobody is left to invalidate a token for.
 
+use std::num::NonZeroU64;
 use std::sync::{PoisonError, RwLock, Weak};
 
 /// A cache that can be told the server refused one of its tokens.
@@ -23,12 +24,13 @@ pub(super) trait Refusable: Send + Sync {
 pub(crate) struct CacheId {
     slot: u32,
     /// 64 bits: a slot reused once a microsecond would take 584,000 years to repeat one, so a
-    /// report of a dropped cache never names the slot's later cache.
-    generation: u64,
+    /// report of a dropped cache never names the slot's later cache. Never zero, so that an
+    /// `Option` of a report costs no room of its own (the hot path moves it by value).
+    generation: NonZeroU64,
 }
 
 struct Slot {
-    generation: u64,
+    generation: NonZeroU64,
     cache: Option<Weak<dyn Refusable>>,
 }
 
@@ -50,7 +52,7 @@ pub(super) fn register(cache: Weak<dyn Refusable>) -> CacheId {
     if let Some(slot) = table.free.pop() {
         let entry = &mut table.slots[slot as usize];
         // A new generation: reports naming the slot's previous cache no longer match.
-        entry.generation = entry.generation.wrapping_add(1);
+        entry.generation = entry.generation.checked_add(1).unwrap_or(NonZeroU64::MIN);
         entry.cache = Some(cache);
         return CacheId {
             slot,
@@ -59,12 +61,12 @@ pub(super) fn register(cache: Weak<dyn Refusable>) -> CacheId {
     }
     let slot = u32::try_from(table.slots.len()).expect("fewer than 2^32 live token caches");
     table.slots.push(Slot {
-        generation: 0,
+        generation: NonZeroU64::MIN,
         cache: Some(cache),
     });
     CacheId {
         slot,
-        generation: 0,
+        generation: NonZeroU64::MIN,
     }
 }
 
