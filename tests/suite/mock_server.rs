@@ -256,6 +256,30 @@ fn mock_binary(vars: &[(&str, &std::ffi::OsStr)]) -> tokio::process::Command {
     command
 }
 
+/// The mock server binary on a free port with the fixed credentials, `AXRA_MOCK_TLS=tls` and its
+/// CA file at `ca_file`, and its output line by line.
+#[cfg(unix)]
+fn spawn_with_fixed_credentials(
+    tls: &str,
+    ca_file: &std::path::Path,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = mock_binary(&[
+        ("AXRA_MOCK_TLS", tls.as_ref()),
+        ("AXRA_MOCK_CA_FILE", ca_file.as_os_str()),
+        ("PORT", "0".as_ref()),
+        ("AXRA_API_KEY", KEY.as_ref()),
+        ("AXRA_API_SECRET", SECRET.as_ref()),
+    ])
+    .spawn()
+    .unwrap();
+    let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
 /// Sends SIGTERM to the mock server and reads its output to the end: whether it logged its
 /// shutdown, and how it exited.
 #[cfg(unix)]
@@ -281,21 +305,11 @@ async fn sigterm_and_wait(
 #[tokio::test]
 async fn the_binary_serves_https_writes_its_ca_file_and_stops_on_sigterm() {
     use std::time::Duration;
-    use tokio::io::{AsyncBufReadExt, BufReader};
 
     let dir = std::env::temp_dir().join(format!("axra-mock-tls-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca_file = dir.join("ca.pem");
-    let mut child = mock_binary(&[
-        ("AXRA_MOCK_TLS", "1".as_ref()),
-        ("AXRA_MOCK_CA_FILE", ca_file.as_os_str()),
-        ("PORT", "0".as_ref()),
-        ("AXRA_API_KEY", KEY.as_ref()),
-        ("AXRA_API_SECRET", SECRET.as_ref()),
-    ])
-    .spawn()
-    .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = spawn_with_fixed_credentials("1", &ca_file);
 
     let (mut base_url, mut printed_ca_file) = (None, None);
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -348,23 +362,13 @@ async fn the_binary_serves_https_writes_its_ca_file_and_stops_on_sigterm() {
 #[tokio::test]
 async fn a_sigterm_right_after_the_start_lines_shuts_down_gracefully() {
     use std::time::Duration;
-    use tokio::io::{AsyncBufReadExt, BufReader};
 
     for tls in ["0", "1"] {
         let dir =
             std::env::temp_dir().join(format!("axra-mock-early-term-{}-{tls}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ca_file = dir.join("ca.pem");
-        let mut child = mock_binary(&[
-            ("AXRA_MOCK_TLS", tls.as_ref()),
-            ("AXRA_MOCK_CA_FILE", ca_file.as_os_str()),
-            ("PORT", "0".as_ref()),
-            ("AXRA_API_KEY", KEY.as_ref()),
-            ("AXRA_API_SECRET", SECRET.as_ref()),
-        ])
-        .spawn()
-        .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut child, mut lines) = spawn_with_fixed_credentials(tls, &ca_file);
         let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
             .expect("a start line")
