@@ -20,6 +20,10 @@
 //! cargo run --release --example server_load --features server -- --businesses 1000000 --serve
 //! # N API-key verifications through the layer, no sockets (for `valgrind --tool=callgrind`):
 //! cargo run --release --example server_load --features server -- --businesses 1000000 --verify 100000
+//! # the same for N HS256 bearer verifications (no verified-token cache), and for N bare
+//! # `jsonwebtoken::decode`s of the same token, their floor:
+//! cargo run --release --example server_load --features server -- --businesses 1 --verify-token 100000
+//! cargo run --release --example server_load --features server -- --businesses 1 --decode-token 100000
 //! ```
 //!
 //! Linux only for the memory figure (it reads `/proc/self/statm`); elsewhere it prints `n/a`.
@@ -49,6 +53,8 @@ struct Options {
     rounds: usize,
     store_only: bool,
     verify: Option<u64>,
+    verify_token: Option<u64>,
+    decode_token: Option<u64>,
     serve: bool,
 }
 
@@ -60,6 +66,8 @@ fn options() -> Options {
         rounds: 3,
         store_only: false,
         verify: None,
+        verify_token: None,
+        decode_token: None,
         serve: false,
     };
     let mut args = std::env::args().skip(1);
@@ -77,6 +85,8 @@ fn options() -> Options {
             "--rounds" => o.rounds = value().parse().expect("a number"),
             "--store-only" => o.store_only = true,
             "--verify" => o.verify = Some(value().parse().expect("a number")),
+            "--verify-token" => o.verify_token = Some(value().parse().expect("a number")),
+            "--decode-token" => o.decode_token = Some(value().parse().expect("a number")),
             "--serve" => o.serve = true,
             other => panic!("unknown option {other}"),
         }
@@ -144,6 +154,83 @@ fn verify(store: MemoryKeyStore, key: &HeaderValue, count: u64) {
     }
     println!(
         "{count} API-key verifications through the layer: {:.0} ns each",
+        started.elapsed().as_nanos() as f64 / count.max(1) as f64
+    );
+}
+
+/// The HS256 secret of [`first_token`]'s issuer.
+const HS256_SECRET: &[u8] = b"an HS256 signing key of 32 bytes";
+
+/// An HS256 token for the first business of `store`, and its issuer.
+fn first_token(store: &MemoryKeyStore, key: &HeaderValue) -> (TokenIssuer, HeaderValue) {
+    let issuer = TokenIssuer::new(HS256_SECRET).unwrap();
+    let found = poll_now(store.find_by_key(&KeyDigest::of(key.to_str().unwrap())))
+        .unwrap()
+        .expect("the first business");
+    let token = issuer.issue(&found.business).unwrap();
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).unwrap();
+    (issuer, bearer)
+}
+
+/// `count` HS256 bearer verifications through the layer, the verified-token cache off (each
+/// one checks the signature), no sockets.
+fn verify_token(store: MemoryKeyStore, key: &HeaderValue, count: u64) {
+    let (issuer, bearer) = first_token(&store, key);
+    let inner =
+        tower::service_fn(|_: Request<()>| async { Ok::<_, Infallible>(http::Response::new(())) });
+    let mut service = RequireAxraAuthLayer::new(store, issuer)
+        .with_verified_token_cache(0)
+        .layer(inner);
+    let started = Instant::now();
+    for _ in 0..count {
+        let mut request = Request::new(());
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, bearer.clone());
+        let response = poll_now(service.call(std::hint::black_box(request))).unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    println!(
+        "{count} HS256 verifications through the layer: {:.0} ns each",
+        started.elapsed().as_nanos() as f64 / count.max(1) as f64
+    );
+}
+
+/// The floor of [`verify_token`]: `count` bare `jsonwebtoken::decode`s of the same token, read
+/// from the same header, with the same claims and checks (issuer, algorithm).
+fn decode_token(store: MemoryKeyStore, key: &HeaderValue, count: u64) {
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Claims {
+        sub: String,
+        name: String,
+        env: String,
+        #[serde(rename = "gen")]
+        generation: u64,
+        iat: u64,
+        exp: u64,
+        iss: String,
+    }
+    let (_, bearer) = first_token(&store, key);
+    let decoding = jsonwebtoken::DecodingKey::from_secret(HS256_SECRET).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_issuer(&["axra-auth"]);
+    let started = Instant::now();
+    for _ in 0..count {
+        let mut request = Request::new(());
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, bearer.clone());
+        let request = std::hint::black_box(request);
+        let header = request.headers()[http::header::AUTHORIZATION]
+            .to_str()
+            .unwrap();
+        let token = header.strip_prefix("Bearer ").unwrap();
+        let data = jsonwebtoken::decode::<Claims>(token, &decoding, &validation).unwrap();
+        std::hint::black_box(data);
+    }
+    println!(
+        "{count} bare jsonwebtoken decodes: {:.0} ns each",
         started.elapsed().as_nanos() as f64 / count.max(1) as f64
     );
 }
@@ -225,6 +312,14 @@ fn main() {
         let key = HeaderValue::from_str(first.api_key().expose_secret()).unwrap();
         if let Some(count) = o.verify {
             verify(store, &key, count);
+            continue;
+        }
+        if let Some(count) = o.verify_token {
+            verify_token(store, &key, count);
+            continue;
+        }
+        if let Some(count) = o.decode_token {
+            decode_token(store, &key, count);
             continue;
         }
         if o.store_only {

@@ -93,7 +93,7 @@ where
         // `contains_key` then `insert` measures a third faster than `entry()` on the small maps
         // requests carry (benches/api_key.rs).
         let mut watch = None;
-        if !req.headers().contains_key(API_KEY_HEADER) {
+        if !req.headers().contains_key(&API_KEY_HEADER) {
             // One atomic load notices a rotation; the copy is refreshed only then.
             let version = self.slot.version();
             if version != self.version {

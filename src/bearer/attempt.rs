@@ -68,7 +68,7 @@ impl Redirects {
 /// cache is not touched.
 #[inline]
 pub(crate) fn brings_own_authorization(headers: &HeaderMap) -> bool {
-    headers.contains_key(AUTHORIZATION)
+    headers.contains_key(&AUTHORIZATION)
 }
 
 /// Rule "answer": an answer that `rejects` (see [`crate::token::rejects_token`]) refuses the

@@ -153,7 +153,7 @@ impl fmt::Debug for AccessToken {
 pub(crate) fn rejects_token(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
     status == http::StatusCode::UNAUTHORIZED
         || headers
-            .get(GRPC_STATUS)
+            .get(&GRPC_STATUS)
             .is_some_and(|code| code.as_bytes() == b"16")
 }
 

@@ -29,13 +29,6 @@ struct Row {
 }
 
 impl KeyAlgorithm {
-    /// Every algorithm, in declaration order (so `ALL[a.index()] == a`).
-    pub(crate) const ALL: [KeyAlgorithm; 3] = [
-        KeyAlgorithm::Hs256,
-        KeyAlgorithm::EdDsa,
-        KeyAlgorithm::Es256,
-    ];
-
     /// The table: no wildcard arm, so a new variant does not compile until it has its row.
     const fn row(self) -> &'static Row {
         match self {
@@ -70,27 +63,10 @@ impl KeyAlgorithm {
     pub(crate) fn jwk(self) -> JwkAlgorithm {
         self.row().jwk
     }
-
-    /// Its position in [`ALL`](Self::ALL), for tables indexed by algorithm.
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
 }
 
 impl fmt::Display for KeyAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn all_lists_every_algorithm_at_its_index() {
-        for (i, algorithm) in KeyAlgorithm::ALL.into_iter().enumerate() {
-            assert_eq!(algorithm.index(), i);
-        }
     }
 }

@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
+#[cfg(test)]
 use jsonwebtoken::{Algorithm, Validation};
 
-use super::claims::{Claims, with_header_alg_and_kid};
+use super::claims::{read_claims, with_header, with_header_alg_and_kid};
 use super::{DEFAULT_ISSUER, DEFAULT_LEEWAY, VerifiedToken, VerifyError};
 use crate::server::key_set::{KeySet, LiveKeySet, OverlayHandle};
-use crate::server::keys::{KeyAlgorithm, VerifyingKey};
+use crate::server::keys::VerifyingKey;
 
 pub(super) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
@@ -30,8 +31,6 @@ struct Settings {
     issuer: String,
     leeway: Duration,
     clock: Clock,
-    /// One validation per algorithm, each pinned to it, indexed by [`KeyAlgorithm::index`].
-    validations: Arc<[Validation; KeyAlgorithm::ALL.len()]>,
 }
 
 impl Settings {
@@ -40,15 +39,12 @@ impl Settings {
             issuer: issuer.to_owned(),
             leeway: DEFAULT_LEEWAY,
             clock: Arc::new(SystemTime::now),
-            validations: Arc::new(KeyAlgorithm::ALL.map(|alg| validation(alg.jwt(), issuer))),
         }
-    }
-
-    fn validation(&self, algorithm: KeyAlgorithm) -> &Validation {
-        &self.validations[algorithm.index()]
     }
 }
 
+/// The `jsonwebtoken` validation [`TokenVerifier::verify`] applies by hand (the tests' oracle).
+#[cfg(test)]
 fn validation(algorithm: Algorithm, issuer: &str) -> Validation {
     let mut validation = Validation::new(algorithm);
     // Expiry is checked against our own clock (see `verify`), so tests and servers can control
@@ -222,6 +218,58 @@ impl TokenVerifier {
     ///
     /// [`VerifyError`] saying which check failed.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+        // Each part is read once: the header for the key, the signature with the key, then the
+        // claims (`jsonwebtoken::decode` parsed the header a second time and the claims twice,
+        // into owned strings). The checks are `decode`'s with the `Validation` this verifier
+        // used to give it, in its order; `verify_with_jsonwebtoken` keeps that path for the
+        // test that holds the two equal.
+        let set = self.keys.load();
+        let key = with_header(token, |header| {
+            let key = set
+                .find(self.overlay_id(), header.kid)
+                .ok_or(VerifyError::UnknownKey)?;
+            if header.alg != key.algorithm().name() {
+                return Err(VerifyError::Algorithm);
+            }
+            if !header.supported {
+                return Err(VerifyError::Malformed);
+            }
+            Ok(key)
+        })??;
+        // Exactly three parts: `jsonwebtoken` splits at the last two dots, so a fourth part
+        // leaves a dot in the header it decodes, which is not base64url.
+        let (message, signature) = token.rsplit_once('.').ok_or(VerifyError::Malformed)?;
+        let (_, payload) = message.split_once('.').ok_or(VerifyError::Malformed)?;
+        if payload.contains('.') {
+            return Err(VerifyError::Malformed);
+        }
+        let algorithm = key.algorithm().jwt();
+        match jsonwebtoken::crypto::verify(signature, message.as_bytes(), key.decoding(), algorithm)
+        {
+            Ok(true) => {}
+            Ok(false) => return Err(VerifyError::Signature),
+            Err(e) => {
+                return Err(match e.kind() {
+                    ErrorKind::InvalidSignature => VerifyError::Signature,
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        VerifyError::Algorithm
+                    }
+                    _ => VerifyError::Malformed,
+                });
+            }
+        }
+        let verified = read_claims(payload, &self.settings.issuer)?;
+        self.check_expiry(verified.expires_at_unix)?;
+        Ok(verified)
+    }
+
+    /// [`verify`](Self::verify) as `jsonwebtoken::decode` does it (the oracle of the tests
+    /// that hold the two equal).
+    #[cfg(test)]
+    pub(crate) fn verify_with_jsonwebtoken(
+        &self,
+        token: &str,
+    ) -> Result<VerifiedToken, VerifyError> {
         let set = self.keys.load();
         let key = with_header_alg_and_kid(token, |alg, kid| {
             let key = set
@@ -232,10 +280,10 @@ impl TokenVerifier {
             }
             Ok(key)
         })??;
-        let data = jsonwebtoken::decode::<Claims>(
+        let data = jsonwebtoken::decode::<super::claims::Claims>(
             token,
             key.decoding(),
-            self.settings.validation(key.algorithm()),
+            &validation(key.algorithm().jwt(), &self.settings.issuer),
         )
         .map_err(|e| match e.kind() {
             ErrorKind::InvalidSignature => VerifyError::Signature,

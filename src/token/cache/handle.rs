@@ -141,7 +141,7 @@ impl<P: TokenProvider> InstanceHandle<P> {
     /// still in flight (a `tower::buffer::Buffer` whose last handle goes), a 401 among those
     /// answers finds no cache and is not reported. Nothing is left to use that cache; credential
     /// watchers still notice new files at their next poll.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn authorize(&mut self, headers: &mut HeaderMap) -> Option<SentToken<P>> {
         // The hot path of an instance that keeps sending: its own copy of a fresh token's header.
         if let Some(lease) = &self.lease
