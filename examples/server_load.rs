@@ -20,6 +20,8 @@
 //! cargo run --release --example server_load --features server -- --businesses 1000000 --serve
 //! # N API-key verifications through the layer, no sockets (for `valgrind --tool=callgrind`):
 //! cargo run --release --example server_load --features server -- --businesses 1000000 --verify 100000
+//! # the same through a `CachedKeyStore` over the memory store (a cache hit each):
+//! cargo run --release --example server_load --features server -- --businesses 1 --verify 100000 --cached
 //! # the same for N HS256 bearer verifications (no verified-token cache), and for N bare
 //! # `jsonwebtoken::decode`s of the same token, their floor:
 //! cargo run --release --example server_load --features server -- --businesses 1 --verify-token 100000
@@ -55,6 +57,7 @@ struct Options {
     verify: Option<u64>,
     verify_token: Option<u64>,
     decode_token: Option<u64>,
+    cached: bool,
     serve: bool,
 }
 
@@ -68,6 +71,7 @@ fn options() -> Options {
         verify: None,
         verify_token: None,
         decode_token: None,
+        cached: false,
         serve: false,
     };
     let mut args = std::env::args().skip(1);
@@ -87,6 +91,7 @@ fn options() -> Options {
             "--verify" => o.verify = Some(value().parse().expect("a number")),
             "--verify-token" => o.verify_token = Some(value().parse().expect("a number")),
             "--decode-token" => o.decode_token = Some(value().parse().expect("a number")),
+            "--cached" => o.cached = true,
             "--serve" => o.serve = true,
             other => panic!("unknown option {other}"),
         }
@@ -141,7 +146,7 @@ fn poll_now<F: Future>(future: F) -> F::Output {
 
 /// `count` API-key verifications through the layer around a service that answers at once, no
 /// sockets: run it under callgrind with two counts and divide the difference.
-fn verify(store: MemoryKeyStore, key: &HeaderValue, count: u64) {
+fn verify<K: KeyStore + Clone>(store: K, key: &HeaderValue, count: u64) {
     let inner =
         tower::service_fn(|_: Request<()>| async { Ok::<_, Infallible>(http::Response::new(())) });
     let mut service = RequireAxraAuthLayer::new(store, TokenIssuer::random()).layer(inner);
@@ -311,7 +316,18 @@ fn main() {
         let (store, first) = build_store(n.max(1));
         let key = HeaderValue::from_str(first.api_key().expose_secret()).unwrap();
         if let Some(count) = o.verify {
-            verify(store, &key, count);
+            if o.cached {
+                // A hit in `CachedKeyStore` (over the memory store: what the cache costs).
+                let cached = axra_auth::server::CachedKeyStore::new(store);
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
+                let _context = runtime.enter();
+                verify(cached, &key, count);
+            } else {
+                verify(store, &key, count);
+            }
             continue;
         }
         if let Some(count) = o.verify_token {

@@ -1,8 +1,11 @@
 //! What a token says: the claims it carries, what a valid one yields, and its header's `alg`
 //! and `kid`.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 
+use serde::de::{self, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::VerifyError;
@@ -42,104 +45,241 @@ pub(crate) struct TokenHeader<'a> {
     pub(crate) alg: &'a str,
     /// `kid`, if any.
     pub(crate) kid: Option<&'a str>,
-    /// Whether the header asks for nothing the verifier does not do: no `b64` other than
-    /// `true`, no `crit` other than `["b64"]` with `b64` (RFC 7515 4.1.11, RFC 7797), the rule
-    /// `jsonwebtoken` applies.
-    pub(crate) supported: bool,
+    /// Whether `jsonwebtoken::decode` accepted the header: JSON it parses into its `Header`
+    /// (each member well-formed, the registered ones with their types), no `b64` other than
+    /// `true`, no `crit` other than `["b64"]` with `b64` (RFC 7515 4.1.11, RFC 7797). When not,
+    /// the verifier refuses the token as `Malformed`, after the key checks, as it always did.
+    pub(crate) accepted: bool,
 }
 
-/// Calls `read` with a token's header, read from the token's first part alone. On the request
-/// path, so without allocating for a usual header: it is decoded into a buffer on the stack and
-/// its strings are borrowed from it (an escaped string, which no issuer writes, is unescaped
-/// into a copy).
+/// Calls `read` with a token's header, read from the token's first part alone, in one pass
+/// for a header `jsonwebtoken` accepts. On the request path, so without allocating for a usual
+/// header: it is decoded into a buffer on the stack and its strings are borrowed from it (an
+/// escaped string, which no issuer writes, is unescaped into a copy).
 ///
-/// It accepts what `jsonwebtoken`'s `Header` accepts: the registered members it names must have
-/// their types (a string, `x5c` a list of strings, `jwk` a JWK, `crit` a list of strings), any
-/// other member is free; their values, but `alg`, `kid`, `crit` and `b64`, are not kept.
+/// A header `jsonwebtoken` refuses is read again as [`with_header_alg_and_kid`] reads it, so
+/// that the key checks answer first, as they did when `decode` came after them.
 pub(crate) fn with_header<R>(
     token: &str,
     read: impl FnOnce(TokenHeader<'_>) -> R,
 ) -> Result<R, VerifyError> {
-    use std::borrow::Cow;
-    #[derive(Deserialize)]
-    #[allow(dead_code, reason = "members read for their types only")]
-    struct Header<'a> {
-        #[serde(borrow)]
-        alg: Cow<'a, str>,
-        kid: Option<Kid<'a>>,
-        crit: Option<Vec<String>>,
-        /// `Some(null)` when present as `null`, which is refused like any non-boolean.
-        #[serde(default, deserialize_with = "present")]
-        b64: Option<serde_json::Value>,
-        typ: Option<AnyString>,
-        cty: Option<AnyString>,
-        jku: Option<AnyString>,
-        jwk: Option<jsonwebtoken::jwk::Jwk>,
-        x5u: Option<AnyString>,
-        x5c: Option<Vec<AnyString>>,
-        x5t: Option<AnyString>,
-        #[serde(rename = "x5t#S256")]
-        x5t_s256: Option<AnyString>,
-        enc: Option<AnyString>,
-        zip: Option<AnyString>,
-        url: Option<AnyString>,
-        nonce: Option<AnyString>,
-    }
-    /// serde borrows only into a field that is a `Cow` itself: inside an `Option` it copies.
-    #[derive(Deserialize)]
-    struct Kid<'a>(#[serde(borrow)] Cow<'a, str>);
-    /// A string, not kept.
-    struct AnyString;
-    impl<'de> Deserialize<'de> for AnyString {
-        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            struct Visitor;
-            impl serde::de::Visitor<'_> for Visitor {
-                type Value = AnyString;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("a string")
-                }
-                fn visit_str<E>(self, _: &str) -> Result<AnyString, E> {
-                    Ok(AnyString)
-                }
-            }
-            deserializer.deserialize_str(Visitor)
-        }
-    }
-    fn present<'de, D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<serde_json::Value>, D::Error> {
-        serde_json::Value::deserialize(deserializer).map(Some)
-    }
     let (header, _) = token.split_once('.').ok_or(VerifyError::Malformed)?;
-    with_base64_json(header, |json| {
-        let Header {
+    let strict = with_base64_json(header, |json| {
+        let Ok(StrictHeader {
             alg,
             kid,
             crit,
             b64,
-            ..
-        } = serde_json::from_slice(json).map_err(|_| VerifyError::Malformed)?;
+        }) = serde_json::from_slice(json)
+        else {
+            return Err(read);
+        };
+        // `jsonwebtoken`'s rule for `b64` (read from the header's extra members) and `crit`.
         let b64 = match b64 {
             None => None,
             Some(serde_json::Value::Bool(b64)) => Some(b64),
-            Some(_) => return Err(VerifyError::Malformed),
+            Some(_) => Some(false),
         };
-        let supported = b64 != Some(false)
+        let accepted = b64 != Some(false)
             && crit.is_none_or(|crit| crit.len() == 1 && crit[0] == "b64" && b64.is_some());
         Ok(read(TokenHeader {
-            alg: &alg,
-            kid: kid.as_ref().map(|Kid(kid)| &**kid),
-            supported,
+            alg: &alg.0,
+            kid: kid.as_ref().map(|kid| &*kid.0),
+            accepted,
         }))
-    })?
+    })?;
+    match strict {
+        Ok(answer) => Ok(answer),
+        Err(read) => with_header_alg_and_kid(token, |alg, kid| {
+            read(TokenHeader {
+                alg,
+                kid,
+                accepted: false,
+            })
+        }),
+    }
 }
 
-/// Calls `read` with the `alg` and `kid` of a token's header (see [`with_header`]).
+/// Calls `read` with the `alg` and `kid` of a token's header, the other members skipped unread
+/// (for the key a token names before anything else about it is checked).
 pub(crate) fn with_header_alg_and_kid<R>(
     token: &str,
     read: impl FnOnce(&str, Option<&str>) -> R,
 ) -> Result<R, VerifyError> {
-    with_header(token, |header| read(header.alg, header.kid))
+    #[derive(Deserialize)]
+    struct AlgAndKid<'a> {
+        #[serde(borrow)]
+        alg: Cow<'a, str>,
+        kid: Option<Kid<'a>>,
+    }
+    /// serde borrows only into a field that is a `Cow` itself: inside an `Option` it copies.
+    #[derive(Deserialize)]
+    struct Kid<'a>(#[serde(borrow)] Cow<'a, str>);
+    let (header, _) = token.split_once('.').ok_or(VerifyError::Malformed)?;
+    with_base64_json(header, |json| {
+        let AlgAndKid { alg, kid } =
+            serde_json::from_slice(json).map_err(|_| VerifyError::Malformed)?;
+        Ok(read(&alg, kid.as_ref().map(|Kid(kid)| &**kid)))
+    })?
+}
+
+/// A token header as `jsonwebtoken`'s `Header` accepts it, keeping only what the verifier
+/// reads. `Header` collects the members it does not name (`b64` among them) into JSON values,
+/// so every member must be well-formed JSON (nesting, numbers, strings) and a repeated unnamed
+/// member is no error (the last `b64` counts); a named member must have its type and appear
+/// once. Its derived form reads a JSON object only.
+struct StrictHeader<'a> {
+    alg: Text<'a>,
+    kid: Option<Text<'a>>,
+    crit: Option<Vec<String>>,
+    b64: Option<serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for StrictHeader<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = StrictHeader<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JWT header")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                /// `Header`'s members, but `alg`, `kid` and `crit`, whose values are strings
+                /// (or `null`) and are not kept.
+                const STRINGS: [&str; 10] = [
+                    "typ", "cty", "jku", "x5u", "x5t", "x5t#S256", "enc", "zip", "url", "nonce",
+                ];
+                fn once<E: de::Error>(
+                    seen: &mut u16,
+                    bit: u16,
+                    name: &'static str,
+                ) -> Result<(), E> {
+                    if *seen & bit != 0 {
+                        return Err(E::duplicate_field(name));
+                    }
+                    *seen |= bit;
+                    Ok(())
+                }
+                let (mut alg, mut kid, mut crit, mut b64) = (None, None, None, None);
+                let mut seen = 0u16;
+                while let Some(name) = map.next_key::<Text<'de>>()? {
+                    match &*name.0 {
+                        "alg" => {
+                            once(&mut seen, 1 << 10, "alg")?;
+                            alg = Some(map.next_value::<Text<'de>>()?);
+                        }
+                        "kid" => {
+                            once(&mut seen, 1 << 11, "kid")?;
+                            kid = map.next_value::<Option<Text<'de>>>()?;
+                        }
+                        "crit" => {
+                            once(&mut seen, 1 << 12, "crit")?;
+                            crit = map.next_value::<Option<Vec<String>>>()?;
+                        }
+                        "x5c" => {
+                            once(&mut seen, 1 << 13, "x5c")?;
+                            map.next_value::<Option<Vec<Text<'de>>>>()?;
+                        }
+                        "jwk" => {
+                            once(&mut seen, 1 << 14, "jwk")?;
+                            map.next_value::<Option<jsonwebtoken::jwk::Jwk>>()?;
+                        }
+                        "b64" => b64 = Some(map.next_value::<serde_json::Value>()?),
+                        other => match STRINGS.iter().position(|s| *s == other) {
+                            Some(i) => {
+                                once(&mut seen, 1 << i, STRINGS[i])?;
+                                map.next_value::<Option<Text<'de>>>()?;
+                            }
+                            None => {
+                                map.next_value::<WellFormed>()?;
+                            }
+                        },
+                    }
+                }
+                Ok(StrictHeader {
+                    alg: alg.ok_or_else(|| A::Error::missing_field("alg"))?,
+                    kid,
+                    crit,
+                    b64,
+                })
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Chars;
+        impl<'de> Visitor<'de> for Chars {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Chars)
+    }
+}
+
+/// Any JSON value, read as strictly as `serde_json::Value` reads it (nesting depth, numbers in
+/// range, strings valid), and not kept: skipping a value (`IgnoredAny`) checks none of that.
+struct WellFormed;
+
+impl<'de> Deserialize<'de> for WellFormed {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = WellFormed;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<WellFormed, E> {
+                Ok(WellFormed)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<WellFormed, E> {
+                Ok(WellFormed)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<WellFormed, E> {
+                Ok(WellFormed)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<WellFormed, E> {
+                Ok(WellFormed)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<WellFormed, E> {
+                Ok(WellFormed)
+            }
+            fn visit_unit<E>(self) -> Result<WellFormed, E> {
+                Ok(WellFormed)
+            }
+            fn visit_none<E>(self) -> Result<WellFormed, E> {
+                Ok(WellFormed)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, inner: D) -> Result<WellFormed, D::Error> {
+                WellFormed::deserialize(inner)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<WellFormed, A::Error> {
+                while seq.next_element::<WellFormed>()?.is_some() {}
+                Ok(WellFormed)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WellFormed, A::Error> {
+                while map.next_entry::<Text<'de>, WellFormed>()?.is_some() {}
+                Ok(WellFormed)
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
 }
 
 /// Calls `read` with the bytes a base64url part (no padding) decodes to: into a buffer on the
@@ -172,7 +312,6 @@ fn with_base64_json<R>(part: &str, read: impl FnOnce(&[u8]) -> R) -> Result<R, V
 /// two `Arc<str>`s it yields.
 pub(crate) fn read_claims(payload: &str, issuer: &str) -> Result<VerifiedToken, VerifyError> {
     use serde::de::IgnoredAny;
-    use std::borrow::Cow;
     #[derive(Deserialize)]
     struct Borrowed<'a> {
         #[serde(borrow)]
@@ -187,13 +326,43 @@ pub(crate) fn read_claims(payload: &str, issuer: &str) -> Result<VerifiedToken, 
         exp: u64,
         #[serde(borrow)]
         iss: Cow<'a, str>,
-        /// Named so that a duplicate is refused, as `jsonwebtoken`'s own claims refused it;
-        /// its value is not checked (`nbf` validation is off).
-        #[allow(dead_code, reason = "named for the duplicate check only")]
-        nbf: Option<IgnoredAny>,
+        /// Read as `jsonwebtoken` read it for its (disabled) `nbf` check: any value, but one
+        /// that stops the parser (`[1]`, an invalid string) makes the claims unreadable, and a
+        /// duplicate is refused.
+        #[serde(default, deserialize_with = "numeric_or_anything")]
+        #[allow(dead_code, reason = "read for what reading it refuses")]
+        nbf: (),
         aud: Option<IgnoredAny>,
     }
+    /// `jsonwebtoken`'s `numeric_type`: a number is read, anything else is an error the
+    /// caller ignores, wherever it leaves the parser.
+    fn numeric_or_anything<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+        struct Numeric;
+        impl Visitor<'_> for Numeric {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
+                if value.is_finite() && value >= 0.0 && value < (u64::MAX as f64) {
+                    Ok(())
+                } else {
+                    Err(E::custom("not a u64"))
+                }
+            }
+        }
+        let _ = deserializer.deserialize_any(Numeric);
+        Ok(())
+    }
     with_base64_json(payload, |json| {
+        // The derived form would also read an array, field by field; `jsonwebtoken`'s two
+        // readings of the claims never both did.
+        if json.trim_ascii_start().first() != Some(&b'{') {
+            return Err(VerifyError::Malformed);
+        }
         let claims: Borrowed<'_> =
             serde_json::from_slice(json).map_err(|_| VerifyError::Malformed)?;
         if claims.iss != issuer {

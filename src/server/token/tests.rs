@@ -395,6 +395,50 @@ fn verify_agrees_with_jsonwebtoken_decode() {
         r#"{iss},"pad":"{}""#,
         "x".repeat(600)
     )));
+    // What only a full reading refuses (found by review): `nbf` as `jsonwebtoken` read it.
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    for nbf in [
+        "[1]",
+        r#"{"a":1}"#,
+        "[]",
+        "{}",
+        r#""\udc00""#,
+        &deep,
+        "1e400",
+        "-5",
+        "1.5",
+    ] {
+        claims.push(claims_with(&format!(r#"{iss},"nbf":{nbf}"#)));
+        claims.push(claims_with(&format!(
+            r#","iss":"someone-else","nbf":{nbf}"#
+        )));
+    }
+    for member in [
+        format!(r#""x":{deep}"#),
+        r#""x":"\ud800""#.to_owned(),
+        r#""x":1e400"#.to_owned(),
+    ] {
+        claims.push(claims_with(&format!("{iss},{member}")));
+    }
+    // Claims as an array, in the field order of each of `jsonwebtoken`'s two readings.
+    claims.push(format!(
+        r#"["biz_1","Acme","live",3,0,{},"axra-auth"]"#,
+        now + 600
+    ));
+    claims.push(format!(
+        r#"["biz_1","Acme","live",3,0,{},"axra-auth",null,null]"#,
+        now + 600
+    ));
+    let mut claims: Vec<Vec<u8>> = claims.into_iter().map(String::into_bytes).collect();
+    // Not UTF-8: in an unknown member, and in a known one.
+    let mut raw = claims_with(iss).into_bytes();
+    raw.truncate(raw.len() - 1);
+    raw.extend_from_slice(b",\"x\":\"\xff\xfe\"}");
+    claims.push(raw);
+    let mut raw = claims_with(iss).into_bytes();
+    let at = raw.windows(4).position(|w| w == b"Acme").unwrap();
+    raw[at + 1] = 0xff;
+    claims.push(raw);
 
     let mut answers = std::collections::BTreeMap::<String, usize>::new();
     let mut compare = |token: &str, what: &str| {
@@ -467,7 +511,30 @@ fn verify_agrees_with_jsonwebtoken_decode() {
             "[]".to_owned(),
             r#""header""#.to_owned(),
             format!(r#"{{{a},"kid":"{kid}"}}"#),
+            // What only a full reading refuses, and a registered member's type, read before
+            // or after the key checks (found by review).
+            format!(r#"{{{a},"x":{deep}}}"#),
+            format!(r#"{{{a},"x":"\ud800"}}"#),
+            format!(r#"{{{a},"x":1e400}}"#),
+            format!(r#"{{{a},"x":[1,{{"y":[]}}],"x":5}}"#),
+            format!(r#"{{{a},"b64":false,"b64":true}}"#),
+            format!(r#"{{{a},"b64":5,"b64":true}}"#),
+            format!(r#"{{{a},"b64":true,"b64":false}}"#),
+            format!(r#"{{{a},"typ":"JWT","typ":"JWT"}}"#),
+            format!(r#"{{"alg":"{alg}","kid":"nobody","typ":5}}"#),
+            format!(r#"{{"alg":"{alg}","kid":"nobody","x":1e400}}"#),
+            format!(r#"{{"alg":"{alg}","zip":5}}"#),
+            format!(r#"{{"alg":"{other_alg}","kid":"{kid}","jwk":5}}"#),
+            format!(r#"["{alg}","{kid}"]"#),
+            format!(r#"{{"alg":"{alg}","kid":"{kid}","x5c":null,"jwk":null,"crit":null}}"#),
         ];
+        let mut headers: Vec<Vec<u8>> = headers.into_iter().map(String::into_bytes).collect();
+        let mut raw = format!(r#"{{{a},"x":"#).into_bytes();
+        raw.extend_from_slice(b"\"\xff\xfe\"}");
+        headers.push(raw);
+        let mut raw = format!(r#"{{{a},"typ":"#).into_bytes();
+        raw.extend_from_slice(b"\"\xff\"}");
+        headers.push(raw);
         // Every header with the first claims, every claims with the first headers.
         let pairs = headers
             .iter()
@@ -479,11 +546,7 @@ fn verify_agrees_with_jsonwebtoken_decode() {
             );
         for (header, claim) in pairs {
             {
-                let message = format!(
-                    "{}.{}",
-                    base64url(header.as_bytes()),
-                    base64url(claim.as_bytes())
-                );
+                let message = format!("{}.{}", base64url(header), base64url(claim));
                 let signature = jsonwebtoken::crypto::sign(
                     message.as_bytes(),
                     key.encoding(),
@@ -499,11 +562,7 @@ fn verify_agrees_with_jsonwebtoken_decode() {
             }
         }
         // Broken structures around a valid token.
-        let message = format!(
-            "{}.{}",
-            base64url(headers[0].as_bytes()),
-            base64url(claims[0].as_bytes())
-        );
+        let message = format!("{}.{}", base64url(&headers[0]), base64url(&claims[0]));
         let signature =
             jsonwebtoken::crypto::sign(message.as_bytes(), key.encoding(), key.algorithm().jwt())
                 .unwrap();

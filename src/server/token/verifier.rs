@@ -231,7 +231,7 @@ impl TokenVerifier {
             if header.alg != key.algorithm().name() {
                 return Err(VerifyError::Algorithm);
             }
-            if !header.supported {
+            if !header.accepted {
                 return Err(VerifyError::Malformed);
             }
             Ok(key)
