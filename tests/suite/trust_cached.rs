@@ -138,6 +138,7 @@ async fn a_lookup_read_before_a_regeneration_is_never_cached_after_many_other_ch
     }
 }
 
+#[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
     use axra_auth::postgres::PgKeyStore;

@@ -13,10 +13,14 @@ use axra_auth::server::{
 };
 use axra_auth::{AxraTokenProvider, BearerTokenLayer, Credentials, Environment};
 use axum::Router;
-use axum::body::Bytes as AxumBytes;
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use axum::routing::{any, post};
+#[cfg(feature = "reqwest")]
+use axum::{
+    body::Bytes as AxumBytes,
+    http::{HeaderMap, Method},
+    response::IntoResponse,
+};
 use bytes::Bytes;
 use common::{body_json, hyper_client, serve};
 use http::Request;
@@ -25,6 +29,7 @@ use serde_json::json;
 use tower::{ServiceBuilder, ServiceExt};
 
 /// What a server saw of one request.
+#[cfg(feature = "reqwest")]
 #[derive(Clone, Debug)]
 struct Seen {
     method: Method,
@@ -34,10 +39,12 @@ struct Seen {
     body: Vec<u8>,
 }
 
+#[cfg(feature = "reqwest")]
 type Log = Arc<Mutex<Vec<Seen>>>;
 
 /// A server that answers 200 to anything and records every request: the "other host" a
 /// redirect points at.
+#[cfg(feature = "reqwest")]
 async fn recorder() -> (SocketAddr, Log) {
     let log: Log = Arc::default();
     let seen = Arc::clone(&log);
@@ -66,6 +73,7 @@ async fn recorder() -> (SocketAddr, Log) {
 }
 
 /// A server whose every route answers `status` with `Location: location`.
+#[cfg(feature = "reqwest")]
 async fn redirector(status: StatusCode, location: String) -> SocketAddr {
     let app = Router::new().fallback(any(move || {
         let location = location.clone();
