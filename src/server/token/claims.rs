@@ -306,12 +306,18 @@ fn with_base64_json<R>(part: &str, read: impl FnOnce(&[u8]) -> R) -> Result<R, V
 /// Reads a token's claims part (base64url JSON) into what a valid token says, checking what
 /// `jsonwebtoken::decode` checked with the verifier's `Validation`, in its order: every claim
 /// of [`Claims`] present with its type (else `Malformed`), then `iss` equal to `issuer` (else
-/// `Claims`), then no `aud` (a token for an audience is for another service; `jsonwebtoken`
-/// refuses any `aud` when none is expected: `Malformed`). `exp` is left to the caller's clock.
-/// Strings are borrowed from a buffer on the stack, so a usual token costs two allocations, the
-/// two `Arc<str>`s it yields.
-pub(crate) fn read_claims(payload: &str, issuer: &str) -> Result<VerifiedToken, VerifyError> {
-    use serde::de::IgnoredAny;
+/// `Claims`). `exp` is left to the caller's clock. Strings are borrowed from a buffer on the
+/// stack, so a usual token costs two allocations, the two `Arc<str>`s it yields.
+///
+/// `Ok(None)` for claims this one reading cannot judge as `decode` did, which the caller hands
+/// to `decode` itself: claims that are not a JSON object, and claims naming `nbf` or `aud`.
+/// `decode` read those two a second time, leniently (a value that stops that reading, such as
+/// `[1]`, refuses the token before `iss` is checked) and `aud` refuses the token when present;
+/// this crate's issuer writes neither.
+pub(crate) fn read_claims(
+    payload: &str,
+    issuer: &str,
+) -> Result<Option<VerifiedToken>, VerifyError> {
     #[derive(Deserialize)]
     struct Borrowed<'a> {
         #[serde(borrow)]
@@ -326,58 +332,37 @@ pub(crate) fn read_claims(payload: &str, issuer: &str) -> Result<VerifiedToken, 
         exp: u64,
         #[serde(borrow)]
         iss: Cow<'a, str>,
-        /// Read as `jsonwebtoken` read it for its (disabled) `nbf` check: any value, but one
-        /// that stops the parser (`[1]`, an invalid string) makes the claims unreadable, and a
-        /// duplicate is refused.
-        #[serde(default, deserialize_with = "numeric_or_anything")]
-        #[allow(dead_code, reason = "read for what reading it refuses")]
-        nbf: (),
-        aud: Option<IgnoredAny>,
+        /// Whether the claims name `nbf` (its value skipped as any unknown member is).
+        #[serde(default, deserialize_with = "present")]
+        nbf: bool,
+        /// Whether the claims name `aud`.
+        #[serde(default, deserialize_with = "present")]
+        aud: bool,
     }
-    /// `jsonwebtoken`'s `numeric_type`: a number is read, anything else is an error the
-    /// caller ignores, wherever it leaves the parser.
-    fn numeric_or_anything<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
-        struct Numeric;
-        impl Visitor<'_> for Numeric {
-            type Value = ();
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number")
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-                Ok(())
-            }
-            fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
-                if value.is_finite() && value >= 0.0 && value < (u64::MAX as f64) {
-                    Ok(())
-                } else {
-                    Err(E::custom("not a u64"))
-                }
-            }
-        }
-        let _ = deserializer.deserialize_any(Numeric);
-        Ok(())
+    fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+        de::IgnoredAny::deserialize(deserializer).map(|_| true)
     }
     with_base64_json(payload, |json| {
-        // The derived form would also read an array, field by field; `jsonwebtoken`'s two
-        // readings of the claims never both did.
+        // The derived form would also read an array, field by field, in another order than
+        // `decode`'s readings did.
         if json.trim_ascii_start().first() != Some(&b'{') {
-            return Err(VerifyError::Malformed);
+            return Ok(None);
         }
         let claims: Borrowed<'_> =
             serde_json::from_slice(json).map_err(|_| VerifyError::Malformed)?;
+        if claims.nbf || claims.aud {
+            return Ok(None);
+        }
         if claims.iss != issuer {
             return Err(VerifyError::Claims);
         }
-        if claims.aud.is_some() {
-            return Err(VerifyError::Malformed);
-        }
-        Ok(VerifiedToken {
+        Ok(Some(VerifiedToken {
             business_id: Arc::from(&*claims.sub),
             business_name: Arc::from(&*claims.name),
             environment: claims.env,
             key_generation: claims.key_generation,
             expires_at_unix: claims.exp,
-        })
+        }))
     })?
 }
 

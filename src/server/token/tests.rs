@@ -395,8 +395,28 @@ fn verify_agrees_with_jsonwebtoken_decode() {
         r#"{iss},"pad":"{}""#,
         "x".repeat(600)
     )));
-    // What only a full reading refuses (found by review): `nbf` as `jsonwebtoken` read it.
+    // What only a full reading refuses (found by two reviews): `nbf` and `aud` as
+    // `jsonwebtoken` read them, twice, with a right and a wrong `iss`.
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    for bad in [r#""nbf":"#, r#""nbf":1."#, r#""nbf":["#, r#""aud":"#] {
+        claims.push(claims_with(&format!("{iss},{bad}")));
+        claims.push(format!("{{{bad},{}", &claims_with(iss)[1..]));
+    }
+    for aud in [
+        r#""\udc00""#,
+        r#""\ud800\u0041""#,
+        r#""\ud800x""#,
+        "[1e400,1]",
+        &deep,
+        r#"{"a":"\udc00","b":1}"#,
+    ] {
+        claims.push(claims_with(&format!(r#"{iss},"aud":{aud}"#)));
+        claims.push(claims_with(&format!(
+            r#","iss":"someone-else","aud":{aud}"#
+        )));
+    }
+    claims.push(claims_with(&format!(r#"{iss},"n\u0062f":[1]"#)));
+    claims.push(claims_with(r#","iss":"someone-else","\u0061ud":"x""#));
     for nbf in [
         "[1]",
         r#"{"a":1}"#,
