@@ -177,6 +177,15 @@ fn first_token(store: &MemoryKeyStore, key: &HeaderValue) -> (TokenIssuer, Heade
     (issuer, bearer)
 }
 
+/// A request carrying `bearer` as its `Authorization`.
+fn bearer_request(bearer: &HeaderValue) -> Request<()> {
+    let mut request = Request::new(());
+    request
+        .headers_mut()
+        .insert(http::header::AUTHORIZATION, bearer.clone());
+    request
+}
+
 /// `count` HS256 bearer verifications through the layer, the verified-token cache off (each
 /// one checks the signature), no sockets.
 fn verify_token(store: MemoryKeyStore, key: &HeaderValue, count: u64) {
@@ -188,10 +197,7 @@ fn verify_token(store: MemoryKeyStore, key: &HeaderValue, count: u64) {
         .layer(inner);
     let started = Instant::now();
     for _ in 0..count {
-        let mut request = Request::new(());
-        request
-            .headers_mut()
-            .insert(http::header::AUTHORIZATION, bearer.clone());
+        let request = bearer_request(&bearer);
         let response = poll_now(service.call(std::hint::black_box(request))).unwrap();
         assert_eq!(response.status(), 200);
     }
@@ -222,11 +228,7 @@ fn decode_token(store: MemoryKeyStore, key: &HeaderValue, count: u64) {
     validation.set_issuer(&["axra-auth"]);
     let started = Instant::now();
     for _ in 0..count {
-        let mut request = Request::new(());
-        request
-            .headers_mut()
-            .insert(http::header::AUTHORIZATION, bearer.clone());
-        let request = std::hint::black_box(request);
+        let request = std::hint::black_box(bearer_request(&bearer));
         let header = request.headers()[http::header::AUTHORIZATION]
             .to_str()
             .unwrap();
