@@ -42,6 +42,20 @@ impl Settings {
     }
 }
 
+/// What a `jsonwebtoken` error refuses a token for (its text, which may quote the token, is
+/// dropped).
+fn refusal(error: &jsonwebtoken::errors::Error) -> VerifyError {
+    match error.kind() {
+        ErrorKind::InvalidSignature => VerifyError::Signature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => VerifyError::Algorithm,
+        ErrorKind::InvalidIssuer
+        | ErrorKind::MissingRequiredClaim(_)
+        | ErrorKind::InvalidSubject => VerifyError::Claims,
+        ErrorKind::ExpiredSignature => VerifyError::Expired,
+        _ => VerifyError::Malformed,
+    }
+}
+
 /// The `jsonwebtoken` validation [`TokenVerifier::verify`] applies by hand, and hands to
 /// `decode` for the claims it leaves to it.
 fn validation(algorithm: Algorithm, issuer: &str) -> Validation {
@@ -224,12 +238,7 @@ impl TokenVerifier {
         // test that holds the two equal.
         let set = self.keys.load();
         let key = with_header(token, |header| {
-            let key = set
-                .find(self.overlay_id(), header.kid)
-                .ok_or(VerifyError::UnknownKey)?;
-            if header.alg != key.algorithm().name() {
-                return Err(VerifyError::Algorithm);
-            }
+            let key = self.key_for(&set, header.alg, header.kid)?;
             if !header.accepted {
                 return Err(VerifyError::Malformed);
             }
@@ -247,15 +256,7 @@ impl TokenVerifier {
         {
             Ok(true) => {}
             Ok(false) => return Err(VerifyError::Signature),
-            Err(e) => {
-                return Err(match e.kind() {
-                    ErrorKind::InvalidSignature => VerifyError::Signature,
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        VerifyError::Algorithm
-                    }
-                    _ => VerifyError::Malformed,
-                });
-            }
+            Err(e) => return Err(refusal(&e)),
         }
         match read_claims(payload, &self.settings.issuer)? {
             Some(verified) => {
@@ -277,16 +278,24 @@ impl TokenVerifier {
         token: &str,
     ) -> Result<VerifiedToken, VerifyError> {
         let set = self.keys.load();
-        let key = with_header_alg_and_kid(token, |alg, kid| {
-            let key = set
-                .find(self.overlay_id(), kid)
-                .ok_or(VerifyError::UnknownKey)?;
-            if alg != key.algorithm().name() {
-                return Err(VerifyError::Algorithm);
-            }
-            Ok(key)
-        })??;
+        let key = with_header_alg_and_kid(token, |alg, kid| self.key_for(&set, alg, kid))??;
         self.decode(token, key)
+    }
+
+    /// The key a token's header names, if it is known and of the algorithm the header says.
+    fn key_for<'s>(
+        &self,
+        set: &'s KeySet,
+        alg: &str,
+        kid: Option<&str>,
+    ) -> Result<&'s VerifyingKey, VerifyError> {
+        let key = set
+            .find(self.overlay_id(), kid)
+            .ok_or(VerifyError::UnknownKey)?;
+        if alg != key.algorithm().name() {
+            return Err(VerifyError::Algorithm);
+        }
+        Ok(key)
     }
 
     /// `jsonwebtoken::decode` of `token` with `key`, and the expiry by this verifier's clock.
@@ -296,15 +305,7 @@ impl TokenVerifier {
             key.decoding(),
             &validation(key.algorithm().jwt(), &self.settings.issuer),
         )
-        .map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature => VerifyError::Signature,
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => VerifyError::Algorithm,
-            ErrorKind::InvalidIssuer
-            | ErrorKind::MissingRequiredClaim(_)
-            | ErrorKind::InvalidSubject => VerifyError::Claims,
-            ErrorKind::ExpiredSignature => VerifyError::Expired,
-            _ => VerifyError::Malformed,
-        })?;
+        .map_err(|e| refusal(&e))?;
         let claims = data.claims;
         self.check_expiry(claims.exp)?;
         Ok(VerifiedToken {
